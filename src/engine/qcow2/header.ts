@@ -256,6 +256,12 @@ const FEATURE_NAMES: FeatureName[] = [
  * fit in one cluster. Sets backingFileOffset/backingFileSize to where the name is placed.
  */
 export function serializeHeader(h: Header): Buffer {
+  const full = serializeWith(h, true);
+  // Small clusters cannot hold the feature-name table; it is optional, so leave it out then (as QEMU does).
+  return full.length <= clusterSizeOf(h) ? full : serializeWith(h, false);
+}
+
+function serializeWith(h: Header, withFeatureNames: boolean): Buffer {
   const clusterSize = clusterSizeOf(h);
   const parts: Buffer[] = [];
   const fixedLength = h.version === 3 ? h.headerLength : 72;
@@ -292,7 +298,7 @@ export function serializeHeader(h: Header): Buffer {
   };
   if (h.backingFile !== null && h.backingFormat) ext(EXT_BACKING_FORMAT, Buffer.from(h.backingFormat, 'utf8'));
   for (const e of h.otherExtensions) ext(e.type, e.data);
-  if (h.version === 3) {
+  if (h.version === 3 && withFeatureNames) {
     const names = Buffer.alloc(48 * FEATURE_NAMES.length);
     FEATURE_NAMES.forEach((f, i) => {
       names.writeUInt8(f.type === 'incompatible' ? 0 : f.type === 'compatible' ? 1 : 2, i * 48);

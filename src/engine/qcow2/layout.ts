@@ -1,0 +1,51 @@
+// Pure helpers for table entries (qcow2.txt, "Cluster mapping"). Offsets are numbers: host files stay far
+// below 2^53 bytes, and every entry is validated before use.
+
+/** Bits 9..55: the host offset of an L2 table, a data cluster or a refcount block. */
+export const OFFSET_MASK = 0x00ff_ffff_ffff_fe00n;
+export const COPIED = 1n << 63n;
+export const COMPRESSED = 1n << 62n;
+export const ZERO_FLAG = 1n;
+/** L1 entry bits that must be zero. */
+export const L1_RESERVED = 0x7f00_0000_0000_01ffn;
+/** Standard L2 entry bits that must be zero (bits 1..8 and 56..61). */
+export const L2_RESERVED = 0x3f00_0000_0000_01fen;
+
+export type L2Entry =
+  | { kind: 'unallocated' }
+  | { kind: 'zero'; host: number } // host may be 0 (plain zero) or a preallocated cluster
+  | { kind: 'data'; host: number }
+  | { kind: 'compressed'; host: number; bytes: number };
+
+/** Decodes a standard (first-word) L2 entry. `raw` is the 64-bit value. */
+export function decodeL2(raw: bigint, clusterBits: number, extendedL2: boolean): L2Entry | 'reserved' {
+  if (raw & COMPRESSED) {
+    // Bits 0..x-1: host byte offset; bits x..61: additional 512-byte sectors.
+    const x = 62n - BigInt(clusterBits - 8);
+    const host = Number(raw & ((1n << x) - 1n));
+    const sectors = Number((raw >> x) & ((1n << (62n - x)) - 1n));
+    return { kind: 'compressed', host, bytes: (sectors + 1) * 512 - (host & 511) };
+  }
+  if (raw & L2_RESERVED) return 'reserved';
+  const host = Number(raw & OFFSET_MASK);
+  if (!extendedL2 && raw & ZERO_FLAG) return { kind: 'zero', host };
+  if (extendedL2 && raw & ZERO_FLAG) return 'reserved';
+  return host === 0 ? { kind: 'unallocated' } : { kind: 'data', host };
+}
+
+export function l2Raw(host: number, copied: boolean, zero = false): bigint {
+  return BigInt(host) | (copied ? COPIED : 0n) | (zero ? ZERO_FLAG : 0n);
+}
+
+/** Extended L2 bitmap: bits 0..31 allocated, 32..63 reads as zero. */
+export function subclusterBits(bitmap: bigint, index: number): { allocated: boolean; zero: boolean } {
+  return { allocated: ((bitmap >> BigInt(index)) & 1n) === 1n, zero: ((bitmap >> BigInt(32 + index)) & 1n) === 1n };
+}
+
+export function alignDown(n: number, align: number): number {
+  return n - (n % align);
+}
+
+export function alignUp(n: number, align: number): number {
+  return Math.ceil(n / align) * align;
+}

@@ -1,0 +1,73 @@
+import { ImageError } from './errors';
+import type { ImageFile } from './file';
+import { MAX_L1_BYTES } from './header';
+
+/** QEMU's limit on the whole snapshot table, which bounds what a hostile image can make us read. */
+const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
+
+/** An internal snapshot, as qemu-img snapshot -c or libvirt's snapshot-create make them. */
+export interface InternalSnapshot {
+  id: string;
+  name: string;
+  date: Date;
+  vmClockNs: number;
+  /** Bytes of saved VM state (memory, devices); 0 for a disk-only snapshot. */
+  vmStateSize: number;
+  /** Virtual disk size when the snapshot was taken. */
+  diskSize: number;
+  l1TableOffset: number;
+  l1Size: number;
+}
+
+export async function readSnapshotTable(
+  file: ImageFile,
+  offset: number,
+  count: number,
+  clusterSize: number,
+  currentSize: number,
+): Promise<InternalSnapshot[]> {
+  if (count === 0) return [];
+  const path = file.path;
+  const bad = (msg: string): never => {
+    throw new ImageError('INVALID_IMAGE', `${path}: ${msg}`, path);
+  };
+  const buf = Buffer.alloc(Math.min(MAX_SNAPSHOT_TABLE_BYTES, file.size - offset));
+  await file.readExact(buf, offset, 'snapshot table');
+  const out: InternalSnapshot[] = [];
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (at + 40 > buf.length) bad(`the snapshot table ends inside entry ${i}.`);
+    const l1TableOffset = Number(buf.readBigUInt64BE(at));
+    const l1Size = buf.readUInt32BE(at + 8);
+    const idLen = buf.readUInt16BE(at + 12);
+    const nameLen = buf.readUInt16BE(at + 14);
+    const sec = buf.readUInt32BE(at + 16);
+    const nsec = buf.readUInt32BE(at + 20);
+    const vmClockNs = Number(buf.readBigUInt64BE(at + 24));
+    let vmStateSize = buf.readUInt32BE(at + 32);
+    const extraLen = buf.readUInt32BE(at + 36);
+    const extraAt = at + 40;
+    const idAt = extraAt + extraLen;
+    const end = idAt + idLen + nameLen;
+    if (extraLen > 1024 || end > buf.length) bad(`snapshot ${i} runs past the snapshot table.`);
+    let diskSize = currentSize;
+    if (extraLen >= 8) vmStateSize = Number(buf.readBigUInt64BE(extraAt));
+    if (extraLen >= 16) diskSize = Number(buf.readBigUInt64BE(extraAt + 8));
+    if (l1TableOffset % clusterSize !== 0 || l1Size * 8 > MAX_L1_BYTES || l1TableOffset + l1Size * 8 > file.size) {
+      bad(`the L1 table of snapshot ${i} lies outside the file.`);
+    }
+    if (!Number.isSafeInteger(diskSize) || !Number.isSafeInteger(vmStateSize)) bad(`snapshot ${i} has an invalid size.`);
+    out.push({
+      id: buf.toString('utf8', idAt, idAt + idLen),
+      name: buf.toString('utf8', idAt + idLen, end),
+      date: new Date(sec * 1000 + Math.floor(nsec / 1e6)),
+      vmClockNs,
+      vmStateSize,
+      diskSize,
+      l1TableOffset,
+      l1Size,
+    });
+    at = Math.ceil(end / 8) * 8;
+  }
+  return out;
+}
