@@ -96,6 +96,8 @@ export class Qcow2Image implements Disk {
   /** Host clusters known to hold metadata: never written as data, never handed out. */
   private readonly metadata = new Set<number>();
   private autoclearCleared = false;
+  /** Changes run one at a time: each waits for the one before (metadata updates must not interleave). */
+  private changes: Promise<unknown> = Promise.resolve();
   private lastCompressed: { host: number; data: Buffer } | null = null;
 
   private constructor(
@@ -420,13 +422,27 @@ export class Qcow2Image implements Disk {
   /** Writes bytes at a guest offset (copy-on-write from the backing chain and from internal snapshots). */
   async write(data: Buffer, offset: number): Promise<void> {
     checkRange(this, offset, data.length);
+    await this.serialized(() => this.writeNow(data, offset));
+  }
+
+  private async writeNow(data: Buffer, offset: number): Promise<void> {
     await this.prepareWrite();
     await this.forEachTableSlice(offset, data.length, (from, to) => this.writeSlice(data.subarray(from - offset, to - offset), from));
+  }
+
+  private serialized<T>(change: () => Promise<T>): Promise<T> {
+    const next = this.changes.then(change, change);
+    this.changes = next.catch(() => {});
+    return next;
   }
 
   /** Makes a range read as zeros: zero clusters where the format allows, zero bytes elsewhere. */
   async writeZeroes(offset: number, length: number): Promise<void> {
     checkRange(this, offset, length);
+    await this.serialized(() => this.zeroNow(offset, length));
+  }
+
+  private async zeroNow(offset: number, length: number): Promise<void> {
     await this.prepareWrite();
     if (this.header.version === 2) {
       // No zero flag in version 2: write zero bytes, except where nothing below can show through.
@@ -435,7 +451,7 @@ export class Qcow2Image implements Disk {
       for (const e of extents) {
         if (e.kind === 'unallocated' && this.header.backingFile === null) continue;
         for (let at = e.offset; at < e.offset + e.length; at += zeros.length) {
-          await this.write(zeros.subarray(0, Math.min(zeros.length, e.offset + e.length - at)), at);
+          await this.writeNow(zeros.subarray(0, Math.min(zeros.length, e.offset + e.length - at)), at);
         }
       }
       return;
@@ -610,11 +626,11 @@ export class Qcow2Image implements Disk {
     const a = Math.ceil(from / unit) * unit;
     const b = Math.max(a, alignDown(to, unit));
     if (a >= b) {
-      await this.write(Buffer.alloc(to - from), from);
+      await this.writeNow(Buffer.alloc(to - from), from);
       return;
     }
-    if (from < a) await this.write(Buffer.alloc(a - from), from);
-    if (b < to) await this.write(Buffer.alloc(to - b), b);
+    if (from < a) await this.writeNow(Buffer.alloc(a - from), from);
+    if (b < to) await this.writeNow(Buffer.alloc(to - b), b);
     const l1i = Math.floor(a / (this.l2Entries * cs));
     if (this.extendedL2) await this.privatizePartlyZeroed(l1i, a, b);
     const current = this.l1Entry(this.l1, l1i);
@@ -672,13 +688,17 @@ export class Qcow2Image implements Disk {
       const shared = e.kind === 'compressed' || (e.kind === 'data' && (await this.refcounts.get(e.host / cs)) !== 1);
       if (shared) {
         const from = Math.max(a, base);
-        await this.write(Buffer.alloc(Math.min(b, base + cs) - from), from);
+        await this.writeNow(Buffer.alloc(Math.min(b, base + cs) - from), from);
       }
     }
   }
 
   /** Frees every cluster of this layer so it reads through to its backing file again (an empty overlay). */
   async makeEmpty(): Promise<void> {
+    await this.serialized(() => this.makeEmptyNow());
+  }
+
+  private async makeEmptyNow(): Promise<void> {
     this.assertWritable();
     const h = this.header;
     if (this.snapshots.length > 0) {
@@ -704,6 +724,10 @@ export class Qcow2Image implements Disk {
 
   /** Points this layer at another backing file (stored relative to this image's folder) or none. Data is untouched. */
   async setBacking(backingFile: string | null, format?: 'qcow2' | 'raw'): Promise<void> {
+    await this.serialized(() => this.setBackingNow(backingFile, format));
+  }
+
+  private async setBackingNow(backingFile: string | null, format?: 'qcow2' | 'raw'): Promise<void> {
     this.assertWritable();
     const h = this.header;
     if (backingFile === null) {
@@ -760,7 +784,7 @@ export class Qcow2Image implements Disk {
   }
 
   async flush(): Promise<void> {
-    if (!this.readOnly) await this.file.sync();
+    if (!this.readOnly) await this.serialized(() => this.file.sync());
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, once: Debian packages (as root on Debian) and npm packages.
+# Stops with one sentence naming what is missing when it cannot install it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_debs=()
+command -v qemu-img >/dev/null 2>&1 || need_debs+=(qemu-utils)
+# The VS Code test host: Debian's Chromium drives code-server; code-server's kerberos module builds against libkrb5.
+command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
+dpkg -s libkrb5-dev >/dev/null 2>&1 || need_debs+=(libkrb5-dev)
+
+if [ ${#need_debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian packages: ${need_debs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need_debs[@]}" >/dev/null
+  else
+    echo "Missing: ${need_debs[*]} (Debian packages). Install them, e.g. sudo apt-get install ${need_debs[*]}, and run again." >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "Installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
