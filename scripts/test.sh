@@ -8,4 +8,4 @@ echo "== lint"; npx eslint src test scripts
 echo "== build"; node scripts/build.mjs
 echo "== tests"
 export VMSNAP_REQUIRE_TOOLS=1
-npx mocha --reporter test/support/reporter.cjs "$@"
+npx mocha --reporter test/support/reporter.cjs "${@:-test/**/*.test.ts}"

@@ -27,7 +27,7 @@ export async function chainMap(disk: Disk, offset = 0, length = disk.size - offs
     if (last && last.kind === e.kind && last.depth === e.depth && last.offset + last.length === e.offset) last.length += e.length;
     else out.push(e);
   };
-  const depthOfChain = layersOf(disk).length;
+  const depthOfChain = layersOf(disk).length - 1;
   const walk = async (layer: Disk | null, depth: number, from: number, to: number): Promise<void> => {
     if (!layer || from >= layer.size) {
       push({ offset: from, length: to - from, kind: 'unallocated', depth: depthOfChain, path: null });

@@ -14,7 +14,7 @@ export interface ChainExtent {
   length: number;
   /** data or zero from the layer at `depth`; unallocated: no layer has it, it reads as zeros. */
   kind: ExtentKind;
-  /** 0 = top layer, 1 = its backing file, ...; for unallocated, the number of layers in the chain. */
+  /** 0 = top layer, 1 = its backing file, ...; for unallocated, the depth of the bottom layer (as qemu-img map says). */
   depth: number;
   /** The absolute path of the serving layer, or null for unallocated. */
   path: string | null;

@@ -164,7 +164,7 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
     throw new ImageError('UNSUPPORTED_FEATURE', `${path} uses incompatible feature ${bits.join(', ')}, which this version cannot read safely.`, path);
   }
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
-    throw new ImageError('MARKED_CORRUPT', `${path} is marked corrupt; repair it with "qemu-img check -r all" before using it.`, path);
+    throw new ImageError('MARKED_CORRUPT', `${path} is marked corrupt; repair it with "vmsnap image check --repair" (or "qemu-img check -r all") before using it.`, path);
   }
   if (h.incompatibleFeatures & INCOMPAT_COMPRESSION) {
     if (h.headerLength <= 104) bad('the compression type bit is set but the header has no compression type field.');
@@ -256,13 +256,16 @@ const FEATURE_NAMES: FeatureName[] = [
  * fit in one cluster. Sets backingFileOffset/backingFileSize to where the name is placed.
  */
 export function serializeHeader(h: Header): Buffer {
-  const full = serializeWith(h, true);
   // Small clusters cannot hold the feature-name table; it is optional, so leave it out then (as QEMU does).
-  return full.length <= clusterSizeOf(h) ? full : serializeWith(h, false);
+  let out = serializeWith(h, true);
+  if (out.length > clusterSizeOf(h)) out = serializeWith(h, false);
+  if (out.length > clusterSizeOf(h)) {
+    throw new ImageError('INVALID_ARGUMENT', `The header${h.backingFile !== null ? ' with its backing file name' : ''} does not fit in one ${clusterSizeOf(h)}-byte cluster; use a shorter backing path or larger clusters.`);
+  }
+  return out;
 }
 
 function serializeWith(h: Header, withFeatureNames: boolean): Buffer {
-  const clusterSize = clusterSizeOf(h);
   const parts: Buffer[] = [];
   const fixedLength = h.version === 3 ? h.headerLength : 72;
   const fixed = Buffer.alloc(fixedLength);
@@ -318,12 +321,9 @@ function serializeWith(h: Header, withFeatureNames: boolean): Buffer {
     h.backingFileSize = name.length;
     head.writeBigUInt64BE(BigInt(h.backingFileOffset), 8);
     head.writeUInt32BE(h.backingFileSize, 16);
-    const all = Buffer.concat([head, name]);
-    if (all.length > clusterSize) throw new ImageError('INVALID_ARGUMENT', 'The header with its backing file name does not fit in one cluster.');
-    return all;
+    return Buffer.concat([head, name]);
   }
   h.backingFileOffset = 0;
   h.backingFileSize = 0;
-  if (head.length > clusterSize) throw new ImageError('INVALID_ARGUMENT', 'The header does not fit in one cluster.');
   return head;
 }

@@ -93,8 +93,15 @@ export class Qcow2Image implements Disk {
   private readonly entryBytes: number;
   private readonly l2Cache = new Map<number, Buffer>();
   private readonly maxCachedL2: number;
-  /** Host clusters known to hold metadata: never written as data, never handed out. */
-  private readonly metadata = new Set<number>();
+  /**
+   * Host clusters in use, whatever the refcounts say (a damaged image can claim a used cluster is free):
+   * metadata ('fixed': header, L1, refcount structures, snapshot table and L1s; 'l2': L2 tables) and, in a
+   * bitmap, data clusters. Known only for writable images; nothing in them is ever handed out again.
+   */
+  private readonly metadata = new Map<number, 'fixed' | 'l2'>();
+  private referenced = new Uint8Array(0);
+  /** Data clusters referenced more than once: never written in place, whatever their refcount says. */
+  private shared = new Set<number>();
   private autoclearCleared = false;
   /** Changes run one at a time: each waits for the one before (metadata updates must not interleave). */
   private changes: Promise<unknown> = Promise.resolve();
@@ -263,7 +270,10 @@ export class Qcow2Image implements Disk {
         if (e.kind === 'compressed') {
           push({ offset: pos, length: stop - pos, kind: 'compressed', host: e.host, bytes: e.bytes, within: pos - base });
         } else if (!this.extendedL2) {
-          if (e.kind === 'data') push({ offset: pos, length: stop - pos, kind: 'data', host: e.host + (pos - base) });
+          if (e.kind === 'data') {
+            if (e.host >= this.file.size) this.damaged(`the data cluster of guest offset ${base} lies past the end of the file (offset ${e.host})`);
+            push({ offset: pos, length: stop - pos, kind: 'data', host: e.host + (pos - base) });
+          }
           else push({ offset: pos, length: stop - pos, kind: e.kind });
         } else {
           const bitmap = this.bitmap(table, i);
@@ -274,6 +284,7 @@ export class Qcow2Image implements Disk {
             if (allocated && zero) this.damaged(`subcluster ${si} of cluster ${base / cs} is both allocated and zero`);
             if (allocated) {
               if (e.kind !== 'data') this.damaged(`cluster ${base / cs} has allocated subclusters but no host cluster`);
+              if (e.host >= this.file.size) this.damaged(`the data cluster of guest offset ${base} lies past the end of the file (offset ${e.host})`);
               push({ offset: p, length: sEnd - p, kind: 'data', host: e.host + (p - base) });
             } else {
               push({ offset: p, length: sEnd - p, kind: zero ? 'zero' : 'unallocated' });
@@ -374,11 +385,11 @@ export class Qcow2Image implements Disk {
     if (this.ordering === 'crash-safe') await this.file.sync();
   }
 
-  /** Remembers every cluster that holds metadata, so a damaged image can never make us write over one. */
+  /** Records every cluster in use, so a damaged image can never make us write over one. */
   private async collectMetadata(): Promise<void> {
     const cs = this.clusterSize;
     const mark = (offset: number, bytes: number): void => {
-      for (let c = Math.floor(offset / cs); c < Math.ceil((offset + bytes) / cs); c++) this.metadata.add(c);
+      for (let c = Math.floor(offset / cs); c < Math.ceil((offset + bytes) / cs); c++) this.metadata.set(c, 'fixed');
     };
     const h = this.header;
     mark(0, cs);
@@ -393,17 +404,44 @@ export class Qcow2Image implements Disk {
       await this.file.readExact(l1, s.l1TableOffset, 'snapshot L1 table');
       l1s.push(l1);
     }
+    this.referenced = new Uint8Array(Math.ceil(this.file.size / cs / 8) + 1);
     for (const l1 of l1s) {
       for (let i = 0; i < l1.length / 8; i++) {
-        const off = Number(l1.readBigUInt64BE(i * 8) & OFFSET_MASK);
-        if (off !== 0) mark(off, cs);
+        const off = this.l1Entry(l1, i);
+        if (off === 0 || this.metadata.get(off / cs) === 'l2') continue;
+        if (this.metadata.get(off / cs) === 'fixed') this.damaged(`L1 entry ${i} points at other metadata (offset ${off})`);
+        this.metadata.set(off / cs, 'l2');
+        const table = await this.l2Table(off);
+        for (let j = 0; j < this.l2Entries; j++) {
+          const e = this.entry(table, j);
+          if (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) this.markReferenced(e.host / cs, 1);
+          else if (e.kind === 'compressed') this.markReferenced(releaseOf(e, cs).first, releaseOf(e, cs).count);
+        }
       }
     }
   }
 
+  private markReferenced(first: number, count: number): void {
+    for (let c = first; c < first + count && c < this.referenced.length * 8; c++) {
+      if (this.referenced[c >> 3]! & (1 << (c & 7))) this.shared.add(c);
+      this.referenced[c >> 3]! |= 1 << (c & 7);
+    }
+  }
+
+  private inUse(cluster: number): boolean {
+    return this.metadata.has(cluster) || (cluster < this.referenced.length * 8 && (this.referenced[cluster >> 3]! & (1 << (cluster & 7))) !== 0);
+  }
+
   private async allocate(count: number): Promise<number> {
-    const first = await this.refcounts.allocate(count, (c) => this.metadata.has(c));
+    const first = await this.refcounts.allocate(count, (c) => this.inUse(c));
     return first * this.clusterSize;
+  }
+
+  /** The refcount of a cluster this layer references; zero would mean the image is damaged. */
+  private async refcountOfUsed(host: number): Promise<number> {
+    const n = await this.refcounts.get(host / this.clusterSize);
+    if (n === 0) this.damaged(`the cluster at offset ${host} is in use but its refcount is 0`);
+    return n;
   }
 
   /** A writer that does not understand an autoclear feature clears it before changing the image. */
@@ -472,12 +510,12 @@ export class Qcow2Image implements Disk {
   /** The L2 table for a guest offset, ready to be changed: allocated, or copied if an internal snapshot shares it. */
   private async writableTable(l1i: number): Promise<{ offset: number; table: Buffer; fresh: boolean; release: number }> {
     const current = this.l1Entry(this.l1, l1i);
-    if (current !== 0 && (await this.refcounts.get(current / this.clusterSize)) === 1) {
+    if (current !== 0 && (await this.refcountOfUsed(current)) === 1) {
       return { offset: current, table: await this.l2Table(current), fresh: false, release: 0 };
     }
     const table = current === 0 ? Buffer.alloc(this.clusterSize) : Buffer.from(await this.l2Table(current));
     const offset = await this.allocate(1);
-    this.metadata.add(offset / this.clusterSize);
+    this.metadata.set(offset / this.clusterSize, 'l2');
     return { offset, table, fresh: true, release: current };
   }
 
@@ -522,9 +560,9 @@ export class Qcow2Image implements Disk {
     const l2Index = index % this.l2Entries;
     const e: L2Entry = table ? this.entry(table, l2Index) : { kind: 'unallocated' };
     const oldBitmap = table ? this.bitmap(table, l2Index) : 0n;
-    const exclusive = (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) && (await this.refcounts.get(e.host / cs)) === 1;
-    if (exclusive && (e.kind === 'data' || e.kind === 'zero') && this.metadata.has(e.host / cs)) {
-      this.damaged(`the data cluster at offset ${e.host} overlaps metadata`);
+    const exclusive = (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) && (await this.refcountOfUsed(e.host)) === 1;
+    if (exclusive && (this.metadata.has(e.host / cs) || this.shared.has(e.host / cs))) {
+      this.damaged(`the data cluster at offset ${e.host} is used more than its refcount says`);
     }
     const release: ClusterPlan['release'] = [];
     if (!exclusive) {
@@ -581,6 +619,8 @@ export class Qcow2Image implements Disk {
   /** Writes planned clusters: new clusters and data first, then the table entries, then drops old references. */
   private async applyPlans(l1i: number, plans: ClusterPlan[]): Promise<void> {
     const cs = this.clusterSize;
+    // The table first: a damaged one is refused before anything is allocated.
+    const t = await this.writableTable(l1i);
     const fresh = plans.filter((p) => p.host < 0);
     if (fresh.length > 0) {
       const first = await this.allocate(fresh.length);
@@ -595,7 +635,6 @@ export class Qcow2Image implements Disk {
       await this.file.write(buf, run[0]!.host + run[0]!.from);
       i = j;
     }
-    const t = await this.writableTable(l1i);
     await this.barrier();
     let lo = Infinity;
     let hi = -1;
@@ -643,7 +682,7 @@ export class Qcow2Image implements Disk {
       const i = c % this.l2Entries;
       const e = this.entry(t.table, i);
       const base = c * cs;
-      const shared = e.kind === 'compressed' || ((e.kind === 'data' || e.kind === 'zero') && e.host !== 0 && (await this.refcounts.get(e.host / cs)) !== 1);
+      const shared = e.kind === 'compressed' || ((e.kind === 'data' || e.kind === 'zero') && e.host !== 0 && (await this.refcountOfUsed(e.host)) !== 1);
       if (!this.extendedL2) {
         // A cluster only we use keeps its host cluster (preallocated zeros); a shared one is let go.
         const keep = !shared && (e.kind === 'data' || e.kind === 'zero') ? e.host : 0;
@@ -685,7 +724,7 @@ export class Qcow2Image implements Disk {
       const base = c * cs;
       if (base >= a && base + cs <= b) continue;
       const e = this.entry(table, c % this.l2Entries);
-      const shared = e.kind === 'compressed' || (e.kind === 'data' && (await this.refcounts.get(e.host / cs)) !== 1);
+      const shared = e.kind === 'compressed' || (e.kind === 'data' && (await this.refcountOfUsed(e.host)) !== 1);
       if (shared) {
         const from = Math.max(a, base);
         await this.writeNow(Buffer.alloc(Math.min(b, base + cs) - from), from);
@@ -768,6 +807,7 @@ export class Qcow2Image implements Disk {
     this.file = file;
     this.l2Cache.clear();
     this.metadata.clear();
+    this.shared.clear();
     this.snapshots.length = 0;
     this.lastCompressed = null;
     await this.collectMetadata();

@@ -5,3 +5,5 @@ export { Qcow2Image, probeFormat, storedBackingName, DEFAULT_CLUSTER_SIZE } from
 export type { OpenOptions, CreateOptions, InternalSnapshot } from './image';
 export { RawDisk } from './raw';
 export { openDisk, chainMap, layersOf } from './chain';
+export { check, checkExitStatus } from './check';
+export type { CheckResult } from './check';

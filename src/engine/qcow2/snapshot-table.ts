@@ -57,6 +57,10 @@ export async function readSnapshotTable(
       bad(`the L1 table of snapshot ${i} lies outside the file.`);
     }
     if (!Number.isSafeInteger(diskSize) || !Number.isSafeInteger(vmStateSize)) bad(`snapshot ${i} has an invalid size.`);
+    // QEMU keeps ids and names as C strings: a NUL inside one means the entry's lengths are wrong.
+    if (buf.subarray(idAt, end).includes(0)) bad(`snapshot ${i} has an id or name with a NUL byte (damaged snapshot table).`);
+    if (idLen === 0) bad(`snapshot ${i} has an empty id.`);
+    if (out.some((s) => s.id === buf.toString('utf8', idAt, idAt + idLen))) bad(`two snapshots share the id "${buf.toString('utf8', idAt, idAt + idLen)}".`);
     out.push({
       id: buf.toString('utf8', idAt, idAt + idLen),
       name: buf.toString('utf8', idAt + idLen, end),

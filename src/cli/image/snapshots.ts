@@ -1,0 +1,17 @@
+import type { Command } from '../args';
+import type { CliContext } from '../output';
+import { snapshotInfo, snapshotsTable } from './describe';
+import { emit, withImage } from './shared';
+
+export const snapshotsCommand: Command<CliContext> = {
+  name: 'snapshots',
+  summary: 'list the internal snapshots stored inside a qcow2 image (like qemu-img snapshot -l)',
+  args: [{ name: 'FILE', description: 'a qcow2 image' }],
+  flags: [],
+  async run(inv, ctx) {
+    const file = inv.required('FILE');
+    const list = await withImage(file, { backing: false }, async (image) => image.snapshots.map(snapshotInfo));
+    emit(ctx, list, () => (list.length === 0 ? `${file} has no internal snapshots.` : `Snapshot list:\n${snapshotsTable(list)}`));
+    return 0;
+  },
+};

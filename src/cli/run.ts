@@ -1,0 +1,71 @@
+// One run of the tool: parse, dispatch, and turn every outcome into an exit status and one readable sentence.
+import { isImageError } from '../engine/qcow2';
+import { isUsageError, parseArgs, Registry, UsageError } from './args';
+import { verbs } from './commands';
+import { helpHint, helpText } from './help';
+import { Output, type CliContext, type CliIo } from './output';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+/** 128 + SIGINT, as shells report a command stopped by Ctrl-C. */
+export const EXIT_CANCELLED = 130;
+
+export const registry = new Registry<CliContext>(verbs);
+
+/** Runs the tool on argv (without "node vmsnap") and returns the exit status; never throws. */
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo,
+  signal: AbortSignal,
+  commands: Registry<CliContext> = registry,
+): Promise<number> {
+  // --json is known before parsing finishes so even a usage error can answer with a JSON document.
+  const out = new Output(io, argv.includes('--json'));
+  try {
+    const parsed = parseArgs(argv, commands);
+    if (parsed.kind === 'help') {
+      const text = helpText(commands, parsed.path);
+      if (out.json) out.document({ help: text });
+      else io.stdout.write(text);
+      return EXIT_OK;
+    }
+    try {
+      return await parsed.command.run(parsed.invocation, { out, signal });
+    } catch (e) {
+      // A malformed value found by the command (a size, a byte) points at that command's help.
+      if (isUsageError(e) && e.helpPath.length === 0) throw new UsageError(e.message, parsed.invocation.path);
+      throw e;
+    }
+  } catch (e) {
+    return report(e, out, io);
+  }
+}
+
+function report(e: unknown, out: Output, io: CliIo): number {
+  if (isUsageError(e)) {
+    out.error(`${e.message} ${helpHint(e.helpPath)}`);
+    writeErrorDocument(out, 'USAGE', e.message);
+    return EXIT_USAGE;
+  }
+  if (isImageError(e)) {
+    out.error(oneLine(e.message));
+    writeErrorDocument(out, e.code, e.message);
+    return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
+  }
+  // A bug or an unforeseen failure: a short sentence, and the stack only when asked for.
+  const message = e instanceof Error ? e.message : String(e);
+  const debug = io.env.VMSNAP_DEBUG === '1';
+  out.error(`vmsnap failed unexpectedly: ${oneLine(message)}${debug ? '' : ' (set VMSNAP_DEBUG=1 for details)'}`);
+  if (debug && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+  writeErrorDocument(out, 'INTERNAL', message);
+  return EXIT_FAILURE;
+}
+
+function writeErrorDocument(out: Output, code: string, message: string): void {
+  if (!out.wroteDocument) out.document({ error: { code, message } });
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}

@@ -1,0 +1,117 @@
+import { resolve } from 'node:path';
+import { openDisk } from '../chain';
+import type { Disk, OperationOptions } from '../disk';
+import { ImageError } from '../errors';
+import { Qcow2Image } from '../image';
+import { chainLayers, chainRanges, closeQuietly, layerIdentity, layerRanges, readPadded } from './layers';
+import { CHUNK_BYTES, pipelined } from './pipeline';
+import { Progress } from './progress';
+import { mergeRanges, splitRanges, subtractRanges, totalLength, type ByteRange } from './ranges';
+
+export interface RebaseOptions extends OperationOptions {
+  /** Format recorded for the new backing file; default: what it is. */
+  backingFormat?: 'qcow2' | 'raw';
+}
+
+export interface RebaseResult {
+  /** Bytes of the old chain copied into the top layer, because the new backing reads differently there. */
+  copiedBytes: number;
+  /** The new backing was a layer of the old chain (or none), so only the dropped layers' allocations were read. */
+  fastPath: boolean;
+}
+
+/**
+ * Points the top layer at a new backing file (or none) without changing what it reads, like
+ * `qemu-img rebase -b`: wherever the top is unallocated and the old chain reads differently from the new one,
+ * the old content is first copied into the top. When the new backing is a layer of the old chain (deleting
+ * snapshots), only ranges the dropped layers allocate can differ, so the cost follows their data, not the
+ * disk size. Backing files are only read. An abort leaves some clusters copied into the top (same content)
+ * and the old backing file in place.
+ */
+export async function rebase(topPath: string, newBacking: string | null, options: RebaseOptions = {}): Promise<RebaseResult> {
+  // Opened with its old chain: a write into part of a cluster copies the rest from there, which is the old content.
+  const top = await Qcow2Image.open(resolve(topPath), { writable: true });
+  let next: Disk | null = null;
+  let ok = false;
+  try {
+    const newPath = newBacking === null ? null : resolve(newBacking);
+    if (newPath !== null) next = await openDisk(newPath);
+    const result = await rebaseOnto(top, next, options);
+    await top.flush();
+    await top.setBacking(newPath, newPath === null ? undefined : (options.backingFormat ?? next?.format));
+    ok = true;
+    return result;
+  } finally {
+    await closeQuietly(next);
+    if (ok) await top.close();
+    else await closeQuietly(top);
+  }
+}
+
+async function rebaseOnto(top: Qcow2Image, next: Disk | null, options: OperationOptions): Promise<RebaseResult> {
+  const old = top.backing;
+  const oldLayers = old ? chainLayers(old) : [];
+  const oldIds = await Promise.all(oldLayers.map(layerIdentity));
+  const topId = await layerIdentity(top);
+  if (next) {
+    for (const layer of chainLayers(next)) {
+      if ((await layerIdentity(layer)) === topId) {
+        throw new ImageError('BACKING_LOOP', `${next.path} is ${top.path} or is backed by it; rebasing onto it would make a loop.`, top.path);
+      }
+    }
+  }
+  const keep = next === null ? oldLayers.length : oldIds.indexOf(await layerIdentity(next));
+  const fastPath = keep >= 0;
+
+  let candidates: ByteRange[];
+  if (fastPath) {
+    // Only what the dropped layers allocate can read differently; with no new backing, zeros read the same anyway.
+    const kinds = next === null ? (['data'] as const) : (['data', 'zero'] as const);
+    const dropped = oldLayers.slice(0, keep);
+    candidates = mergeRanges((await Promise.all(dropped.map((l) => layerRanges(l, top.size, kinds)))).flat());
+  } else {
+    // Any range where either chain reads data; where both read zeros there is nothing to compare.
+    const oldData = old ? await chainRanges(old, 0, top.size, ['data']) : [];
+    const newData = next ? await chainRanges(next, 0, top.size, ['data']) : [];
+    candidates = mergeRanges([...oldData, ...newData]);
+  }
+  const topAllocated = await layerRanges(top, top.size, ['data', 'zero']);
+  // Never write where the top holds something: only its unallocated ranges read through the backing file.
+  const pieces = splitRanges(subtractRanges(candidates, topAllocated), CHUNK_BYTES);
+  const progress = new Progress(`Rebasing ${top.path}`, totalLength(pieces), options);
+
+  let copiedBytes = 0;
+  const cs = top.clusterSize;
+  await pipelined(
+    pieces,
+    async (buf, piece) => {
+      const n = piece.length;
+      await (old ? readPadded(old, buf.subarray(0, n), piece.offset) : buf.fill(0, 0, n));
+      await (next ? readPadded(next, buf.subarray(n), piece.offset) : buf.fill(0, n));
+    },
+    async (buf, piece) => {
+      const n = piece.length;
+      const before = buf.subarray(0, n);
+      const after = buf.subarray(n);
+      // Compare cluster by cluster and copy runs of differing ones, so untouched clusters stay unallocated.
+      let runStart = -1;
+      const copy = async (end: number): Promise<void> => {
+        if (runStart < 0) return;
+        await top.write(before.subarray(runStart, end), piece.offset + runStart);
+        copiedBytes += end - runStart;
+        runStart = -1;
+      };
+      for (let at = 0; at < n; ) {
+        const end = Math.min(n, (Math.floor((piece.offset + at) / cs) + 1) * cs - piece.offset);
+        if (before.subarray(at, end).equals(after.subarray(at, end))) await copy(at);
+        else if (runStart < 0) runStart = at;
+        at = end;
+      }
+      await copy(n);
+      progress.step(n);
+    },
+    { width: 2, overlap: false },
+  );
+  progress.finish();
+  return { copiedBytes, fastPath };
+}
