@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_debs=()
 command -v qemu-img >/dev/null 2>&1 || need_debs+=(qemu-utils)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_debs+=(qemu-system-x86)
 # The VS Code test host: Debian's Chromium drives code-server; code-server's kerberos module builds against libkrb5.
 command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need_debs+=(libkrb5-dev)
