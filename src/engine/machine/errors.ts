@@ -1,0 +1,36 @@
+/**
+ * Why a library operation was refused or failed. `code` is for programs (the CLI maps it to an exit status, the
+ * extension to a dialog); `message` is one sentence a person can act on.
+ */
+export type MachineErrorCode =
+  | 'NOT_FOUND' // no machine / snapshot matches the reference
+  | 'AMBIGUOUS' // a name matches several machines or snapshots; `candidates` lists them
+  | 'BUSY' // another operation (this or another process) holds the machine's lock
+  | 'LOCKED_BY_CLONES' // linked clones depend on the snapshot or machine; `candidates` names them
+  | 'POWERED_ON' // the operation needs the machine powered off
+  | 'INVALID_NAME' // empty, too long, or with control characters
+  | 'INVALID_MANIFEST' // machine.json (or operation.json) is unreadable or has a wrong field
+  | 'INVALID_ARGUMENT' // a parameter is wrong (size, cpu count, conflicting options)
+  | 'NEEDS_CONFIRMATION' // a destructive step needs an explicit option (e.g. revert: discardCurrent / saveCurrentAs)
+  | 'ALREADY_EXISTS' // the target folder of a clone or import exists
+  | 'NO_SPACE' // the disk filled up; the source is untouched
+  | 'ABORTED' // cancelled through the AbortSignal; nothing was left behind
+  | 'IMAGE_ERROR' // the disk layer refused an image; `cause` is the ImageError
+  | 'IO_ERROR'; // any other file-system failure
+
+export class MachineError extends Error {
+  override readonly name = 'MachineError';
+  constructor(
+    readonly code: MachineErrorCode,
+    message: string,
+    /** For AMBIGUOUS and LOCKED_BY_CLONES: what matched or what depends, as readable strings. */
+    readonly candidates: readonly string[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isMachineError(e: unknown): e is MachineError {
+  return e instanceof Error && e.name === 'MachineError' && typeof (e as MachineError).code === 'string';
+}

@@ -1,0 +1,25 @@
+import type { SnapshotTree, SnapshotTreeNode } from './types';
+
+/**
+ * The snapshot tree drawn as text lines, as `vmsnap snapshot list` prints it: creation order, the snapshot the
+ * current state descends from marked with '*', "You are here" where the current state is, short ids, and a lock
+ * on snapshots linked clones hang on.
+ */
+export function formatSnapshotTree(tree: SnapshotTree): string[] {
+  const lines: string[] = [];
+  const draw = (nodes: SnapshotTreeNode[], prefix: string): void => {
+    nodes.forEach((n, i) => {
+      const last = i === nodes.length - 1;
+      const branch = prefix === '' && nodes.length === 1 ? '' : last ? '└─ ' : '├─ ';
+      const label =
+        n.kind === 'current'
+          ? '▶ You are here'
+          : `${n.name}${n.isCurrentParent ? ' *' : ''}  (${n.id.slice(0, 8)}, ${n.createdAt.replace('T', ' ').slice(0, 19)})${n.lockedBy.length > 0 ? `  [locked by ${n.lockedBy.length} linked clone${n.lockedBy.length > 1 ? 's' : ''}]` : ''}`;
+      lines.push(prefix + branch + label);
+      const childPrefix = prefix + (branch === '' ? '' : last ? '   ' : '│  ');
+      draw(n.children, childPrefix);
+    });
+  };
+  draw(tree.roots, '');
+  return lines;
+}

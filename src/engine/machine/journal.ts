@@ -1,0 +1,225 @@
+import { readFile, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { OperationOptions } from '../qcow2/disk';
+import { commit, rebase, rollBackInterruptedCommit } from '../qcow2/ops';
+import { MachineError } from './errors';
+import { atomicWriteJson, exists, fsyncDir, setReadOnly, unlinkIfExists } from './fsutil';
+import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
+import { MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
+import { step } from './steps';
+
+export const JOURNAL_FILE = 'operation.json';
+
+/**
+ * One in-place merge of a snapshot deletion or a promotion. Paths are relative to the machine folder (as the
+ * layers store their backing names), so a library that was moved still recovers.
+ */
+export type MergeStep =
+  /** Copy what `layer` reads through `from` into it, then back it by `onto` (null: standalone). Reversible: re-point it at `from`. */
+  | { kind: 'rebase'; layer: string; from: string; onto: string | null; frozen: boolean }
+  /** Commit `from` (kept as is) into its backing layer `into`, then rename `into` over `from`. Irreversible once the commit ran. */
+  | { kind: 'commit'; from: string; into: string; frozen: boolean };
+
+/**
+ * operation.json: the intent of the one operation in progress on a machine. Until the manifest with
+ * `after.revision` is written, the operation is rolled back on recovery (created files removed, merges undone),
+ * unless `forward` says an irreversible merge step began; after it, it is rolled forward (files frozen, obsolete
+ * files removed).
+ */
+export interface Journal {
+  format: 'vmsnap-operation';
+  version: 1;
+  operation: string;
+  pid: number;
+  startedAt: string;
+  after: Manifest;
+  /** Layer files this operation creates (removed on roll-back). */
+  created: string[];
+  /** Layer files no longer referenced once committed (removed on roll-forward). */
+  obsolete: string[];
+  /** Layer files to make read-only once committed (new snapshot layers). */
+  freeze: string[];
+  /** Snapshot layers made writable for a merge (read-only again on roll-back). */
+  thawed: string[];
+  merge: MergeStep[];
+  forward: boolean;
+  /**
+   * A new machine folder (relative to this one) whose appearance commits this operation too: a linked clone of
+   * the current state takes the source's snapshot in the same breath, and neither may exist without the other.
+   */
+  companion?: string;
+}
+
+export type JournalPlan = Pick<Journal, 'operation' | 'after' | 'created' | 'obsolete' | 'freeze' | 'thawed' | 'merge'> & { companion?: string };
+
+export async function readJournal(folder: string): Promise<Journal | null> {
+  const file = join(folder, JOURNAL_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  if (text.length === 0) {
+    // A journal that was never flushed, emptied by a power cut: its operation never committed anything.
+    await rm(file, { force: true });
+    return null;
+  }
+  let raw: Partial<Journal>;
+  try {
+    raw = JSON.parse(text) as Partial<Journal>;
+  } catch {
+    throw new MachineError('INVALID_MANIFEST', `${file} is not valid JSON; an interrupted operation cannot be recovered: move the file away and check the machine.`);
+  }
+  const lists = ['created', 'obsolete', 'freeze', 'thawed', 'merge'] as const;
+  if (raw.format !== 'vmsnap-operation' || raw.version !== 1 || lists.some((k) => !Array.isArray(raw[k]))) {
+    throw new MachineError('INVALID_MANIFEST', `${file}: field "format"/"version" is not a vmsnap operation journal this version reads.`);
+  }
+  const after = validateManifest(raw.after, `${file} (field "after")`);
+  return { ...(raw as Journal), after };
+}
+
+/** A journaled change of one machine; the caller holds the machine's lock. */
+export class Transaction {
+  private constructor(
+    readonly folder: string,
+    private journal: Journal,
+  ) {}
+
+  static async begin(folder: string, plan: JournalPlan): Promise<Transaction> {
+    const journal: Journal = {
+      format: 'vmsnap-operation',
+      version: 1,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      forward: false,
+      ...plan,
+    };
+    // A journal of reversible steps only lists files to clean up; it need not survive a power cut.
+    await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.merge.length > 0);
+    step(`${plan.operation}: journal written`);
+    return new Transaction(folder, journal);
+  }
+
+  get after(): Manifest {
+    return this.journal.after;
+  }
+
+  /** Runs the merge steps; on failure undoes them when still possible (else the next open rolls forward). */
+  async merge(options: OperationOptions): Promise<void> {
+    try {
+      await runMerge(this.folder, this.journal, options);
+    } catch (e) {
+      if (!this.journal.forward) await this.rollBack();
+      throw e;
+    }
+  }
+
+  /** Writes the new manifest (the commit point), then freezes and removes files and the journal. */
+  async commit(): Promise<Manifest> {
+    await writeManifest(this.folder, this.journal.after);
+    step(`${this.journal.operation}: manifest written`);
+    await finish(this.folder, this.journal);
+    return this.journal.after;
+  }
+
+  async rollBack(): Promise<void> {
+    await rollBack(this.folder, this.journal);
+  }
+}
+
+async function runMerge(folder: string, journal: Journal, options: OperationOptions): Promise<void> {
+  const at = (name: string): string => resolve(folder, name);
+  for (const m of journal.merge) {
+    if (m.kind === 'rebase') {
+      if (m.frozen) await setReadOnly(at(m.layer), false);
+      await rebase(at(m.layer), m.onto === null ? null : at(m.onto), options);
+      step(`${journal.operation}: rebased ${m.layer}`);
+    } else {
+      // After the rename `into` is gone: the step is done.
+      if (!(await exists(at(m.into)))) continue;
+      if (!journal.forward) {
+        journal.forward = true;
+        await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
+        step(`${journal.operation}: merge marked irreversible`);
+      }
+      await setReadOnly(at(m.into), false);
+      // keepTop: `from` stays whole until the rename, so the commit can always be run again.
+      await commit(at(m.from), { ...options, keepTop: true });
+      step(`${journal.operation}: committed ${m.from} into ${m.into}`);
+      await rename(at(m.into), at(m.from));
+      await fsyncDir(folder);
+      step(`${journal.operation}: renamed ${m.into} to ${m.from}`);
+    }
+  }
+}
+
+async function finish(folder: string, journal: Journal): Promise<void> {
+  for (const f of journal.freeze) await setReadOnly(join(folder, f), true);
+  if (journal.freeze.length > 0) step(`${journal.operation}: layers frozen`);
+  for (const f of journal.obsolete) {
+    await unlinkIfExists(join(folder, f));
+    await unlinkIfExists(join(folder, `${f}.vmsnap-undo`));
+    step(`${journal.operation}: removed ${f}`);
+  }
+  await rm(join(folder, JOURNAL_FILE), { force: true });
+  await fsyncDir(folder);
+  step(`${journal.operation}: journal removed`);
+}
+
+async function rollBack(folder: string, journal: Journal): Promise<void> {
+  const at = (name: string): string => resolve(folder, name);
+  for (const m of [...journal.merge].reverse()) {
+    if (m.kind === 'rebase') {
+      // A rebase only ever copies what the layer already read, so pointing it back at `from` restores it exactly.
+      if ((await exists(at(m.layer))) && (await exists(at(m.from)))) {
+        const now = await layerBacking(at(m.layer));
+        if (now === null || resolve(folder, now) !== at(m.from)) await setLayerBacking(at(m.layer), at(m.from));
+      }
+    } else if (await exists(at(m.into))) {
+      await rollBackInterruptedCommit(at(m.into));
+    }
+  }
+  for (const f of journal.created) await unlinkIfExists(join(folder, f));
+  for (const f of journal.thawed) await setReadOnly(join(folder, f), true);
+  await rm(join(folder, JOURNAL_FILE), { force: true });
+  await fsyncDir(folder);
+}
+
+/**
+ * Completes or undoes the operation a killed process left in `folder` (the caller holds the lock). Returns what
+ * it did, or null when there was nothing to do.
+ */
+export async function recoverFolder(folder: string): Promise<'rolled-forward' | 'rolled-back' | null> {
+  const journal = await readJournal(folder);
+  if (journal === null) {
+    await repairEmptyTops(folder, await readManifest(folder));
+    return null;
+  }
+  const manifest = await readManifest(folder);
+  const companionMade = journal.companion !== undefined && (await exists(join(resolve(folder, journal.companion), MANIFEST_FILE)));
+  if (manifest.revision === journal.after.revision || companionMade) {
+    if (manifest.revision !== journal.after.revision) await writeManifest(folder, journal.after);
+    await finish(folder, journal);
+    return 'rolled-forward';
+  }
+  if (journal.forward) {
+    await runMerge(folder, journal, {});
+    await writeManifest(folder, journal.after);
+    await finish(folder, journal);
+    return 'rolled-forward';
+  }
+  await rollBack(folder, journal);
+  await repairEmptyTops(folder, await readManifest(folder));
+  return 'rolled-back';
+}
+
+/** Top layers are created without a flush (see createLayer): one a power cut emptied is made again. */
+async function repairEmptyTops(folder: string, m: Manifest): Promise<void> {
+  const current = m.current === null ? null : m.snapshots.find((s) => s.id === m.current);
+  for (let i = 0; i < m.disks.length; i++) {
+    const base = current ? current.layers[i]! : m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers ? m.clonedFrom.baseLayers[i]! : null;
+    await repairEmptyTop(resolve(folder, m.disks[i]!.top), m.disks[i]!.virtualSize, base === null ? null : resolve(folder, base));
+  }
+}

@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { link, open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MachineError } from './errors';
+import { isAlive, unlinkIfExists } from './fsutil';
+
+export const LOCK_FILE = 'machine.lock';
+
+interface LockRecord {
+  pid: number;
+  host: string;
+  operation: string;
+  since: string;
+  token: string;
+}
+
+/**
+ * A machine's write lock, shared by every process on this host (the extension in two windows, the CLI): a lock
+ * file made with O_EXCL holding pid, operation and time. A lock whose pid is dead is stale and taken over.
+ */
+export class MachineLock {
+  private constructor(
+    readonly file: string,
+    private readonly token: string,
+  ) {}
+
+  static async acquire(folder: string, machineName: string, operation: string, fileName = LOCK_FILE): Promise<MachineLock> {
+    const file = join(folder, fileName);
+    const record: LockRecord = {
+      pid: process.pid,
+      host: hostname(),
+      operation,
+      since: new Date().toISOString(),
+      token: randomBytes(8).toString('hex'),
+    };
+    const text = JSON.stringify(record);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const fh = await open(file, 'wx', 0o644);
+        try {
+          await fh.writeFile(text);
+        } finally {
+          await fh.close();
+        }
+        return new MachineLock(file, record.token);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new MachineError('IO_ERROR', `Cannot lock machine "${machineName}": ${(e as Error).message}`, [], { cause: e });
+        }
+      }
+      const holder = await readLock(file);
+      if (holder === 'gone') continue;
+      if (holder !== 'unreadable' && (holder.host !== hostname() || isAlive(holder.pid))) {
+        throw new MachineError(
+          'BUSY',
+          `Machine "${machineName}" is busy: ${holder.operation} since ${holder.since} (pid ${holder.pid}); wait for it to finish and try again.`,
+        );
+      }
+      if (holder === 'unreadable') {
+        // A holder between O_EXCL create and its write: give it a moment before judging the file stale.
+        await new Promise((r) => setTimeout(r, 50));
+        const again = await readLock(file);
+        if (again !== 'unreadable') continue;
+      }
+      await takeOverStale(file, holder);
+    }
+    throw new MachineError('BUSY', `Machine "${machineName}" is busy: its lock keeps changing hands; try again.`);
+  }
+
+  async release(): Promise<void> {
+    const holder = await readLock(this.file);
+    // Only remove our own lock: never one a stale-lock takeover handed to someone else.
+    if (holder !== 'gone' && holder !== 'unreadable' && holder.token !== this.token) return;
+    await unlinkIfExists(this.file);
+  }
+}
+
+async function readLock(file: string): Promise<LockRecord | 'gone' | 'unreadable'> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    return 'unreadable';
+  }
+  try {
+    const r = JSON.parse(text) as Partial<LockRecord>;
+    if (typeof r.pid !== 'number' || typeof r.operation !== 'string' || typeof r.since !== 'string') return 'unreadable';
+    return { pid: r.pid, host: String(r.host ?? ''), operation: r.operation, since: r.since, token: String(r.token ?? '') };
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/**
+ * Moves the stale lock aside atomically (only one taker wins the rename), then checks that what it moved is the
+ * stale lock it judged; if a fresh lock slipped in meanwhile, puts it back.
+ */
+async function takeOverStale(file: string, judged: LockRecord | 'unreadable'): Promise<void> {
+  const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await rename(file, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  const moved = await readLock(aside);
+  const same = judged === 'unreadable' ? moved === 'unreadable' : moved !== 'gone' && moved !== 'unreadable' && moved.token === judged.token && moved.pid === judged.pid;
+  if (!same) {
+    try {
+      await link(aside, file);
+    } catch {
+      // someone else holds the lock now; theirs stays, the moved one was not stale anyway
+    }
+  }
+  await unlink(aside).catch(() => {});
+}

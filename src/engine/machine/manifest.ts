@@ -1,0 +1,264 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MachineError } from './errors';
+import { atomicWriteJson } from './fsutil';
+import { MAC_PATTERN } from './identity';
+import type { CloneKind, PowerState } from './types';
+
+export const MANIFEST_FILE = 'machine.json';
+export const MANIFEST_FORMAT = 'vmsnap-machine';
+export const MANIFEST_VERSION = 1;
+
+export interface DiskRecord {
+  virtualSize: number;
+  /** File name (in the machine folder) of the current top layer. */
+  top: string;
+}
+
+export interface SnapshotRecord {
+  id: string;
+  name: string;
+  description: string;
+  parentId: string | null;
+  createdAt: string;
+  takenWhileRunning: boolean;
+  /** File names (in the machine folder) of the frozen layers, one per disk. */
+  layers: string[];
+}
+
+export interface ClonedFromRecord {
+  machineId: string;
+  snapshotId: string | null;
+  kind: CloneKind;
+  /**
+   * Linked clones: per disk, the source layer this machine's lowest layers are backed by, as a path relative to
+   * this machine's folder (exactly what the qcow2 files store). Null for full clones and after promotion.
+   */
+  baseLayers: string[] | null;
+}
+
+/** machine.json, version 1. `revision` grows by one with every write, so the journal can tell if a write happened. */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  version: typeof MANIFEST_VERSION;
+  revision: number;
+  id: string;
+  name: string;
+  macAddress: string;
+  cpus: number;
+  memoryMiB: number;
+  powerState: PowerState;
+  createdAt: string;
+  note: string;
+  disks: DiskRecord[];
+  snapshots: SnapshotRecord[];
+  current: string | null;
+  clonedFrom: ClonedFromRecord | null;
+}
+
+class Checker {
+  constructor(private readonly file: string) {}
+
+  fail(field: string, problem: string): never {
+    throw new MachineError(
+      'INVALID_MANIFEST',
+      `${this.file}: field "${field}" ${problem}; restore the file from a backup or fix that field.`,
+    );
+  }
+
+  object(v: unknown, field: string): Record<string, unknown> {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(field, 'must be an object');
+    return v as Record<string, unknown>;
+  }
+
+  string(o: Record<string, unknown>, key: string, prefix: string, max = 64 * 1024): string {
+    const v = o[key];
+    if (typeof v !== 'string') this.fail(prefix + key, 'must be a string');
+    if (v.length > max) this.fail(prefix + key, `is longer than ${max} characters`);
+    return v;
+  }
+
+  nullableString(o: Record<string, unknown>, key: string, prefix: string): string | null {
+    return o[key] === null ? null : this.string(o, key, prefix);
+  }
+
+  int(o: Record<string, unknown>, key: string, prefix: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const v = o[key];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+      this.fail(prefix + key, `must be a whole number from ${min} to ${max}`);
+    }
+    return v;
+  }
+
+  bool(o: Record<string, unknown>, key: string, prefix: string): boolean {
+    const v = o[key];
+    if (typeof v !== 'boolean') this.fail(prefix + key, 'must be true or false');
+    return v;
+  }
+
+  array(o: Record<string, unknown>, key: string, prefix: string): unknown[] {
+    const v = o[key];
+    if (!Array.isArray(v)) this.fail(prefix + key, 'must be a list');
+    return v;
+  }
+
+  /** A plain file name in the machine folder: no separators, no `..`, nothing that could point elsewhere. */
+  layerName(v: unknown, field: string): string {
+    if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/.test(v) || v.includes('..')) {
+      this.fail(field, 'must be a plain file name in the machine folder');
+    }
+    return v;
+  }
+
+  date(o: Record<string, unknown>, key: string, prefix: string): string {
+    const v = this.string(o, key, prefix, 64);
+    if (Number.isNaN(Date.parse(v))) this.fail(prefix + key, 'must be an ISO 8601 date');
+    return v;
+  }
+}
+
+/** Checks a parsed machine.json field by field; the error names the file and the first wrong field. */
+export function validateManifest(value: unknown, file: string): Manifest {
+  const c: Checker = new Checker(file);
+  const o = c.object(value, '(top level)');
+  if (o['format'] !== MANIFEST_FORMAT) c.fail('format', `must be "${MANIFEST_FORMAT}"`);
+  if (o['version'] !== MANIFEST_VERSION) {
+    c.fail('version', `is ${JSON.stringify(o['version'])}, but this vmsnap reads version ${MANIFEST_VERSION} (a newer vmsnap may have written it)`);
+  }
+  const revision = c.int(o, 'revision', '', 0);
+  const id = c.string(o, 'id', '', 64);
+  if (!/^[0-9a-f-]{8,64}$/.test(id)) c.fail('id', 'must be a UUID');
+  const name = c.string(o, 'name', '', 1024);
+  const macAddress = c.string(o, 'macAddress', '', 17);
+  if (!MAC_PATTERN.test(macAddress)) c.fail('macAddress', 'must look like 52:54:00:12:34:56 (lower case)');
+  const cpus = c.int(o, 'cpus', '', 1, 1024);
+  const memoryMiB = c.int(o, 'memoryMiB', '', 1, 16 * 1024 * 1024);
+  const powerState = o['powerState'];
+  if (powerState !== 'off' && powerState !== 'running') c.fail('powerState', 'must be "off" or "running"');
+  const createdAt = c.date(o, 'createdAt', '');
+  const note = c.string(o, 'note', '');
+
+  const disksRaw = c.array(o, 'disks', '');
+  if (disksRaw.length === 0) c.fail('disks', 'must list at least one disk');
+  const files = new Set<string>();
+  const useFile = (f: string, field: string): void => {
+    if (files.has(f)) c.fail(field, `names the layer "${f}" a second time`);
+    files.add(f);
+  };
+  const disks: DiskRecord[] = disksRaw.map((d, i) => {
+    const p = `disks[${i}].`;
+    const dObj = c.object(d, `disks[${i}]`);
+    const top = c.layerName(dObj['top'], p + 'top');
+    useFile(top, p + 'top');
+    return { virtualSize: c.int(dObj, 'virtualSize', p, 512), top };
+  });
+
+  const snapsRaw = c.array(o, 'snapshots', '');
+  const ids = new Set<string>();
+  const snapshots: SnapshotRecord[] = snapsRaw.map((s, i) => {
+    const p = `snapshots[${i}].`;
+    const sObj = c.object(s, `snapshots[${i}]`);
+    const sid = c.string(sObj, 'id', p, 64);
+    if (ids.has(sid)) c.fail(p + 'id', `repeats the id ${sid}`);
+    ids.add(sid);
+    const layersRaw = c.array(sObj, 'layers', p);
+    if (layersRaw.length !== disks.length) c.fail(p + 'layers', `must list one layer per disk (${disks.length})`);
+    const layers = layersRaw.map((l, j) => {
+      const f = c.layerName(l, `${p}layers[${j}]`);
+      useFile(f, `${p}layers[${j}]`);
+      return f;
+    });
+    return {
+      id: sid,
+      name: c.string(sObj, 'name', p, 1024),
+      description: c.string(sObj, 'description', p),
+      parentId: c.nullableString(sObj, 'parentId', p),
+      createdAt: c.date(sObj, 'createdAt', p),
+      takenWhileRunning: c.bool(sObj, 'takenWhileRunning', p),
+      layers,
+    };
+  });
+  snapshots.forEach((s, i) => {
+    if (s.parentId !== null && !ids.has(s.parentId)) c.fail(`snapshots[${i}].parentId`, `names no snapshot of this machine (${s.parentId})`);
+  });
+  // Parents must form a tree: walking up from any snapshot ends at a root.
+  const parentOf = new Map(snapshots.map((s) => [s.id, s.parentId]));
+  snapshots.forEach((s, i) => {
+    let at: string | null = s.parentId;
+    for (let hops = 0; at !== null; hops++) {
+      if (at === s.id || hops > snapshots.length) c.fail(`snapshots[${i}].parentId`, 'makes the snapshot its own ancestor');
+      at = parentOf.get(at) ?? null;
+    }
+  });
+  const current = o['current'] === null ? null : c.string(o, 'current', '', 64);
+  if (current !== null && !ids.has(current)) c.fail('current', `names no snapshot of this machine (${current})`);
+
+  let clonedFrom: ClonedFromRecord | null = null;
+  if (o['clonedFrom'] !== null) {
+    const cf = c.object(o['clonedFrom'], 'clonedFrom');
+    const kind = cf['kind'];
+    if (kind !== 'linked' && kind !== 'full') c.fail('clonedFrom.kind', 'must be "linked" or "full"');
+    let baseLayers: string[] | null = null;
+    if (cf['baseLayers'] !== null) {
+      baseLayers = c.array(cf, 'baseLayers', 'clonedFrom.').map((b, j) => {
+        if (typeof b !== 'string' || b.length === 0 || b.length > 4096) c.fail(`clonedFrom.baseLayers[${j}]`, 'must be a path');
+        return b;
+      });
+      if (baseLayers.length !== disks.length) c.fail('clonedFrom.baseLayers', `must list one layer per disk (${disks.length})`);
+    }
+    if (kind === 'linked' && baseLayers === null) c.fail('clonedFrom.baseLayers', 'must be set for a linked clone');
+    clonedFrom = {
+      machineId: c.string(cf, 'machineId', 'clonedFrom.', 64),
+      snapshotId: c.nullableString(cf, 'snapshotId', 'clonedFrom.'),
+      kind,
+      baseLayers,
+    };
+  }
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    revision,
+    id,
+    name,
+    macAddress,
+    cpus,
+    memoryMiB,
+    powerState,
+    createdAt,
+    note,
+    disks,
+    snapshots,
+    current,
+    clonedFrom,
+  };
+}
+
+export async function readManifest(folder: string): Promise<Manifest> {
+  const file = join(folder, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new MachineError('NOT_FOUND', `${file} does not exist: the folder is not a vmsnap machine.`);
+    }
+    throw new MachineError('IO_ERROR', `${file} cannot be read: ${(e as Error).message}`, [], { cause: e });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new MachineError('INVALID_MANIFEST', `${file} is not valid JSON (${(e as Error).message}); restore it from a backup.`);
+  }
+  return validateManifest(parsed, file);
+}
+
+/** Writes the manifest atomically with the next revision number and returns what was written. */
+export async function writeManifest(folder: string, manifest: Manifest): Promise<Manifest> {
+  await atomicWriteJson(join(folder, MANIFEST_FILE), manifest);
+  return manifest;
+}
+
+export function cloneManifest(m: Manifest): Manifest {
+  return structuredClone(m);
+}

@@ -1,0 +1,76 @@
+import { MachineError } from './errors';
+import type { Manifest, SnapshotRecord } from './manifest';
+
+/** Children of `parentId` (null: roots) in creation order (the manifest keeps snapshots in creation order). */
+export function childrenOf(m: Manifest, parentId: string | null): SnapshotRecord[] {
+  return m.snapshots.filter((s) => s.parentId === parentId);
+}
+
+export function snapshotById(m: Manifest, id: string): SnapshotRecord | undefined {
+  return m.snapshots.find((s) => s.id === id);
+}
+
+/** The snapshot and everything below it. */
+export function subtreeIds(m: Manifest, rootId: string): Set<string> {
+  const ids = new Set<string>([rootId]);
+  // Creation order means parents come before children, but edits may not keep that: loop until stable.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const s of m.snapshots) {
+      if (s.parentId !== null && ids.has(s.parentId) && !ids.has(s.id)) {
+        ids.add(s.id);
+        grew = true;
+      }
+    }
+  }
+  return ids;
+}
+
+/** Root first: the snapshots from the tree's root down to `id`. */
+export function ancestry(m: Manifest, id: string | null): SnapshotRecord[] {
+  const path: SnapshotRecord[] = [];
+  for (let at = id; at !== null; ) {
+    const s = snapshotById(m, at);
+    if (!s) break;
+    path.unshift(s);
+    at = s.parentId;
+  }
+  return path;
+}
+
+/** "Base > Installed > Before update" */
+export function treePath(m: Manifest, id: string): string {
+  return ancestry(m, id)
+    .map((s) => s.name)
+    .join(' > ');
+}
+
+export const MIN_ID_PREFIX = 6;
+
+/** A snapshot by id, exact name, or unique id prefix (at least 6 characters). */
+export function resolveSnapshot(m: Manifest, ref: string): SnapshotRecord {
+  const wanted = ref.trim();
+  const byId = snapshotById(m, wanted);
+  if (byId) return byId;
+  const byName = m.snapshots.filter((s) => s.name === wanted.normalize('NFC'));
+  if (byName.length === 1) return byName[0]!;
+  if (byName.length > 1) {
+    throw new MachineError(
+      'AMBIGUOUS',
+      `${byName.length} snapshots of "${m.name}" are named "${wanted}": name one by its id (${byName.map((s) => s.id.slice(0, 8)).join(', ')}).`,
+      byName.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
+    );
+  }
+  if (wanted.length >= MIN_ID_PREFIX) {
+    const byPrefix = m.snapshots.filter((s) => s.id.startsWith(wanted.toLowerCase()));
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) {
+      throw new MachineError(
+        'AMBIGUOUS',
+        `Several snapshots of "${m.name}" have ids starting with "${wanted}": give more of the id.`,
+        byPrefix.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
+      );
+    }
+  }
+  throw new MachineError('NOT_FOUND', `Machine "${m.name}" has no snapshot "${wanted}": list them with \`vmsnap snapshot list\`.`);
+}

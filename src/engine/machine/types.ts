@@ -1,0 +1,228 @@
+import type { OperationOptions } from '../qcow2/disk';
+
+/** Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them). */
+
+export type PowerState = 'off' | 'running';
+export type CloneKind = 'linked' | 'full';
+
+export interface ClonedFrom {
+  machineId: string;
+  /** The source snapshot the clone was made from (for a clone of the current state: the snapshot taken for it, or null for a full clone of the current state). */
+  snapshotId: string | null;
+  kind: CloneKind;
+}
+
+export interface DiskInfo {
+  index: number;
+  /** Absolute path of the current top layer: write into it (qemu-io, QEMU) to change the current state. */
+  path: string;
+  virtualSize: number;
+}
+
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  description: string;
+  parentId: string | null;
+  /** ISO 8601. */
+  createdAt: string;
+  takenWhileRunning: boolean;
+  /** Absolute paths of the snapshot's frozen layers, one per disk. */
+  layers: string[];
+  /** Bytes this snapshot's own layers occupy on the host disk (not counting the layers below). */
+  sizeBytes: number;
+  /** Ids of linked clones (any machine in the library) whose disks hang on this snapshot's layers. */
+  lockedBy: string[];
+}
+
+export interface MachineSummary {
+  id: string;
+  name: string;
+  /** Absolute path of the machine's folder. */
+  folder: string;
+  macAddress: string;
+  cpus: number;
+  memoryMiB: number;
+  powerState: PowerState;
+  createdAt: string;
+  note: string;
+  diskCount: number;
+  snapshotCount: number;
+  current: string | null;
+  clonedFrom: ClonedFrom | null;
+}
+
+export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snapshotCount'> {
+  disks: DiskInfo[];
+  /** In creation order. */
+  snapshots: SnapshotInfo[];
+  /** Bytes the current state has changed since the snapshot it descends from (all disks). */
+  currentChangedBytes: number;
+  /** Bytes the current top layers occupy on the host disk. */
+  currentSizeBytes: number;
+}
+
+/** A node of the snapshot tree; the current state is a pseudo-node of kind 'current' ("You are here"). */
+export interface SnapshotTreeNode {
+  kind: 'snapshot' | 'current';
+  /** Snapshot id, or 'current'. */
+  id: string;
+  name: string;
+  description: string;
+  createdAt: string;
+  /** True on the snapshot the current state descends from. */
+  isCurrentParent: boolean;
+  /** Ids of linked clones hanging on this snapshot. */
+  lockedBy: string[];
+  /** Children in creation order; the 'current' node comes after the snapshots of its parent. */
+  children: SnapshotTreeNode[];
+}
+
+export interface SnapshotTree {
+  machineId: string;
+  machineName: string;
+  /** The roots (snapshots without a parent, and 'current' when it descends from no snapshot). */
+  roots: SnapshotTreeNode[];
+}
+
+export interface CreateMachineOptions {
+  /** Virtual size of the first disk in bytes (default 16 GiB). */
+  diskSize?: number;
+  /** Default 2. */
+  cpus?: number;
+  /** Default 2048. */
+  memoryMiB?: number;
+  note?: string;
+  /** Put the machine's folder in this directory instead of the library (registered in the library). */
+  dir?: string;
+}
+
+export interface ImportMachineOptions extends OperationOptions {
+  cpus?: number;
+  memoryMiB?: number;
+  note?: string;
+  /**
+   * What happens to the image's internal (qcow2) snapshots. 'flatten' (default): only the image's current state
+   * is imported, as one standalone layer. 'convert': each internal snapshot, oldest first, becomes one of our
+   * snapshots in a linear chain (each layer holding only what changed since the previous one), and the current
+   * state descends from the last.
+   */
+  internalSnapshots?: 'flatten' | 'convert';
+}
+
+export interface ImportResult {
+  machine: MachineDetails;
+  /** The internal snapshots the image held (listed whether converted or not). */
+  internalSnapshots: { id: string; name: string; date: string }[];
+  convertedSnapshots: boolean;
+}
+
+export interface EditMachineOptions {
+  name?: string;
+  note?: string;
+  cpus?: number;
+  memoryMiB?: number;
+}
+
+export interface DeleteMachineOptions {
+  /** Also delete the linked clones (and their clones) that depend on this machine. */
+  withClones?: boolean;
+}
+
+export interface DeleteMachineResult {
+  /** Machines deleted, clones first. */
+  deleted: { id: string; name: string }[];
+}
+
+export interface TakeSnapshotOptions {
+  description?: string;
+}
+
+export interface RevertOptions {
+  /** Throw away the current state's unsaved changes. */
+  discardCurrent?: boolean;
+  /** Take a snapshot of the current state with this name first, then revert. */
+  saveCurrentAs?: string;
+}
+
+export interface RevertResult {
+  /** The snapshot the current state now descends from. */
+  snapshot: SnapshotInfo;
+  /** The snapshot made of the previous current state (saveCurrentAs), or null. */
+  saved: SnapshotInfo | null;
+  /** Bytes of unsaved changes thrown away (discardCurrent). */
+  discardedBytes: number;
+}
+
+export interface DeleteSnapshotOptions extends OperationOptions {
+  /** Delete the snapshot's whole subtree (the current state keeps its content). */
+  children?: boolean;
+}
+
+export interface DeleteSnapshotResult {
+  deleted: { id: string; name: string }[];
+  /** How each layer was merged: 'none' (nothing depended on it), 'commit' (the one dependant was merged into it), 'rebase' (its data copied into each dependant). */
+  merges: { snapshotId: string; strategy: 'none' | 'commit' | 'rebase'; dependants: number }[];
+  /** Host bytes given back (file sizes before minus after). */
+  freedBytes: number;
+}
+
+export interface EditSnapshotOptions {
+  name?: string;
+  description?: string;
+}
+
+/** A state of a machine: a snapshot reference (id or name) or 'current'. */
+export type StateRef = string;
+
+export interface StateDiff {
+  a: { ref: string; snapshotId: string | null };
+  b: { ref: string; snapshotId: string | null };
+  /** Bytes that differ, all disks. */
+  bytes: number;
+  disks: { index: number; bytes: number; ranges: { offset: number; length: number }[] }[];
+  /** True when computed by comparing content; false when from allocation maps (may over-count rewritten-with-same-data). */
+  exact: boolean;
+}
+
+export interface MachineSizes {
+  machineId: string;
+  snapshots: { id: string; name: string; sizeBytes: number }[];
+  current: { changedBytes: number; sizeBytes: number; parentId: string | null };
+  /** All layer files of the machine's own folder. */
+  totalBytes: number;
+}
+
+export interface CloneOptions extends OperationOptions {
+  kind: CloneKind;
+  /** A snapshot reference; default: the current state. */
+  from?: StateRef;
+  /** Put the clone's folder in this directory instead of the library. */
+  dir?: string;
+}
+
+export interface CloneResult {
+  machine: MachineDetails;
+  /** For a linked clone of the current state: the snapshot taken of the source first (VMware does the same). */
+  takenSnapshot: SnapshotInfo | null;
+}
+
+export interface CompareRow {
+  kind: 'machine' | 'snapshot' | 'linked clone' | 'full clone';
+  id: string;
+  name: string;
+  /** The machine this row belongs to (for snapshots) or is (for machines and clones). */
+  machineId: string;
+  createdAt: string;
+  sizeBytes: number;
+  /** What it cannot live without, in words ("snapshot X of machine Y", "nothing"). */
+  dependsOn: string;
+  /** Whether it can run at the same time as its source (snapshots: no; clones: yes). */
+  canRunAlongsideSource: boolean;
+  /** UUID and MAC of the machine the row belongs to (snapshots share their machine's identity). */
+  uuid: string;
+  macAddress: string;
+  description: string;
+  /** Depth in the family tree, for indenting. */
+  depth: number;
+}
