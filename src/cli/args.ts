@@ -37,6 +37,8 @@ export interface ArgSpec {
 export interface FlagChoice {
   flags: string[];
   required: boolean;
+  /** Why one is required, said before the flags when none is given: "Reverting throws away the current state". */
+  reason?: string;
 }
 
 /** What a command's run function receives. */
@@ -311,7 +313,8 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
     const listed = choice.flags.map((name) => flagUsage(command.flags.find((f) => f.name === name)!));
     if (given.length > 1 || (choice.required && given.length === 0)) {
       const either = `${listed.slice(0, -1).join(', ')} or ${listed[listed.length - 1]}`;
-      throw new UsageError(given.length > 1 ? `Give only one of ${either}.` : `Give one of ${either}.`, path);
+      const missing = choice.reason === undefined ? `Give one of ${either}.` : `${choice.reason}: give one of ${either}.`;
+      throw new UsageError(given.length > 1 ? `Give only one of ${either}.` : missing, path);
     }
   }
 

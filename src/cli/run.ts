@@ -1,4 +1,5 @@
 // One run of the tool: parse, dispatch, and turn every outcome into an exit status and one readable sentence.
+import { isMachineError } from '../engine/machine';
 import { isImageError } from '../engine/qcow2';
 import { isUsageError, parseArgs, Registry, UsageError } from './args';
 import { verbs } from './commands';
@@ -51,6 +52,13 @@ function report(e: unknown, out: Output, io: CliIo): number {
   if (isImageError(e)) {
     out.error(oneLine(e.message));
     writeErrorDocument(out, e.code, e.message);
+    return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
+  }
+  if (isMachineError(e)) {
+    // An ambiguous reference names what it could mean (with tree paths), still on one line.
+    const sentence = e.code === 'AMBIGUOUS' && e.candidates.length > 0 ? `${e.message} Candidates: ${e.candidates.join('; ')}.` : e.message;
+    out.error(oneLine(sentence));
+    if (!out.wroteDocument) out.document({ error: { code: e.code, message: e.message, candidates: e.candidates } });
     return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
   }
   // A bug or an unforeseen failure: a short sentence, and the stack only when asked for.

@@ -65,7 +65,7 @@ describe('cli outcomes', () => {
     // Building the registry checks names and flag kinds; it happened on import, so here only look at it.
     assert.deepEqual(
       vmsnapRegistry.verbs.map((v) => v.name),
-      ['image'],
+      ['vm', 'snapshot', 'clone', 'compare', 'diff', 'image'],
     );
   });
 

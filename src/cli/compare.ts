@@ -1,0 +1,47 @@
+// `vmsnap compare`: the seed's comparison table (machine, snapshots, clones) with measured values.
+import type { Command } from './args';
+import { emit } from './image/shared';
+import type { CliContext } from './output';
+import { formatTable } from './table';
+import { formatSize } from './units';
+import { formatDate, openLibrary, VM_ARG } from './vm/shared';
+
+export const compareCommand: Command<CliContext> = {
+  name: 'compare',
+  summary: 'compare a machine\'s family: the machine, its snapshots, its clones and theirs, side by side',
+  description: 'Starts from the original machine (following clones back to their source). Names are indented by depth.',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap compare dev', 'vmsnap compare dev --json'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const rows = await lib.compare(inv.required('VM'));
+    emit(ctx, rows, () =>
+      formatTable(
+        [
+          { header: 'KIND' },
+          { header: 'NAME' },
+          { header: 'CREATED' },
+          { header: 'SIZE ON DISK', align: 'right' },
+          { header: 'DEPENDS ON' },
+          { header: 'RUNS ALONGSIDE SOURCE' },
+          { header: 'UUID' },
+          { header: 'MAC' },
+          { header: 'DESCRIPTION' },
+        ],
+        rows.map((r) => [
+          r.kind,
+          `${'  '.repeat(r.depth)}${r.name}`,
+          formatDate(r.createdAt),
+          formatSize(r.sizeBytes),
+          r.dependsOn,
+          r.canRunAlongsideSource ? 'yes' : 'no',
+          r.uuid,
+          r.macAddress,
+          r.description.replace(/\s*\n\s*/g, ' '),
+        ]),
+      ),
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,42 @@
+import type { CreateMachineOptions } from '../../engine/machine';
+import type { Command } from '../args';
+import { emit } from '../image/shared';
+import type { CliContext } from '../output';
+import { formatSize, parseSize } from '../units';
+import { intOption, openLibrary, shortId } from './shared';
+
+export const vmCreateCommand: Command<CliContext> = {
+  name: 'create',
+  summary: 'create a machine with one empty disk (sparse), a new UUID and a unique MAC address',
+  args: [{ name: 'NAME', description: 'the display name: any text without control characters' }],
+  flags: [
+    { name: 'disk-size', kind: 'value', valueName: 'SIZE', description: 'virtual size of its disk (default 16G)' },
+    { name: 'cpus', kind: 'value', valueName: 'N', description: 'virtual CPUs (default 2)' },
+    { name: 'memory', kind: 'value', valueName: 'MIB', description: 'memory in MiB (default 2048)' },
+    { name: 'note', kind: 'value', valueName: 'TEXT', description: 'a free-text note' },
+    { name: 'dir', kind: 'value', valueName: 'DIR', description: 'put the machine\'s folder in DIR instead of the library' },
+  ],
+  examples: ['vmsnap vm create dev --disk-size 20G', 'vmsnap vm create "Windows 11 test" --cpus 4 --memory 8192'],
+  async run(inv, ctx) {
+    const options: CreateMachineOptions = {};
+    const size = inv.value('disk-size');
+    if (size !== undefined) options.diskSize = parseSize(size, '--disk-size');
+    const cpus = intOption(inv, 'cpus', 1);
+    if (cpus !== undefined) options.cpus = cpus;
+    const memory = intOption(inv, 'memory', 1);
+    if (memory !== undefined) options.memoryMiB = memory;
+    const note = inv.value('note');
+    if (note !== undefined) options.note = note;
+    const dir = inv.value('dir');
+    if (dir !== undefined) options.dir = dir;
+    const lib = await openLibrary(inv, ctx);
+    const m = await lib.createMachine(inv.required('NAME'), options);
+    emit(ctx, m, () =>
+      [
+        `Created machine "${m.name}" (id ${shortId(m.id)}, MAC ${m.macAddress}): ${m.cpus} CPUs, ${m.memoryMiB} MiB, a ${formatSize(m.disks[0]?.virtualSize ?? 0)} disk.`,
+        `Disk 0: ${m.disks[0]?.path ?? '-'}`,
+      ].join('\n'),
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,34 @@
+import { isMachineError, MachineError } from '../../engine/machine';
+import type { Command } from '../args';
+import { emit } from '../image/shared';
+import type { CliContext } from '../output';
+import { openLibrary, plural, VM_ARG } from './shared';
+
+export const vmDeleteCommand: Command<CliContext> = {
+  name: 'delete',
+  summary: 'delete a machine and its folder (refused while linked clones depend on it)',
+  description: 'Full clones stand alone and are kept. Linked clones read the machine\'s snapshots: delete or promote\nthem first, or give --with-clones to delete them (and their own linked clones) too.',
+  args: [VM_ARG],
+  flags: [{ name: 'with-clones', kind: 'boolean', description: 'also delete the linked clones that depend on the machine' }],
+  examples: ['vmsnap vm delete scratch', 'vmsnap vm delete base --with-clones'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const r = await lib.deleteMachine(inv.required('VM'), { withClones: inv.flag('with-clones') }).catch((e: unknown) => {
+      throw withFlagHint(e);
+    });
+    emit(ctx, r, () => {
+      const target = r.deleted[r.deleted.length - 1];
+      const clones = r.deleted.slice(0, -1);
+      const also = clones.length === 0 ? '' : `, and ${plural(clones.length, 'linked clone')}: ${clones.map((c) => `"${c.name}"`).join(', ')}`;
+      return `Deleted machine "${target?.name ?? inv.required('VM')}"${also}.`;
+    });
+    return 0;
+  },
+};
+
+/** The library says "delete with the clones"; on the command line that is a flag, so name it. */
+function withFlagHint(e: unknown): unknown {
+  if (!isMachineError(e) || e.code !== 'LOCKED_BY_CLONES') return e;
+  const base = e.message.replace(/,? or delete with the clones\.$/, '').replace(/\.$/, '');
+  return new MachineError(e.code, `${base}, or add --with-clones to delete them too.`, e.candidates, { cause: e });
+}

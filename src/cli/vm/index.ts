@@ -1,0 +1,17 @@
+// `vmsnap vm ...`: the machines of the library.
+import type { CommandGroup } from '../args';
+import type { CliContext } from '../output';
+import { vmCreateCommand } from './create';
+import { vmDeleteCommand } from './delete';
+import { vmDiskCommand } from './disk';
+import { vmImportCommand } from './import';
+import { vmListCommand } from './list';
+import { vmPromoteCommand } from './promote';
+import { vmRenameCommand } from './rename';
+import { vmShowCommand } from './show';
+
+export const vmVerb: CommandGroup<CliContext> = {
+  name: 'vm',
+  summary: 'create, import, list, show, rename, promote and delete machines',
+  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
+};

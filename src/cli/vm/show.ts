@@ -1,0 +1,44 @@
+import { formatSnapshotTree } from '../../engine/machine';
+import type { Command } from '../args';
+import { emit } from '../image/shared';
+import type { CliContext } from '../output';
+import { formatSize, formatSizeExact } from '../units';
+import { describeLineage, formatDate, openLibrary, VM_ARG } from './shared';
+
+export const vmShowCommand: Command<CliContext> = {
+  name: 'show',
+  summary: 'show a machine: identity, disks, snapshots, lineage and sizes',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm show dev', 'vmsnap vm show dev --json'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const m = await lib.show(inv.required('VM'));
+    if (ctx.out.json) {
+      emit(ctx, m, () => '');
+      return 0;
+    }
+    const [machines, tree] = await Promise.all([lib.list(), lib.snapshotTree(m.id)]);
+    const parent = m.snapshots.find((s) => s.id === m.current);
+    const lines = [
+      `Machine:     ${m.name}`,
+      `ID:          ${m.id}`,
+      `MAC:         ${m.macAddress}`,
+      `Power:       ${m.powerState}`,
+      `CPUs:        ${m.cpus}`,
+      `Memory:      ${m.memoryMiB} MiB`,
+      `Created:     ${formatDate(m.createdAt)}`,
+      `Folder:      ${m.folder}`,
+      `Lineage:     ${m.clonedFrom ? describeLineage(m.clonedFrom, machines) : 'original'}`,
+    ];
+    if (m.note !== '') lines.push(`Note:        ${m.note.replace(/\n/g, ' ')}`);
+    for (const d of m.disks) lines.push(`Disk ${d.index}:      ${d.path} (${formatSizeExact(d.virtualSize)} virtual)`);
+    lines.push(
+      `Current:     ${parent ? `descends from snapshot "${parent.name}"` : 'descends from no snapshot'}; ${formatSize(m.currentChangedBytes)} changed since, ${formatSize(m.currentSizeBytes)} on disk`,
+      `Snapshots:   ${m.snapshots.length === 0 ? 'none' : `${m.snapshots.length}, ${formatSize(m.snapshots.reduce((n, s) => n + s.sizeBytes, 0))} on disk`}`,
+    );
+    if (m.snapshots.length > 0) lines.push(...formatSnapshotTree(tree).map((l) => `  ${l}`));
+    ctx.out.print(lines.join('\n'));
+    return 0;
+  },
+};
