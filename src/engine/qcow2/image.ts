@@ -415,7 +415,10 @@ export class Qcow2Image implements Disk {
         for (let j = 0; j < this.l2Entries; j++) {
           const e = this.entry(table, j);
           if (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) this.markReferenced(e.host / cs, 1);
-          else if (e.kind === 'compressed') this.markReferenced(releaseOf(e, cs).first, releaseOf(e, cs).count);
+          else if (e.kind === 'compressed') {
+            const r = releaseOf(e, cs);
+            this.markReferenced(r.first, r.count);
+          }
         }
       }
     }
@@ -564,14 +567,8 @@ export class Qcow2Image implements Disk {
     if (exclusive && (this.metadata.has(e.host / cs) || this.shared.has(e.host / cs))) {
       this.damaged(`the data cluster at offset ${e.host} is used more than its refcount says`);
     }
-    const release: ClusterPlan['release'] = [];
-    if (!exclusive) {
-      if (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) release.push({ first: e.host / cs, count: 1 });
-      if (e.kind === 'compressed') {
-        const first = Math.floor(e.host / cs);
-        release.push({ first, count: Math.floor((e.host + e.bytes - 1) / cs) - first + 1 });
-      }
-    }
+    const owned = releaseOf(e, cs);
+    const release = !exclusive && owned.count > 0 ? [owned] : [];
     const host = exclusive && (e.kind === 'data' || e.kind === 'zero') ? e.host : -1;
     // The bytes [rFrom, rTo) of the cluster reach the host: whole clusters, or whole subclusters where the
     // extended L2 bitmap can say which parts are ours.
@@ -837,12 +834,13 @@ export class Qcow2Image implements Disk {
   }
 }
 
+/** The host clusters an entry holds a reference to (a compressed cluster may span two). */
 function releaseOf(e: L2Entry, cs: number): { first: number; count: number } {
   if (e.kind === 'compressed') {
     const first = Math.floor(e.host / cs);
     return { first, count: Math.floor((e.host + e.bytes - 1) / cs) - first + 1 };
   }
-  if (e.kind === 'data' || e.kind === 'zero') return { first: e.host / cs, count: 1 };
+  if ((e.kind === 'data' || e.kind === 'zero') && e.host !== 0) return { first: e.host / cs, count: 1 };
   return { first: 0, count: 0 };
 }
 
