@@ -1,10 +1,11 @@
-import { link, open as openFile, rename, unlink, realpath } from 'node:fs/promises';
+import { link, open as openFile, rename, unlink, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import type { Disk, Extent } from './disk';
 import { ImageError, toImageError } from './errors';
 import { ImageFile } from './file';
 import {
+  EXT_BITMAPS,
   type Header,
   INCOMPAT_DIRTY,
   INCOMPAT_EXTL2,
@@ -53,7 +54,10 @@ export interface CreateOptions {
   version?: 2 | 3;
   /** Extended L2 entries with subclusters (version 3 only). */
   extendedL2?: boolean;
-  /** Flush the new file to disk before it appears under its name (default true). */
+  /**
+   * Flush the new file to disk before it appears under its name (default false: an empty image holds nothing
+   * to lose, and a caller that records it somewhere durable flushes, or can make it again).
+   */
   sync?: boolean;
 }
 
@@ -440,6 +444,21 @@ export class Qcow2Image implements Disk {
     return first * this.clusterSize;
   }
 
+  /**
+   * Host offsets for `count` new clusters, contiguous where possible. Runs stay shorter than one refcount
+   * block's range, so a new refcount block (placed inside the range it counts) can never split every run.
+   */
+  private async allocateMany(count: number): Promise<number[]> {
+    const most = Math.max(1, Math.floor(this.refcounts.entriesPerBlock / 2));
+    const out: number[] = [];
+    while (out.length < count) {
+      const n = Math.min(most, count - out.length);
+      const first = await this.allocate(n);
+      for (let k = 0; k < n; k++) out.push(first + k * this.clusterSize);
+    }
+    return out;
+  }
+
   /** The refcount of a cluster this layer references; zero would mean the image is damaged. */
   private async refcountOfUsed(host: number): Promise<number> {
     const n = await this.refcounts.get(host / this.clusterSize);
@@ -452,12 +471,44 @@ export class Qcow2Image implements Disk {
     this.assertWritable();
     if (this.autoclearCleared) return;
     if (this.header.version === 3 && this.header.autoclearFeatures !== 0n) {
+      // Persistent bitmaps would no longer match the data: drop them (extension and clusters), as QEMU drops
+      // bitmaps it finds inconsistent, so nothing is left behind as leaked clusters.
+      const bitmaps = this.header.otherExtensions.find((e) => e.type === EXT_BITMAPS);
+      const freed = bitmaps ? await this.bitmapClusters(bitmaps.data) : [];
+      this.header.otherExtensions = this.header.otherExtensions.filter((e) => e.type !== EXT_BITMAPS);
       this.header.autoclearFeatures = 0n;
-      const b = Buffer.alloc(8);
-      await this.file.write(b, 88);
-      await this.barrier();
+      await this.writeHeader();
+      for (const c of freed) await this.refcounts.update(c, 1, -1);
     }
     this.autoclearCleared = true;
+  }
+
+  /** Every cluster the persistent bitmaps use: directory, bitmap tables and their data clusters. */
+  private async bitmapClusters(ext: Buffer): Promise<number[]> {
+    if (ext.length < 24) return [];
+    const cs = this.clusterSize;
+    const dirSize = Number(ext.readBigUInt64BE(8));
+    const dirOffset = Number(ext.readBigUInt64BE(16));
+    if (dirSize > 64 * 1024 * 1024 || dirOffset % cs !== 0) this.damaged('the bitmap directory is invalid');
+    const dir = Buffer.alloc(dirSize);
+    await this.file.readExact(dir, dirOffset, 'bitmap directory');
+    const out: number[] = [];
+    for (let c = dirOffset / cs; c < Math.ceil((dirOffset + dirSize) / cs); c++) out.push(c);
+    for (let at = 0, n = 0; at + 24 <= dir.length && n < ext.readUInt32BE(0); n++) {
+      const tableOffset = Number(dir.readBigUInt64BE(at) & OFFSET_MASK);
+      const tableEntries = dir.readUInt32BE(at + 8);
+      const entrySize = 24 + dir.readUInt32BE(at + 20) + dir.readUInt16BE(at + 18);
+      if (tableEntries * 8 > 64 * 1024 * 1024) this.damaged('a bitmap table is too large');
+      const table = Buffer.alloc(tableEntries * 8);
+      await this.file.readExact(table, tableOffset, 'bitmap table');
+      for (let c = tableOffset / cs; c < Math.ceil((tableOffset + table.length) / cs); c++) out.push(c);
+      for (let i = 0; i < tableEntries; i++) {
+        const data = Number(table.readBigUInt64BE(i * 8) & OFFSET_MASK);
+        if (data !== 0) out.push(data / cs);
+      }
+      at += Math.ceil(entrySize / 8) * 8;
+    }
+    return out;
   }
 
   /** Writes bytes at a guest offset (copy-on-write from the backing chain and from internal snapshots). */
@@ -602,14 +653,16 @@ export class Qcow2Image implements Disk {
       rFrom = from;
       rTo = to;
     }
-    const content = Buffer.alloc(rTo - rFrom);
+    // The caller's bytes go out as they are; only a partly covered region gets a buffer of its own, filled
+    // in with what the disk reads there now.
+    let content = data;
     if (rFrom < from || rTo > to) {
-      // Fill in what the write does not cover with what the disk reads there now.
+      content = Buffer.alloc(rTo - rFrom);
       const base = index * cs;
       const readTo = Math.min(rTo, this.size - base);
       if (readTo > rFrom) await this.read(content.subarray(0, readTo - rFrom), base + rFrom);
+      data.copy(content, from - rFrom);
     }
-    data.copy(content, from - rFrom);
     return { index, l2Index, from: rFrom, to: rTo, content, host, zeroFlag: false, bitmap, release };
   }
 
@@ -620,15 +673,23 @@ export class Qcow2Image implements Disk {
     const t = await this.writableTable(l1i);
     const fresh = plans.filter((p) => p.host < 0);
     if (fresh.length > 0) {
-      const first = await this.allocate(fresh.length);
-      fresh.forEach((p, k) => (p.host = first + k * cs));
+      const hosts = await this.allocateMany(fresh.length);
+      fresh.forEach((p, k) => (p.host = hosts[k]!));
     }
-    // Data: contiguous host runs go out in one write.
+    // Data: contiguous host runs go out in one write, without copying when the caller's buffer holds them.
     for (let i = 0; i < plans.length; ) {
       let j = i + 1;
-      while (j < plans.length && plans[j]!.host === plans[j - 1]!.host + cs && plans[j - 1]!.to === cs && plans[j]!.from === 0) j++;
+      let adjacent = true;
+      while (j < plans.length && plans[j]!.host === plans[j - 1]!.host + cs && plans[j - 1]!.to === cs && plans[j]!.from === 0) {
+        const a = plans[j - 1]!.content;
+        const b = plans[j]!.content;
+        adjacent &&= a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
+        j++;
+      }
       const run = plans.slice(i, j);
-      const buf = run.length === 1 ? run[0]!.content : Buffer.concat(run.map((p) => p.content));
+      const first = run[0]!.content;
+      const length = run.reduce((n, p) => n + p.content.length, 0);
+      const buf = run.length === 1 ? first : adjacent ? Buffer.from(first.buffer, first.byteOffset, length) : Buffer.concat(run.map((p) => p.content));
       await this.file.write(buf, run[0]!.host + run[0]!.from);
       i = j;
     }
@@ -982,13 +1043,20 @@ async function createImage(path: string, options: CreateOptions): Promise<void> 
   let backingFormat: string | null = null;
   if (options.backingFile !== undefined) {
     const target = resolve(options.backingFile);
-    const backing = await openLayer(target, options.backingFormat ?? null, { backing: false }, 0, new Set()).catch((e: unknown) => {
+    const missing = (e: unknown): never => {
       const err = toImageError(e, target);
       throw err.code === 'NOT_FOUND' ? new ImageError('BACKING_MISSING', `The backing file ${target} does not exist.`, target) : err;
-    });
-    size ??= backing.size;
-    backingFormat = backing.format;
-    await backing.close();
+    };
+    if (size !== undefined && options.backingFormat !== undefined) {
+      // Everything is known: only make sure the backing file is there (keeps a new overlay at a few syscalls).
+      await stat(target).catch(missing);
+      backingFormat = options.backingFormat;
+    } else {
+      const backing = await openLayer(target, options.backingFormat ?? null, { backing: false }, 0, new Set()).catch(missing);
+      size ??= backing.size;
+      backingFormat = backing.format;
+      await backing.close();
+    }
     backingFile = storedBackingName(path, target);
   }
   if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
@@ -996,7 +1064,7 @@ async function createImage(path: string, options: CreateOptions): Promise<void> 
   }
   const layout: Layout = { size, clusterBits, version, extendedL2, backingFile, backingFormat };
   const tmp = join(dirname(path), `.${basename(path)}.new-${process.pid}-${Date.now()}`);
-  await writeNewImage(tmp, layout, options.sync ?? true);
+  await writeNewImage(tmp, layout, options.sync ?? false);
   try {
     // link() fails if the name exists: an existing image is never overwritten.
     await link(tmp, path);

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit } from '../../../src/engine/qcow2/ops';
 import { convertToRaw, createQcow2, createRaw, expectImageError, type GuestOp, KiB, MiB, qemuApply } from '../../support/fixtures';
-import { qemuCheck, qemuImg, qemuInfo, qemuSame, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
+import { qemuCheck, qemuImg, qemuInfo, qemuIo, qemuSame, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 
 type Scratch = ReturnType<typeof scratchDir>;
 
@@ -381,6 +381,34 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       assert.equal(contentOf(a.top), expected);
       assert.equal(qemuInfo(a.top)['backing-filename'], 'mid.qcow2');
       expectClean(a.top);
+    });
+
+    it('deleting a middle layer costs what that layer holds, not the disk size (100 GiB virtual)', async () => {
+      const dir = s.path(`huge-${++n}`);
+      mkdirSync(dir);
+      const [base, mid, top] = ['base.qcow2', 'mid.qcow2', 'top.qcow2'].map((f) => join(dir, f)) as [string, string, string];
+      createQcow2(base, { size: 100 * 1024 * MiB });
+      qemuApply(base, [w(0x11, 0, MiB), w(0x12, 70 * 1024 * MiB, MiB)]);
+      createQcow2(mid, { backing: 'base.qcow2' });
+      qemuApply(mid, [w(0x21, 512 * KiB, MiB), z(70 * 1024 * MiB, 64 * KiB), w(0x22, 90 * 1024 * MiB, 2 * MiB)]);
+      createQcow2(top, { backing: 'mid.qcow2' });
+      qemuApply(top, [w(0x31, 0, 64 * KiB), w(0x32, 90 * 1024 * MiB, MiB)]);
+      cpSync(dir, `${dir}-before`, { recursive: true });
+      let total = -1;
+      const result = await rebase(top, base, { onProgress: (_done, all) => (total = all) });
+      assert.equal(result.fastPath, true);
+      assert.ok(total <= 4 * MiB, `only the middle layer's ranges are read (${total} bytes planned)`);
+      assert.equal(qemuInfo(top)['backing-filename'], 'base.qcow2');
+      assert.ok(qemuSame(join(`${dir}-before`, 'top.qcow2'), top), 'the top reads as before');
+      qemuIo(top, [
+        `read -q -P 0x31 0 ${64 * KiB}`,
+        `read -q -P 0x11 ${64 * KiB} ${448 * KiB}`,
+        `read -q -P 0x21 ${512 * KiB} ${MiB}`,
+        `read -q -P 0 ${70 * 1024 * MiB} ${64 * KiB}`,
+        `read -q -P 0x12 ${70 * 1024 * MiB + 64 * KiB} ${MiB - 64 * KiB}`,
+        `read -q -P 0x22 ${90 * 1024 * MiB + MiB} ${MiB}`,
+      ]);
+      expectClean(top);
     });
 
     it('refuses a new backing file that would make a loop', async () => {

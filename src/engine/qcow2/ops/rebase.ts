@@ -110,7 +110,7 @@ async function rebaseOnto(top: Qcow2Image, next: Disk | null, options: Operation
       await copy(n);
       progress.step(n);
     },
-    { width: 2, overlap: false },
+    { width: 2 },
   );
   progress.finish();
   return { copiedBytes, fastPath };

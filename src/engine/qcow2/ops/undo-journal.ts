@@ -1,6 +1,7 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ImageError, toImageError } from '../errors';
+import { alignedBuffer } from './aligned-buffer';
 import { fsyncPath } from './atomic-file';
 import type { ByteRange } from './ranges';
 
@@ -43,7 +44,7 @@ export class UndoJournal {
         at += buf.length;
       };
       await append(head);
-      const buf = Buffer.alloc(COPY_BYTES);
+      const buf = alignedBuffer(COPY_BYTES);
       for (const r of ranges) {
         const entry = Buffer.alloc(16);
         entry.writeBigUInt64BE(BigInt(r.offset), 0);
