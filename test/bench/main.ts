@@ -4,6 +4,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { machineSection } from './machine';
 import { qcow2Section } from './qcow2';
+import { runtimeSection } from './runtime';
 import { formatTable, type BenchRow } from './report';
 
 interface Section {
@@ -14,6 +15,7 @@ interface Section {
 const sections: Section[] = [
   { name: 'qcow2 chain operations', run: qcow2Section },
   { name: 'machine library', run: machineSection },
+  { name: 'running machines', run: runtimeSection },
 ];
 
 async function main(): Promise<void> {

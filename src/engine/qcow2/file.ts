@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ImageError, toImageError } from './errors';
 
 /** An image file opened for positional I/O. Short reads of metadata are errors, never garbage. */
@@ -13,6 +13,11 @@ export class ImageFile {
 
   static async open(path: string, writable: boolean): Promise<ImageFile> {
     try {
+      // Look before opening: opening a FIFO would wait for a writer forever.
+      const before = await stat(path);
+      if (!before.isFile() && !before.isBlockDevice()) {
+        throw new ImageError('INVALID_ARGUMENT', `${path} is not a regular file.`, path);
+      }
       const fh = await open(path, writable ? 'r+' : 'r');
       const st = await fh.stat();
       if (!st.isFile() && !st.isBlockDevice()) {

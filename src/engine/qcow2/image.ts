@@ -469,6 +469,10 @@ export class Qcow2Image implements Disk {
   /** A writer that does not understand an autoclear feature clears it before changing the image. */
   private async prepareWrite(): Promise<void> {
     this.assertWritable();
+    if (this.header.backingFile !== null && this.backing === null) {
+      // Copy-on-write needs what the backing file reads; zeros in its place would lose data.
+      throw new ImageError('INVALID_ARGUMENT', `${this.path} was opened without its backing chain, so it cannot be written to; open it with its backing files.`, this.path);
+    }
     if (this.autoclearCleared) return;
     if (this.header.version === 3 && this.header.autoclearFeatures !== 0n) {
       // Persistent bitmaps would no longer match the data: drop them (extension and clusters), as QEMU drops

@@ -1,0 +1,72 @@
+// The serial console of a running machine: its serial port as a unix socket (`vm console`, the extension's
+// terminal). QEMU serves one console client at a time; a second one waits until the first leaves.
+import { connect, type Socket } from 'node:net';
+import { QemuError } from './errors';
+import { machineStatus } from './qemu';
+
+/** Ctrl-] leaves the console, as in telnet and virsh. */
+export const CONSOLE_ESCAPE = 0x1d;
+
+/** Connects to the machine's serial port; bytes read are the guest's output, bytes written its input. */
+export async function openConsole(folder: string, timeoutMs = 5000): Promise<Socket> {
+  const status = await machineStatus(folder);
+  if (status.powerState === 'off' || status.consoleSocket === null) {
+    throw new QemuError('NOT_RUNNING', `The machine in ${folder} is not running: start it, then open its console.`);
+  }
+  const path = status.consoleSocket;
+  return new Promise<Socket>((resolve, reject) => {
+    const sock = connect({ path });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new QemuError('TIMEOUT', `The console socket ${path} did not answer within ${timeoutMs} ms.`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      resolve(sock);
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new QemuError('QMP_UNAVAILABLE', `Cannot open the console ${path}: ${e.message}`, { cause: e }));
+    });
+  });
+}
+
+export interface ConsoleStreams {
+  input: NodeJS.ReadableStream;
+  output: NodeJS.WritableStream;
+}
+
+/**
+ * Joins a terminal to the console until the escape byte (Ctrl-]) is typed or the machine ends. The caller puts
+ * the terminal in raw mode first (so Ctrl-C goes to the guest) and restores it afterwards.
+ * Resolves with why it ended.
+ */
+export function attachConsole(sock: Socket, streams: ConsoleStreams, escape = CONSOLE_ESCAPE): Promise<'escape' | 'closed'> {
+  return new Promise((resolve) => {
+    const onInput = (chunk: Buffer | string): void => {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      const at = bytes.indexOf(escape);
+      if (at >= 0) {
+        if (at > 0) sock.write(bytes.subarray(0, at));
+        finish('escape');
+        return;
+      }
+      sock.write(bytes);
+    };
+    const onOutput = (chunk: Buffer): void => {
+      streams.output.write(chunk);
+    };
+    const onClose = (): void => finish('closed');
+    const finish = (why: 'escape' | 'closed'): void => {
+      streams.input.removeListener('data', onInput);
+      sock.removeListener('data', onOutput);
+      sock.removeListener('close', onClose);
+      sock.destroy();
+      resolve(why);
+    };
+    streams.input.on('data', onInput);
+    sock.on('data', onOutput);
+    sock.on('close', onClose);
+    sock.on('error', () => {}); // 'close' follows
+  });
+}

@@ -1,0 +1,36 @@
+// Running machines with QEMU: power, status, console, snapshots of a running machine and starting from them.
+export * from './errors';
+export { QmpClient, withQmp } from './qmp';
+export type { QmpEvent, QmpGreeting, QmpOptions } from './qmp';
+export {
+  connectMachine,
+  killMachine,
+  machineStatus,
+  pauseMachine,
+  qemuArgs,
+  qemuPath,
+  qemuWords,
+  removeRuntimeFiles,
+  resumeMachine,
+  runtimeFiles,
+  runningPid,
+  runtimeInfo,
+  startMachine,
+  stopMachine,
+} from './qemu';
+export type {
+  MachineConfig,
+  QemuOptions,
+  RuntimeFiles,
+  RuntimeInfo,
+  RuntimePowerState,
+  RuntimeStatus,
+  StartOptions,
+  StartResult,
+  StopOptions,
+  StopResult,
+} from './qemu';
+export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
+export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
+export { attachConsole, CONSOLE_ESCAPE, openConsole } from './console';
+export type { ConsoleStreams } from './console';

@@ -1,0 +1,91 @@
+// Shared by the runtime tests: the tools they need, machines they start (always ended afterwards).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { machineStatus, stopMachine, type MachineConfig } from '../../../src/engine/runtime/qemu';
+import { isProcessAlive } from '../../../src/engine/runtime/process';
+import { requireTool } from '../../support/qemu';
+import { countsInLog, writeCountingGuest } from './guest';
+
+/** Tests run on TCG by default (KVM is never required; under nested virtualisation it can be far slower). */
+export const ACCEL = process.env['VMSNAP_QEMU_ACCEL'] ?? 'tcg';
+
+export function requireQemu(): void {
+  const qemu = process.env['VMSNAP_QEMU'];
+  if (qemu !== undefined) {
+    if (!existsSync(qemu)) throw new Error(`VMSNAP_QEMU=${qemu} does not exist.`);
+  } else {
+    const r = (() => {
+      try {
+        execFileSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    if (!r) throw new Error('qemu-system-x86_64 is not installed: install Debian\'s qemu-system-x86 (apt-get install --no-install-recommends qemu-system-x86).');
+  }
+  requireTool('qemu-img');
+  requireTool('qemu-io');
+}
+
+/** Folders of machines a suite started; `endAll` stops every one still running, whatever the tests did. */
+export class Machines {
+  private readonly folders = new Set<string>();
+  private readonly pids = new Set<number>();
+
+  constructor(private readonly root: string) {}
+
+  /** A machine folder with a qcow2 top layer over the counting guest's raw image. */
+  make(name: string, memoryMiB = 64): MachineConfig {
+    const folder = join(this.root, name);
+    mkdirSync(folder, { recursive: true });
+    const base = join(folder, 'base.raw');
+    writeCountingGuest(base);
+    const top = join(folder, 'top-0.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', top]);
+    this.folders.add(folder);
+    return { folder, name, cpus: 1, memoryMiB, disks: [top], macAddress: '52:54:00:12:34:56' };
+  }
+
+  track(folder: string, pid?: number | null): void {
+    this.folders.add(folder);
+    if (pid) this.pids.add(pid);
+  }
+
+  async endAll(): Promise<void> {
+    for (const folder of this.folders) {
+      const st = await machineStatus(folder).catch(() => null);
+      if (st?.pid) this.pids.add(st.pid);
+      await stopMachine(folder, { force: true }).catch(() => {});
+    }
+    for (const pid of this.pids) if (isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+}
+
+/** The counts in a serial log from byte `from` on. */
+export function countsSince(log: string, from = 0): number[] {
+  const text = existsSync(log) ? readFileSync(log).subarray(from).toString('latin1') : '';
+  return countsInLog(text);
+}
+
+export function logSize(log: string): number {
+  return existsSync(log) ? readFileSync(log).length : 0;
+}
+
+/** Waits until the guest has printed at least `n` counts since byte `from` of the log; returns them. */
+export async function waitForCounts(log: string, n: number, from = 0, timeoutMs = 20000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const counts = countsSince(log, from);
+    if (counts.length >= n) return counts;
+    if (Date.now() > deadline) throw new Error(`The guest printed ${counts.length} of ${n} counts in ${timeoutMs} ms (${log}).`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function last(counts: number[]): number {
+  const v = counts[counts.length - 1];
+  if (v === undefined) throw new Error('no counts');
+  return v;
+}
