@@ -18,7 +18,7 @@ export function median(values: readonly number[]): number {
 }
 
 export function formatTable(rows: readonly BenchRow[]): string {
-  const header = ['operation', 'ours', 'qemu-img', 'ratio', 'target'];
+  const header = ['operation', 'ours', 'qemu (tool or by hand)', 'ratio', 'target'];
   const lines = rows.map((r) => [
     r.operation,
     formatMs(r.oursMs),
