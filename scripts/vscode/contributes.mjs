@@ -1,0 +1,131 @@
+// What the extension contributes to VS Code: the source of the extension's keys in package.json
+// (`node scripts/vscode/manifest.mjs` writes them; user-facing strings are keys into package.nls.json).
+
+const category = '%vmsnap.category%';
+
+/** [id, icon or null] in palette order; titles are `%vmsnap.command.<name>%`. */
+const commands = [
+  ['newMachine', '$(add)'],
+  ['importImage', '$(desktop-download)'],
+  ['openComparison', '$(table)'],
+  ['refresh', '$(refresh)'],
+  ['takeSnapshot', '$(device-camera)'],
+  ['cloneMachine', '$(copy)'],
+  ['promoteClone', null],
+  ['renameMachine', null],
+  ['deleteMachine', '$(trash)'],
+  ['revealMachineFolder', null],
+  ['copyDiskPath', null],
+  ['revert', '$(history)'],
+  ['cloneSnapshot', '$(copy)'],
+  ['renameSnapshot', null],
+  ['editSnapshotDescription', null],
+  ['deleteSnapshot', '$(trash)'],
+  ['deleteSnapshotWithChildren', null],
+  ['compareWithCurrent', '$(diff)'],
+  ['showInComparison', '$(table)'],
+  ['checkpoint', '$(record)'],
+  ['setDevMachine', null],
+  ['showDevMachine', null],
+  ['revealMachine', null],
+  ['openReadme', null],
+];
+
+const machine = 'view == vmsnap.machines && viewItem =~ /^(machine|cloneRef):/';
+const snapshot = 'view == vmsnap.machines && viewItem =~ /^snapshot:/';
+const current = 'view == vmsnap.machines && viewItem =~ /^current:/';
+const off = 'viewItem =~ /:off:/';
+
+const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
+
+export const contributes = {
+  viewsContainers: {
+    activitybar: [{ id: 'vmsnap', title: '%vmsnap.container.title%', icon: 'media/vmsnap.svg' }],
+  },
+  views: {
+    vmsnap: [{ id: 'vmsnap.machines', name: '%vmsnap.view.machines%', icon: 'media/vmsnap.svg', contextualTitle: '%vmsnap.container.title%' }],
+  },
+  viewsWelcome: [
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty%', when: 'vmsnap.state == empty' },
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.error%', when: 'vmsnap.state == error' },
+  ],
+  commands: commands.map(([name, icon]) => ({
+    command: `vmsnap.${name}`,
+    title: `%vmsnap.command.${name}%`,
+    category,
+    ...(icon ? { icon } : {}),
+  })),
+  menus: {
+    'view/title': [
+      item('newMachine', 'view == vmsnap.machines', 'navigation@1'),
+      item('importImage', 'view == vmsnap.machines', 'navigation@2'),
+      item('openComparison', 'view == vmsnap.machines', 'navigation@3'),
+      item('refresh', 'view == vmsnap.machines', 'navigation@4'),
+    ],
+    'view/item/context': [
+      // inline buttons: take a snapshot on a machine or "You are here", revert on a snapshot
+      item('takeSnapshot', `${machine} && ${off}`, 'inline@1'),
+      item('takeSnapshot', `${current} && ${off}`, 'inline@1'),
+      item('revert', `${snapshot} && ${off}`, 'inline@1'),
+      // machine (and a linked clone shown under its snapshot)
+      item('takeSnapshot', `${machine} && ${off}`, '1_snapshot@1'),
+      item('cloneMachine', `${machine} && ${off}`, '2_clone@1'),
+      item('promoteClone', `${machine} && ${off} && viewItem =~ /:linked:/`, '2_clone@2'),
+      item('openComparison', machine, '3_view@1'),
+      item('revealMachine', 'view == vmsnap.machines && viewItem =~ /^cloneRef:/', '3_view@2'),
+      item('revealMachineFolder', machine, '3_view@3'),
+      item('copyDiskPath', machine, '3_view@4'),
+      item('renameMachine', machine, '4_edit@1'),
+      item('setDevMachine', `${machine} && !(viewItem =~ /:dev:/)`, '4_edit@2'),
+      item('deleteMachine', `${machine} && ${off}`, '9_destructive@1'),
+      // "You are here"
+      item('takeSnapshot', `${current} && ${off}`, '1_snapshot@1'),
+      item('cloneMachine', `${current} && ${off}`, '2_clone@1'),
+      // snapshot
+      item('revert', `${snapshot} && ${off}`, '1_snapshot@1'),
+      item('cloneSnapshot', `${snapshot} && ${off}`, '2_clone@1'),
+      item('compareWithCurrent', snapshot, '3_view@1'),
+      item('showInComparison', snapshot, '3_view@2'),
+      item('renameSnapshot', snapshot, '4_edit@1'),
+      item('editSnapshotDescription', snapshot, '4_edit@2'),
+      item('deleteSnapshot', `${snapshot} && ${off} && !(viewItem =~ /:locked:/)`, '9_destructive@1'),
+      item('deleteSnapshotWithChildren', `${snapshot} && ${off} && viewItem =~ /:children:/ && !(viewItem =~ /:locked:/)`, '9_destructive@2'),
+    ],
+    commandPalette: [
+      { command: 'vmsnap.revealMachine', when: 'false' },
+      { command: 'vmsnap.openReadme', when: 'false' },
+    ],
+  },
+  keybindings: [{ command: 'vmsnap.checkpoint', key: 'ctrl+alt+shift+s', mac: 'cmd+alt+shift+s' }],
+  configuration: {
+    title: '%vmsnap.container.title%',
+    properties: {
+      'vmsnap.libraryFolder': {
+        type: 'string',
+        default: '',
+        scope: 'machine',
+        markdownDescription: '%vmsnap.config.libraryFolder%',
+      },
+      'vmsnap.defaultCloneKind': {
+        type: 'string',
+        enum: ['linked', 'full'],
+        enumDescriptions: ['%vmsnap.config.defaultCloneKind.linked%', '%vmsnap.config.defaultCloneKind.full%'],
+        default: 'linked',
+        markdownDescription: '%vmsnap.config.defaultCloneKind%',
+      },
+      'vmsnap.confirmBeforeRevert': {
+        type: 'boolean',
+        default: true,
+        markdownDescription: '%vmsnap.config.confirmBeforeRevert%',
+      },
+      'vmsnap.devMachine': {
+        type: 'string',
+        default: '',
+        scope: 'resource',
+        markdownDescription: '%vmsnap.config.devMachine%',
+      },
+    },
+  },
+};
+
+export const activationEvents = ['onView:vmsnap.machines', 'onWebviewPanel:vmsnap.compare'];

@@ -1,0 +1,175 @@
+import * as vscode from 'vscode';
+import type { Library, MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
+import { isMachineError } from '../../engine/machine';
+import { formatDate, formatRelativeTime } from '../format';
+import type { LibraryService } from '../libraryService';
+import type { MachinesTree } from '../tree/machinesTree';
+import type { TreeNode } from '../tree/nodes';
+import { errorMessage, showError, type ErrorAction } from '../ui/errors';
+import type { Prompts, PickItem } from '../ui/prompter';
+
+/** What a command was invoked on: a tree row, a machine reference (id or name), `{machine, snapshot}` (the
+ * comparison table, tests), or nothing (the command palette: use the tree's selection, else ask). */
+export type Target = TreeNode | string | { machine: string; snapshot?: string } | undefined;
+
+export interface ShownError {
+  message: string;
+  code: string | undefined;
+}
+
+/** Everything commands share; one instance per activation. */
+export class CommandContext {
+  /** The last error a command showed, for tests that check refusals. */
+  lastError: ShownError | undefined;
+
+  constructor(
+    readonly service: LibraryService,
+    readonly tree: MachinesTree,
+    readonly view: vscode.TreeView<TreeNode>,
+    readonly prompts: Prompts,
+    readonly extensionUri: vscode.Uri,
+  ) {}
+
+  library(): Promise<Library> {
+    return this.service.library();
+  }
+
+  get ask() {
+    return this.prompts.current;
+  }
+
+  /**
+   * Shows an error as one message (with actions where one helps) and remembers it. The command ends now: the
+   * message stays until the user reads it, and an action runs when chosen.
+   */
+  fail(e: unknown, actions: ErrorAction[] = []): undefined {
+    this.lastError = { message: errorMessage(e), code: isMachineError(e) || (e instanceof Error && 'code' in e) ? String((e as { code: unknown }).code) : undefined };
+    void showError(e, actions);
+    return undefined;
+  }
+
+  /** After a change this window made: re-read the library now, then reveal and select the affected row. */
+  async changedThenReveal(find: () => Promise<TreeNode | undefined>): Promise<void> {
+    this.service.notifyChanged();
+    if (!this.view.visible) return;
+    const node = await find();
+    if (node) await this.view.reveal(node, { select: true, focus: false, expand: true });
+  }
+
+  revealSnapshot(machineId: string, snapshotId: string): Promise<void> {
+    return this.changedThenReveal(() => this.tree.snapshotNode(machineId, snapshotId));
+  }
+
+  revealCurrent(machineId: string): Promise<void> {
+    return this.changedThenReveal(() => this.tree.currentNode(machineId));
+  }
+
+  revealMachine(machineId: string): Promise<void> {
+    return this.changedThenReveal(() => this.tree.machineNode(machineId));
+  }
+
+  /** The palette acts on the tree's selection only while the tree is in sight: a hidden selection surprises. */
+  private selected(): TreeNode | undefined {
+    return this.view.visible ? this.view.selection[0] : undefined;
+  }
+
+  /** The machine a command acts on; undefined when the user cancelled the question. */
+  async machine(target: Target, placeHolder = vscode.l10n.t('Choose a machine')): Promise<MachineDetails | undefined> {
+    const lib = await this.library();
+    const t = target ?? this.selected();
+    if (t === undefined) {
+      const machines = await lib.list();
+      if (machines.length === 0) {
+        throw new Error(vscode.l10n.t('The library has no machines yet: create one with “New Machine” or import a disk image.'));
+      }
+      const picked = await this.ask.pick(machines.map(machinePickItem), { placeHolder, title: placeHolder });
+      return picked ? lib.show(picked.value.id) : undefined;
+    }
+    if (typeof t === 'string') return lib.show(t);
+    if ('kind' in t) {
+      switch (t.kind) {
+        case 'machine':
+          return lib.show(t.machine.id);
+        case 'cloneRef':
+          return lib.show(t.clone.id);
+        default:
+          return lib.show(t.machine.id);
+      }
+    }
+    return lib.show(t.machine);
+  }
+
+  /** The snapshot a command acts on, with its machine (re-read now: the tree may be older than the library). */
+  async snapshot(target: Target, placeHolder = vscode.l10n.t('Choose a snapshot')): Promise<{ machine: MachineDetails; snapshot: SnapshotInfo } | undefined> {
+    const t = target ?? this.selected();
+    if (t !== undefined && typeof t === 'object' && 'kind' in t && t.kind === 'snapshot') {
+      const machine = await (await this.library()).show(t.machine.id);
+      return { machine, snapshot: findSnapshot(machine, t.snapshot.id) };
+    }
+    if (t !== undefined && typeof t === 'object' && !('kind' in t) && t.snapshot !== undefined) {
+      const machine = await (await this.library()).show(t.machine);
+      return { machine, snapshot: findSnapshot(machine, t.snapshot) };
+    }
+    // A machine row or nothing: ask which of its snapshots.
+    const machine = await this.machine(t);
+    if (!machine) return undefined;
+    if (machine.snapshots.length === 0) {
+      throw new Error(vscode.l10n.t('Machine “{0}” has no snapshots yet: take one first.', machine.name));
+    }
+    const picked = await this.ask.pick(snapshotPickItems(machine), { placeHolder, title: `${machine.name}: ${placeHolder}` });
+    return picked ? { machine, snapshot: picked.value } : undefined;
+  }
+}
+
+/** A snapshot by id or name, as the engine resolves references (ambiguous names are refused). */
+function findSnapshot(machine: MachineDetails, ref: string): SnapshotInfo {
+  const byId = machine.snapshots.find((s) => s.id === ref);
+  if (byId) return byId;
+  const byName = machine.snapshots.filter((s) => s.name === ref);
+  if (byName.length === 1) return byName[0]!;
+  if (byName.length > 1) throw new Error(vscode.l10n.t('{0} snapshots of “{1}” are named “{2}”: choose one in the tree.', byName.length, machine.name, ref));
+  const byPrefix = ref.length >= 6 ? machine.snapshots.filter((s) => s.id.startsWith(ref)) : [];
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  throw new Error(vscode.l10n.t('Machine “{0}” has no snapshot “{1}” any more: the tree was refreshed.', machine.name, ref));
+}
+
+export function machinePickItem(m: MachineSummary): PickItem<MachineSummary> {
+  const kind = m.clonedFrom ? (m.clonedFrom.kind === 'linked' ? vscode.l10n.t('linked clone') : vscode.l10n.t('full clone')) : '';
+  return {
+    label: `$(vm) ${m.name}`,
+    description: [kind, vscode.l10n.t('{0} snapshots', m.snapshotCount), m.powerState === 'running' ? vscode.l10n.t('running') : ''].filter(Boolean).join(' · '),
+    detail: m.note || undefined,
+    value: m,
+  } as PickItem<MachineSummary>;
+}
+
+/** Snapshots in tree order with their path and date, the one the current state descends from marked. */
+export function snapshotPickItems(machine: MachineDetails): PickItem<SnapshotInfo>[] {
+  const byId = new Map(machine.snapshots.map((s) => [s.id, s]));
+  const path = (s: SnapshotInfo): string => {
+    const names: string[] = [];
+    for (let at: SnapshotInfo | undefined = s; at; at = at.parentId ? byId.get(at.parentId) : undefined) names.unshift(at.name);
+    return names.join(' › ');
+  };
+  return machine.snapshots.map((s) => ({
+    label: `${s.lockedBy.length > 0 ? '$(lock)' : '$(device-camera)'} ${s.name}`,
+    description: `${formatRelativeTime(s.createdAt)} · ${formatDate(s.createdAt)}${machine.current === s.id ? ` · ${vscode.l10n.t('you are here')}` : ''}`,
+    detail: path(s),
+    value: s,
+  }));
+}
+
+/** Validation for names typed in input boxes: the engine's rule, and a warning for a name already in use. */
+export function nameValidator(validate: (name: string) => void, taken: string[]): (value: string) => vscode.InputBoxValidationMessage | undefined {
+  return (value) => {
+    try {
+      validate(value);
+    } catch (e) {
+      return { message: errorMessage(e), severity: vscode.InputBoxValidationSeverity.Error };
+    }
+    if (taken.includes(value.trim())) {
+      return { message: vscode.l10n.t('“{0}” is already in use here; a second one is allowed, and is then named by its id.', value.trim()), severity: vscode.InputBoxValidationSeverity.Warning };
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,179 @@
+import * as vscode from 'vscode';
+import { validateName, type RevertOptions } from '../../engine/machine';
+import { formatBytes, plural } from '../format';
+import { withProgress } from '../ui/progress';
+import { nameValidator, type CommandContext, type Target } from './context';
+import { cloneFrom, lockedActions, requireOff, type CloneArgs } from './machineCommands';
+
+export interface RevertArgs {
+  /** 'discard': throw the current state's changes away; 'save': snapshot them first (as `saveAs`). */
+  mode?: 'discard' | 'save';
+  saveAs?: string;
+}
+
+/** Revert (VMware's "Go To"): a modal offers "Revert", "Snapshot current state, then revert", "Cancel". */
+export async function revert(ctx: CommandContext, target: Target, args: RevertArgs = {}) {
+  try {
+    const picked = await ctx.snapshot(target, vscode.l10n.t('Revert to which snapshot?'));
+    if (!picked) return undefined;
+    const { machine, snapshot } = picked;
+    requireOff(machine, vscode.l10n.t('revert it'));
+    let mode = args.mode;
+    const confirm = vscode.workspace.getConfiguration('vmsnap').get<boolean>('confirmBeforeRevert', true);
+    if (mode === undefined) {
+      // Nothing unsaved, or the user said not to ask: nothing to decide.
+      if (machine.currentChangedBytes === 0 || !confirm) mode = 'discard';
+      else {
+        const plain = vscode.l10n.t('Revert');
+        const save = vscode.l10n.t('Snapshot Current State, Then Revert');
+        const parent = machine.snapshots.find((s) => s.id === machine.current);
+        const chosen = await ctx.ask.confirm(
+          vscode.l10n.t('Revert “{0}” to “{1}”?', machine.name, snapshot.name),
+          parent
+            ? vscode.l10n.t('The current state has {0} of changes since “{1}” that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes), parent.name)
+            : vscode.l10n.t('The current state has {0} of changes that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes)),
+          [plain, save],
+        );
+        if (chosen === undefined) return undefined;
+        mode = chosen === save ? 'save' : 'discard';
+      }
+    }
+    let options: RevertOptions = { discardCurrent: true };
+    if (mode === 'save') {
+      const saveAs =
+        args.saveAs ??
+        (await ctx.ask.input({
+          title: vscode.l10n.t('Snapshot the current state of “{0}” first', machine.name),
+          prompt: vscode.l10n.t('Name of the snapshot that keeps the current state'),
+          value: vscode.l10n.t('Before reverting to {0}', snapshot.name),
+          validateInput: nameValidator((n) => validateName(n, 'snapshot name'), machine.snapshots.map((s) => s.name)),
+        }));
+      if (saveAs === undefined) return undefined;
+      options = { saveCurrentAs: saveAs };
+    }
+    const result = await (await ctx.library()).revert(machine.id, snapshot.id, options);
+    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” reverted to “{1}”', machine.name, snapshot.name), 4000);
+    await ctx.revealCurrent(machine.id);
+    return result;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export async function cloneSnapshot(ctx: CommandContext, target: Target, args: CloneArgs = {}) {
+  try {
+    const picked = await ctx.snapshot(target, vscode.l10n.t('Clone from which snapshot?'));
+    if (!picked) return undefined;
+    return await cloneFrom(ctx, picked.machine, picked.snapshot.id, args);
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export async function renameSnapshot(ctx: CommandContext, target: Target, args: { name?: string } = {}) {
+  try {
+    const picked = await ctx.snapshot(target, vscode.l10n.t('Rename which snapshot?'));
+    if (!picked) return undefined;
+    const { machine, snapshot } = picked;
+    const name =
+      args.name ??
+      (await ctx.ask.input({
+        title: vscode.l10n.t('Rename snapshot “{0}”', snapshot.name),
+        value: snapshot.name,
+        validateInput: nameValidator((n) => validateName(n, 'snapshot name'), machine.snapshots.filter((s) => s.id !== snapshot.id).map((s) => s.name)),
+      }));
+    if (name === undefined || name === snapshot.name) return undefined;
+    const edited = await (await ctx.library()).editSnapshot(machine.id, snapshot.id, { name });
+    await ctx.revealSnapshot(machine.id, edited.id);
+    return edited;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export async function editSnapshotDescription(ctx: CommandContext, target: Target, args: { description?: string } = {}) {
+  try {
+    const picked = await ctx.snapshot(target, vscode.l10n.t('Describe which snapshot?'));
+    if (!picked) return undefined;
+    const { machine, snapshot } = picked;
+    const description =
+      args.description ??
+      (await ctx.ask.input({
+        title: vscode.l10n.t('Description of “{0}”', snapshot.name),
+        value: snapshot.description,
+        prompt: vscode.l10n.t('What state the machine is in, why you took it'),
+      }));
+    if (description === undefined) return undefined;
+    const edited = await (await ctx.library()).editSnapshot(machine.id, snapshot.id, { description });
+    await ctx.revealSnapshot(machine.id, edited.id);
+    return edited;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export interface DeleteSnapshotArgs {
+  confirmed?: boolean;
+}
+
+/** Delete a snapshot: its changes are merged into what depends on it; the current state's content is unchanged. */
+export async function deleteSnapshot(ctx: CommandContext, target: Target, args: DeleteSnapshotArgs = {}, children = false) {
+  try {
+    const picked = await ctx.snapshot(target, children ? vscode.l10n.t('Delete which snapshot and its children?') : vscode.l10n.t('Delete which snapshot?'));
+    if (!picked) return undefined;
+    const { machine, snapshot } = picked;
+    requireOff(machine, vscode.l10n.t('delete a snapshot'));
+    if (!args.confirmed) {
+      const below = descendants(machine.snapshots, snapshot.id);
+      const title = children
+        ? vscode.l10n.t('Delete “{0}” and {1}?', snapshot.name, plural(below.length, vscode.l10n.t('child snapshot')))
+        : vscode.l10n.t('Delete snapshot “{0}”?', snapshot.name);
+      const detail = children
+        ? vscode.l10n.t('{0} are removed for good. If the current state descends from one of them it keeps its content.', plural(below.length + 1, vscode.l10n.t('snapshot')))
+        : vscode.l10n.t('Its changes are merged into what depends on it, so no other state changes; this cannot be undone.');
+      const chosen = await ctx.ask.confirm(title, detail, [children ? vscode.l10n.t('Delete {0}', plural(below.length + 1, vscode.l10n.t('Snapshot'))) : vscode.l10n.t('Delete')]);
+      if (chosen === undefined) return undefined;
+    }
+    const lib = await ctx.library();
+    const result = await withProgress(vscode.l10n.t('Deleting snapshot “{0}” of “{1}”', snapshot.name, machine.name), (p) =>
+      lib.deleteSnapshot(machine.id, snapshot.id, { children, ...p }),
+    );
+    vscode.window.setStatusBarMessage(vscode.l10n.t('Deleted {0}, {1} freed', plural(result.deleted.length, vscode.l10n.t('snapshot')), formatBytes(result.freedBytes)), 4000);
+    await ctx.revealCurrent(machine.id);
+    return result;
+  } catch (e) {
+    return ctx.fail(e, lockedActions(ctx, e));
+  }
+}
+
+/** Compare with Current State: how many bytes the disks changed since the snapshot. */
+export async function compareWithCurrent(ctx: CommandContext, target: Target) {
+  try {
+    const picked = await ctx.snapshot(target, vscode.l10n.t('Compare which snapshot with the current state?'));
+    if (!picked) return undefined;
+    const { machine, snapshot } = picked;
+    const diff = await (await ctx.library()).diff(machine.id, snapshot.id, 'current');
+    const ranges = diff.disks.reduce((n, d) => n + d.ranges.length, 0);
+    void vscode.window.showInformationMessage(
+      diff.bytes === 0
+        ? vscode.l10n.t('The current state of “{0}” is the same as “{1}”.', machine.name, snapshot.name)
+        : vscode.l10n.t('“{0}” → current state of “{1}”: {2} changed, in {3}.', snapshot.name, machine.name, formatBytes(diff.bytes), plural(ranges, vscode.l10n.t('range'))),
+    );
+    return diff;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+function descendants(snapshots: { id: string; parentId: string | null }[], id: string): string[] {
+  const out: string[] = [];
+  const visit = (parent: string): void => {
+    for (const s of snapshots) {
+      if (s.parentId !== parent) continue;
+      out.push(s.id);
+      visit(s.id);
+    }
+  };
+  visit(id);
+  return out;
+}

@@ -1,0 +1,225 @@
+import * as vscode from 'vscode';
+import { randomUUID } from 'node:crypto';
+import type { Library } from '../../engine/machine';
+import type { LibraryService } from '../libraryService';
+import { errorMessage } from '../ui/errors';
+import { VIEW_TYPE, isFromWebview, type CompareState, type FromWebview, type PersistedState, type RowAction, type ToWebview } from './protocol';
+
+type ProbeReply = Extract<FromWebview, { type: 'probeReply' }>;
+
+/**
+ * The comparison table of a machine's family, one panel per library: opening it again reveals it (and selects the
+ * machine). It follows the library live and survives a window reload (the serializer below).
+ */
+export class ComparePanel implements vscode.Disposable {
+  private static readonly panels = new Map<string, ComparePanel>();
+  private readonly disposables: vscode.Disposable[] = [];
+  private ready = false;
+  private focusId: string | null = null;
+  private nextRequest = 1;
+  private readonly probes = new Map<number, (r: ProbeReply) => void>();
+  private pushing: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly panel: vscode.WebviewPanel,
+    private readonly service: LibraryService,
+    extensionUri: vscode.Uri,
+    readonly libraryDir: string,
+    private machineId: string | null,
+  ) {
+    ComparePanel.panels.set(libraryDir, this);
+    panel.webview.options = webviewOptions(extensionUri);
+    panel.webview.html = html(panel.webview, extensionUri);
+    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'vmsnap.svg');
+    this.disposables.push(
+      panel.onDidDispose(() => this.dispose()),
+      panel.webview.onDidReceiveMessage((m: unknown) => {
+        if (isFromWebview(m)) void this.receive(m);
+      }),
+      service.onDidChange(() => this.push()),
+      panel.onDidChangeViewState((e) => {
+        if (e.webviewPanel.visible) this.push();
+      }),
+    );
+  }
+
+  /** Opens (or reveals) the library's panel on a machine's family, selecting a row if given. */
+  static async show(service: LibraryService, extensionUri: vscode.Uri, machineId: string | null, focusId: string | null = null): Promise<ComparePanel> {
+    const dir = service.dir;
+    let panel = ComparePanel.panels.get(dir);
+    if (panel) {
+      panel.panel.reveal(undefined, false);
+    } else {
+      const p = vscode.window.createWebviewPanel(VIEW_TYPE, vscode.l10n.t('Snapshots and Clones'), vscode.ViewColumn.Active, webviewOptions(extensionUri));
+      panel = new ComparePanel(p, service, extensionUri, dir, machineId);
+    }
+    if (machineId !== null) panel.machineId = machineId;
+    panel.focusId = focusId;
+    panel.push();
+    return panel;
+  }
+
+  static revive(panel: vscode.WebviewPanel, service: LibraryService, extensionUri: vscode.Uri, state: PersistedState | undefined): ComparePanel {
+    const dir = state?.libraryDir ?? service.dir;
+    ComparePanel.panels.get(dir)?.panel.dispose();
+    return new ComparePanel(panel, service, extensionUri, dir, state?.machineId ?? null);
+  }
+
+  static current(libraryDir: string): ComparePanel | undefined {
+    return ComparePanel.panels.get(libraryDir);
+  }
+
+  get selectedMachine(): string | null {
+    return this.machineId;
+  }
+
+  /** Handles one message from the webview (public so tests can drive the protocol's action path directly). */
+  async receive(m: FromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        this.ready = true;
+        this.push();
+        return;
+      case 'selectMachine':
+        this.machineId = m.machineId;
+        this.focusId = null;
+        this.push();
+        return;
+      case 'action': {
+        let reply: ToWebview;
+        try {
+          const result: unknown = await vscode.commands.executeCommand(commandFor(m.action), { machine: m.machineId, ...(m.snapshotId ? { snapshot: m.snapshotId } : {}) });
+          reply = { type: 'reply', requestId: m.requestId, ok: result !== undefined, message: null };
+        } catch (e) {
+          reply = { type: 'reply', requestId: m.requestId, ok: false, message: errorMessage(e) };
+        }
+        await this.post(reply);
+        return;
+      }
+      case 'probeReply':
+        this.probes.get(m.requestId)?.(m);
+        this.probes.delete(m.requestId);
+        return;
+    }
+  }
+
+  /** What the webview shows right now: its table headers and cells as text. */
+  probe(timeoutMs = 10_000): Promise<ProbeReply> {
+    const requestId = this.nextRequest++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.probes.delete(requestId);
+        reject(new Error('The comparison webview did not answer.'));
+      }, timeoutMs);
+      this.probes.set(requestId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      void this.post({ type: 'probe', requestId });
+    });
+  }
+
+  /** Sends the current state once the webview said it is ready; pushes are serialised so the last one wins. */
+  push(): void {
+    if (!this.ready) return;
+    this.pushing = this.pushing.then(async () => {
+      const state = await this.state();
+      this.panel.title = state.machineId ? vscode.l10n.t('Snapshots and Clones: {0}', state.machines.find((m) => m.id === state.machineId)?.name ?? '') : vscode.l10n.t('Snapshots and Clones');
+      await this.post({ type: 'state', state });
+    });
+  }
+
+  /** Resolves when every push asked for so far has been posted. */
+  settled(): Promise<void> {
+    return this.pushing;
+  }
+
+  private async state(): Promise<CompareState> {
+    const base: CompareState = { libraryDir: this.libraryDir, machines: [], machineId: null, rows: [], trees: [], focusId: this.focusId, error: null };
+    try {
+      const lib: Library = await this.service.library();
+      const machines = await lib.list();
+      base.machines = machines.map((m) => ({ id: m.id, name: m.name }));
+      if (!machines.some((m) => m.id === this.machineId)) this.machineId = machines[0]?.id ?? null;
+      if (this.machineId === null) return base;
+      const rows = await lib.compare(this.machineId);
+      const family = [this.machineId, ...rows.filter((r) => r.kind !== 'snapshot' && r.machineId !== this.machineId).map((r) => r.machineId)];
+      const trees = await Promise.all(family.map((id) => lib.snapshotTree(id)));
+      return { ...base, machineId: this.machineId, rows, trees };
+    } catch (e) {
+      return { ...base, error: errorMessage(e) };
+    }
+  }
+
+  private async post(m: ToWebview): Promise<void> {
+    await this.panel.webview.postMessage(m);
+  }
+
+  dispose(): void {
+    if (ComparePanel.panels.get(this.libraryDir) === this) ComparePanel.panels.delete(this.libraryDir);
+    for (const d of this.disposables.splice(0)) d.dispose();
+    this.panel.dispose();
+  }
+
+  static disposeAll(): void {
+    for (const p of [...ComparePanel.panels.values()]) p.dispose();
+  }
+}
+
+/** Restores the panels that were open when the window reloaded. */
+export function registerCompareSerializer(service: LibraryService, extensionUri: vscode.Uri): vscode.Disposable {
+  return vscode.window.registerWebviewPanelSerializer(VIEW_TYPE, {
+    deserializeWebviewPanel(panel: vscode.WebviewPanel, state: unknown) {
+      ComparePanel.revive(panel, service, extensionUri, isPersisted(state) ? state : undefined);
+      return Promise.resolve();
+    },
+  });
+}
+
+function isPersisted(s: unknown): s is PersistedState {
+  return typeof s === 'object' && s !== null && typeof (s as PersistedState).libraryDir === 'string';
+}
+
+function commandFor(action: RowAction): string {
+  switch (action) {
+    case 'revert':
+      return 'vmsnap.revert';
+    case 'clone':
+      return 'vmsnap.cloneSnapshot';
+    case 'delete':
+      return 'vmsnap.deleteSnapshot';
+    case 'takeSnapshot':
+      return 'vmsnap.takeSnapshot';
+    case 'reveal':
+      return 'vmsnap.revealMachine';
+  }
+}
+
+function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+  return {
+    enableScripts: true,
+    // Only the extension's own stylesheet and script: nothing else can be loaded.
+    localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'media'), vscode.Uri.joinPath(extensionUri, 'dist', 'webview')],
+  };
+}
+
+function html(webview: vscode.Webview, extensionUri: vscode.Uri): string {
+  const nonce = randomUUID().replace(/-/g, '');
+  const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'compare.css'));
+  const js = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'compare.js'));
+  const csp = [`default-src 'none'`, `img-src ${webview.cspSource} data:`, `style-src ${webview.cspSource}`, `font-src ${webview.cspSource}`, `script-src 'nonce-${nonce}'`].join('; ');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${css.toString()}">
+<title>${vscode.l10n.t('Snapshots and Clones')}</title>
+</head>
+<body>
+<main id="app" aria-live="polite"><p class="muted">${vscode.l10n.t('Loading…')}</p></main>
+<script nonce="${nonce}" src="${js.toString()}"></script>
+</body>
+</html>`;
+}

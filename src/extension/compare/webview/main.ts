@@ -1,0 +1,350 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+// The comparison table's page, running inside the webview (browser, no Node, no vscode module). Bundled on its own
+// into dist/webview/compare.js; talks to the extension only through the messages in ../protocol.ts.
+import type { CompareRow, SnapshotTree, SnapshotTreeNode } from '../../../engine/machine';
+import { formatBytes, formatDate, formatRelativeTime } from '../../format';
+import type { CompareState, FromWebview, PersistedState, RowAction, ToWebview } from '../protocol';
+
+interface VsCodeApi {
+  postMessage(message: FromWebview): void;
+  getState(): PersistedState | undefined;
+  setState(state: PersistedState): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+const vscode = acquireVsCodeApi();
+const app = document.getElementById('app')!;
+const SVG = 'http://www.w3.org/2000/svg';
+
+type SortKey = 'kind' | 'name' | 'createdAt' | 'sizeBytes' | 'dependsOn' | 'canRunAlongsideSource' | 'uuid' | 'macAddress' | 'description';
+
+interface Column {
+  key: SortKey;
+  title: string;
+  cell(r: CompareRow, max: number): Node | string;
+}
+
+const columns: Column[] = [
+  { key: 'kind', title: 'Kind', cell: (r) => r.kind },
+  { key: 'name', title: 'Name', cell: (r) => nameCell(r) },
+  { key: 'createdAt', title: 'Created', cell: (r) => timeCell(r.createdAt) },
+  { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r.sizeBytes, max) },
+  { key: 'dependsOn', title: 'Depends on', cell: (r) => r.dependsOn },
+  { key: 'canRunAlongsideSource', title: 'Runs alongside source', cell: (r) => (r.canRunAlongsideSource ? 'yes' : 'no') },
+  { key: 'uuid', title: 'UUID', cell: (r) => code(r.uuid) },
+  { key: 'macAddress', title: 'MAC', cell: (r) => code(r.macAddress) },
+  { key: 'description', title: 'Description', cell: (r) => r.description },
+];
+
+let state: CompareState | null = null;
+/** null: the family order (tree order) the engine gives. */
+let sort: { key: SortKey; descending: boolean } | null = null;
+let selectedRowId: string | null = null;
+let nextRequest = 1;
+const status = el('p', { class: 'status', role: 'status' });
+
+window.addEventListener('message', (event: MessageEvent<ToWebview>) => {
+  const m = event.data;
+  switch (m.type) {
+    case 'state':
+      state = m.state;
+      if (m.state.focusId) selectedRowId = m.state.focusId;
+      vscode.setState({ libraryDir: m.state.libraryDir, machineId: m.state.machineId });
+      render();
+      if (m.state.focusId) focusRow(m.state.focusId, true);
+      break;
+    case 'reply':
+      status.textContent = m.ok ? '' : (m.message ?? '');
+      break;
+    case 'probe':
+      vscode.postMessage(probeReply(m.requestId));
+      break;
+  }
+});
+vscode.postMessage({ type: 'ready' });
+
+function render(): void {
+  const s = state;
+  if (!s) return;
+  app.replaceChildren();
+  if (s.error) {
+    app.append(el('p', { class: 'error' }, s.error));
+    return;
+  }
+  if (s.machineId === null) {
+    app.append(el('p', { class: 'muted' }, 'The library has no machines yet: create one from the Machines view.'));
+    return;
+  }
+  const picker = el('select', { id: 'machine', 'aria-label': 'Machine' }) as HTMLSelectElement;
+  for (const m of s.machines) {
+    const o = el('option', { value: m.id }, m.name) as HTMLOptionElement;
+    o.selected = m.id === s.machineId;
+    picker.append(o);
+  }
+  picker.addEventListener('change', () => vscode.postMessage({ type: 'selectMachine', machineId: picker.value }));
+  const header = el('header', {}, el('h1', {}, 'Snapshots and clones'), el('label', { for: 'machine' }, 'Machine '), picker);
+  const family = el('section', { class: 'family' }, el('h2', {}, 'Snapshot tree'), treeSvg(s.trees, s.rows));
+  const table = rowsTable(s.rows);
+  const legend = el('section', { class: 'legend' }, el('h2', {}, 'Snapshot, linked clone or full clone?'), legendTable());
+  app.append(header, family, el('section', {}, el('h2', {}, 'The family of this machine'), table), status, legend);
+}
+
+function rowsTable(rows: CompareRow[]): HTMLElement {
+  const max = Math.max(1, ...rows.map((r) => r.sizeBytes));
+  const sorted = sortRows(rows);
+  const head = el('tr');
+  for (const c of columns) {
+    const sorting = sort?.key === c.key;
+    const th = el('th', { scope: 'col', 'aria-sort': sorting ? (sort!.descending ? 'descending' : 'ascending') : 'none' });
+    const b = el('button', { class: 'sort', type: 'button', title: `Sort by ${c.title.toLowerCase()}` }, c.title, sorting ? (sort!.descending ? ' ▾' : ' ▴') : '');
+    b.addEventListener('click', () => {
+      sort = sort?.key === c.key ? (sort.descending ? null : { key: c.key, descending: true }) : { key: c.key, descending: false };
+      render();
+      (document.querySelector(`th[aria-sort]:not([aria-sort="none"]) button`) as HTMLElement | null)?.focus();
+    });
+    th.append(b);
+    head.append(th);
+  }
+  head.append(el('th', { scope: 'col' }, 'Actions'));
+  const body = el('tbody');
+  for (const r of sorted) {
+    const tr = el('tr', { 'data-id': r.id, tabindex: r.id === (selectedRowId ?? sorted[0]?.id) ? '0' : '-1', class: `kind-${r.kind.replace(' ', '-')}` });
+    tr.setAttribute('aria-selected', String(r.id === selectedRowId));
+    for (const c of columns) tr.append(el('td', {}, c.cell(r, max)));
+    tr.append(el('td', { class: 'actions' }, ...actionsFor(r)));
+    tr.addEventListener('click', () => select(r.id));
+    tr.addEventListener('keydown', (e) => onRowKey(e, r));
+    body.append(tr);
+  }
+  return el('table', { class: 'rows', 'aria-label': 'Snapshots and clones' }, el('thead', {}, head), body);
+}
+
+function actionsFor(r: CompareRow): HTMLElement[] {
+  const button = (label: string, action: RowAction, snapshotId: string | null, danger = false): HTMLElement => {
+    const b = el('button', { type: 'button', class: danger ? 'danger' : '', 'data-action': action }, label);
+    b.addEventListener('click', (e) => {
+      e.stopPropagation();
+      run(action, r.machineId, snapshotId);
+    });
+    return b;
+  };
+  if (r.kind === 'snapshot') return [button('Revert', 'revert', r.id), button('Clone', 'clone', r.id), button('Delete', 'delete', r.id, true)];
+  return [button('Snapshot', 'takeSnapshot', null), button('Show', 'reveal', null)];
+}
+
+function run(action: RowAction, machineId: string, snapshotId: string | null): void {
+  status.textContent = '';
+  vscode.postMessage({ type: 'action', requestId: nextRequest++, action, machineId, snapshotId });
+}
+
+/** Arrow keys move between rows, Home/End jump, Enter reverts to a snapshot (or shows a machine). */
+function onRowKey(e: KeyboardEvent, r: CompareRow): void {
+  const rows = [...document.querySelectorAll<HTMLTableRowElement>('tbody tr')];
+  const i = rows.findIndex((x) => x.dataset['id'] === r.id);
+  const go = (j: number): void => {
+    const target = rows[Math.max(0, Math.min(rows.length - 1, j))];
+    if (target?.dataset['id']) focusRow(target.dataset['id'], true);
+  };
+  switch (e.key) {
+    case 'ArrowDown':
+      go(i + 1);
+      break;
+    case 'ArrowUp':
+      go(i - 1);
+      break;
+    case 'Home':
+      go(0);
+      break;
+    case 'End':
+      go(rows.length - 1);
+      break;
+    case 'Enter':
+      if (r.kind === 'snapshot') run('revert', r.machineId, r.id);
+      else run('reveal', r.machineId, null);
+      break;
+    default:
+      return;
+  }
+  e.preventDefault();
+}
+
+function select(id: string): void {
+  selectedRowId = id;
+  for (const tr of document.querySelectorAll<HTMLTableRowElement>('tbody tr')) {
+    const on = tr.dataset['id'] === id;
+    tr.setAttribute('aria-selected', String(on));
+    tr.tabIndex = on ? 0 : -1;
+  }
+}
+
+function focusRow(id: string, scroll: boolean): void {
+  select(id);
+  const tr = document.querySelector<HTMLTableRowElement>(`tbody tr[data-id="${CSS.escape(id)}"]`);
+  if (!tr) return;
+  tr.focus();
+  if (scroll) tr.scrollIntoView({ block: 'nearest' });
+}
+
+function sortRows(rows: CompareRow[]): CompareRow[] {
+  if (!sort) return rows;
+  const { key, descending } = sort;
+  const sign = descending ? -1 : 1;
+  return [...rows].sort((a, b) => {
+    const x = a[key];
+    const y = b[key];
+    const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return c * sign;
+  });
+}
+
+/** The seed's general table, compact. */
+function legendTable(): HTMLElement {
+  const rows: [string, ...string[]][] = [
+    ['', 'Snapshot', 'Linked clone', 'Full clone'],
+    ['What it is', 'A saved state of this machine', 'A new machine sharing a snapshot’s disk', 'A new, independent machine'],
+    ['Disk space', 'Only what changed since the previous state', 'Only its own changes', 'A full copy of the disks'],
+    ['Depends on', 'The snapshots before it', 'The source snapshot, which stays locked', 'Nothing'],
+    ['Runs alongside the source', 'No: it is the same machine', 'Yes', 'Yes'],
+    ['UUID and MAC', 'The machine’s', 'New ones', 'New ones'],
+    ['Making it', 'Instant', 'Instant', 'Copies every used byte'],
+  ];
+  const [head = [''], ...body] = rows;
+  return el(
+    'table',
+    { class: 'legend-table' },
+    el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, ...body.map(([h, ...cells]) => el('tr', {}, el('th', { scope: 'row' }, h), ...cells.map((c) => el('td', {}, c))))),
+  );
+}
+
+/**
+ * The snapshot trees as VMware's Snapshot Manager draws them: left to right, one row per leaf, the current state
+ * as "You are here", linked clones hanging off the snapshot they depend on.
+ */
+function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
+  const dx = 150;
+  const dy = 46;
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('class', 'tree');
+  svg.setAttribute('role', 'img');
+  const names = new Map(rows.filter((r) => r.kind !== 'snapshot').map((r) => [r.machineId, r.name]));
+  let row = 0;
+  let maxDepth = 0;
+  const layer = document.createElementNS(SVG, 'g');
+  const edges = document.createElementNS(SVG, 'g');
+  const node = (x: number, y: number, label: string, sub: string, kind: string): void => {
+    const g = document.createElementNS(SVG, 'g');
+    g.setAttribute('class', `node ${kind}`);
+    g.setAttribute('transform', `translate(${x},${y})`);
+    const shape = document.createElementNS(SVG, kind === 'machine' || kind === 'clone' ? 'rect' : 'circle');
+    if (shape instanceof SVGRectElement) {
+      shape.setAttribute('x', '-9');
+      shape.setAttribute('y', '-9');
+      shape.setAttribute('width', '18');
+      shape.setAttribute('height', '18');
+      shape.setAttribute('rx', '3');
+    } else shape.setAttribute('r', kind === 'current' ? '7' : '9');
+    const t = document.createElementNS(SVG, 'text');
+    t.setAttribute('x', '14');
+    t.setAttribute('y', '-2');
+    t.textContent = label;
+    const s = document.createElementNS(SVG, 'text');
+    s.setAttribute('x', '14');
+    s.setAttribute('y', '12');
+    s.setAttribute('class', 'sub');
+    s.textContent = sub;
+    const title = document.createElementNS(SVG, 'title');
+    title.textContent = `${label}${sub ? ` (${sub})` : ''}`;
+    g.append(title, shape, t, s);
+    layer.append(g);
+  };
+  const edge = (x1: number, y1: number, x2: number, y2: number, dashed = false): void => {
+    const p = document.createElementNS(SVG, 'path');
+    p.setAttribute('d', `M${x1 + 9},${y1} C${x1 + dx / 2},${y1} ${x2 - dx / 2},${y2} ${x2 - 9},${y2}`);
+    if (dashed) p.setAttribute('class', 'dashed');
+    edges.append(p);
+  };
+  const place = (n: SnapshotTreeNode, depth: number, px: number, py: number): void => {
+    const x = 20 + depth * dx;
+    maxDepth = Math.max(maxDepth, depth);
+    let y = 24 + row * dy;
+    const first = row;
+    if (n.kind === 'current') {
+      node(x, y, 'You are here', '', 'current');
+      row++;
+    } else {
+      node(x, y, n.name, formatRelativeTime(n.createdAt), n.isCurrentParent ? 'snapshot parent' : n.lockedBy.length > 0 ? 'snapshot locked' : 'snapshot');
+      if (n.children.length === 0 && n.lockedBy.length === 0) row++;
+      for (const c of n.children) place(c, depth + 1, x, y);
+      for (const clone of n.lockedBy) {
+        const cy = 24 + row * dy;
+        node(x + dx, cy, names.get(clone) ?? clone.slice(0, 8), 'linked clone', 'clone');
+        edge(x, y, x + dx, cy, true);
+        maxDepth = Math.max(maxDepth, depth + 1);
+        row++;
+      }
+      if (row === first) row++;
+    }
+    y = 24 + first * dy;
+    edge(px, py, x, y);
+  };
+  for (const tree of trees) {
+    const top = 24 + row * dy;
+    node(20, top, tree.machineName, 'machine', 'machine');
+    if (tree.roots.length === 0) row++;
+    for (const r of tree.roots) place(r, 1, 20, top);
+    row++;
+  }
+  svg.append(edges, layer);
+  const width = 20 + (maxDepth + 1) * dx + 80;
+  const height = 24 + row * dy;
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', String(width));
+  svg.setAttribute('height', String(height));
+  svg.setAttribute('aria-label', `Snapshot tree with ${layer.childElementCount} nodes`);
+  return svg;
+}
+
+function nameCell(r: CompareRow): HTMLElement {
+  const span = el('span', { class: 'name' }, r.name);
+  // Indent by depth in the family tree, so the unsorted table reads as a tree.
+  span.style.setProperty('--depth', String(sort ? 0 : r.depth));
+  return span;
+}
+
+function timeCell(iso: string): HTMLElement {
+  return el('time', { datetime: iso, title: formatDate(iso) }, formatRelativeTime(iso));
+}
+
+/** A disk-usage bar, relative to the biggest row. */
+function sizeCell(bytes: number, max: number): HTMLElement {
+  const bar = el('span', { class: 'bar', 'aria-hidden': 'true' });
+  bar.style.setProperty('--fill', `${Math.max(bytes > 0 ? 2 : 0, Math.round((bytes / max) * 100))}%`);
+  return el('span', { class: 'size' }, bar, el('span', { class: 'bytes' }, formatBytes(bytes)));
+}
+
+function code(text: string): HTMLElement {
+  return el('code', {}, text);
+}
+
+function probeReply(requestId: number): FromWebview {
+  const headers = [...document.querySelectorAll('table.rows thead th')].map((th) => th.textContent?.replace(/[▴▾]/g, '').trim() ?? '');
+  const rows = [...document.querySelectorAll<HTMLTableRowElement>('table.rows tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent?.trim() ?? ''));
+  return {
+    type: 'probeReply',
+    requestId,
+    headers,
+    rows,
+    selectedRowId,
+    treeNodes: document.querySelectorAll('svg.tree g.node').length,
+    sortedBy: sort ? `${sort.key} ${sort.descending ? 'descending' : 'ascending'}` : null,
+  };
+}
+
+function el(tag: string, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElement {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== '') e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}

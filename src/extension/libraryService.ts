@@ -1,0 +1,79 @@
+import * as vscode from 'vscode';
+import { resolve } from 'node:path';
+import { Library, defaultLibraryDir } from '../engine/machine';
+import { LibraryWatcher } from './libraryWatcher';
+
+/** The library the settings name, opened once, and an event that fires (debounced) whenever it changes on disk. */
+export class LibraryService implements vscode.Disposable {
+  private opening: { dir: string; library: Promise<Library> } | undefined;
+  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly watcher = new LibraryWatcher(() => void this.rewatchThenFire());
+  private readonly subscriptions: vscode.Disposable[] = [];
+  /** Fires after the library changed on disk (any process) or the setting now names another folder. */
+  readonly onDidChange = this.changed.event;
+
+  constructor() {
+    this.subscriptions.push(
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (e.affectsConfiguration('vmsnap.libraryFolder')) {
+          this.opening = undefined;
+          this.watcher.close();
+          this.changed.fire();
+        }
+      }),
+    );
+  }
+
+  /** The folder the settings name: `vmsnap.libraryFolder`, else VMSNAP_LIBRARY, else the per-user data folder. */
+  get dir(): string {
+    const configured = vscode.workspace.getConfiguration('vmsnap').get<string>('libraryFolder', '').trim();
+    if (configured === '') return defaultLibraryDir();
+    return resolve(configured.replace(/^~(?=$|\/)/, process.env['HOME'] ?? '~'));
+  }
+
+  /** The open library (opened, recovered and watched on first use). */
+  library(): Promise<Library> {
+    const dir = this.dir;
+    if (this.opening?.dir !== dir) {
+      const library = Library.open(dir).then(
+        async (lib) => {
+          await this.rewatch(lib);
+          return lib;
+        },
+        (e: unknown) => {
+          // Try again on the next call: the folder may become readable.
+          if (this.opening?.library === library) this.opening = undefined;
+          throw e;
+        },
+      );
+      this.opening = { dir, library };
+    }
+    return this.opening.library;
+  }
+
+  /** Watches the library folder and every machine folder (machines come and go, so after every change). */
+  private async rewatch(lib: Library): Promise<void> {
+    try {
+      this.watcher.watch([lib.dir, ...(await lib.list()).map((m) => m.folder)]);
+    } catch {
+      this.watcher.watch([lib.dir]);
+    }
+  }
+
+  private async rewatchThenFire(): Promise<void> {
+    const opening = this.opening;
+    if (opening) await this.rewatch(await opening.library).catch(() => {});
+    this.changed.fire();
+  }
+
+  /** For changes this window just made: refresh now instead of waiting for the file-system events. */
+  notifyChanged(): void {
+    this.changed.fire();
+  }
+
+  dispose(): void {
+    this.watcher.close();
+    this.changed.dispose();
+    for (const s of this.subscriptions) s.dispose();
+  }
+}

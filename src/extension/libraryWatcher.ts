@@ -1,0 +1,69 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { basename } from 'node:path';
+
+/**
+ * Watches the library folder and every machine folder (inside it or registered outside) for changes made by
+ * anyone: this window, another window, the `vmsnap` CLI. Bursts (a clone writes thousands of clusters) become one
+ * call, at most `maxWaitMs` after the burst began. One plain watch per folder: Node's recursive watching on Linux
+ * walks and re-walks whole trees, which a library of thousands of layer files makes slow.
+ */
+export class LibraryWatcher {
+  private readonly watchers = new Map<string, FSWatcher>();
+  private timer: NodeJS.Timeout | undefined;
+  private firstAt = 0;
+
+  constructor(
+    private readonly onChange: () => void,
+    private readonly quietMs = 200,
+    private readonly maxWaitMs = 1000,
+  ) {}
+
+  /** Watches exactly these folders (the library folder and the machine folders), keeping unchanged watches. */
+  watch(folders: string[]): void {
+    const wanted = new Set(folders);
+    for (const [folder, w] of this.watchers) {
+      if (!wanted.has(folder)) {
+        w.close();
+        this.watchers.delete(folder);
+      }
+    }
+    for (const folder of wanted) {
+      if (this.watchers.has(folder)) continue;
+      try {
+        const w = watch(folder, (_event, name) => this.seen(name === null ? null : String(name)));
+        // A folder deleted under the watch: the next refresh drops it.
+        w.on('error', () => {
+          w.close();
+          this.watchers.delete(folder);
+          this.seen(null);
+        });
+        this.watchers.set(folder, w);
+      } catch {
+        // Gone between listing and watching: the next refresh catches up.
+      }
+    }
+  }
+
+  private seen(name: string | null): void {
+    // Lock files come and go around every operation without changing what the tree shows.
+    if (name !== null) {
+      const file = basename(name);
+      if (file.endsWith('.lock') || file.includes('.lock.stale-')) return;
+    }
+    const now = Date.now();
+    if (this.timer === undefined) this.firstAt = now;
+    else clearTimeout(this.timer);
+    const wait = Math.min(this.quietMs, Math.max(0, this.firstAt + this.maxWaitMs - now));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.onChange();
+    }, wait);
+  }
+
+  close(): void {
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,359 @@
+import * as vscode from 'vscode';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { MachineDetails, MachineSummary } from '../../engine/machine';
+import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
+import type { LibraryService } from '../libraryService';
+import {
+  cloneKind,
+  cloneRefNodeId,
+  contextValue,
+  currentNodeId,
+  machineNodeId,
+  snapshotNodeId,
+  type CloneRefNode,
+  type CurrentNode,
+  type MachineNode,
+  type SnapshotNode,
+  type TreeNode,
+} from './nodes';
+
+/**
+ * The Machines tree: every machine at the top, under each its snapshot tree in creation order with "You are
+ * here", linked clones under the snapshot they hang on. Reads the library lazily (a machine's snapshots when it is
+ * expanded) and caches until the library changes.
+ */
+export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<TreeNode | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private roots: Promise<MachineNode[]> | undefined;
+  private readonly subtrees = new Map<string, Promise<TreeNode[]>>();
+  /** Set after each load: the state shown by the welcome views ('empty', 'error', 'ready'). */
+  private lastError: unknown;
+  private readonly subscription: vscode.Disposable;
+
+  constructor(
+    private readonly service: LibraryService,
+    private readonly devMachine: () => string,
+  ) {
+    this.subscription = service.onDidChange(() => this.refresh());
+  }
+
+  /** Forgets what was read and asks VS Code to read the tree again (ids keep expansion and selection). */
+  refresh(): void {
+    this.roots = undefined;
+    this.subtrees.clear();
+    this.changed.fire(undefined);
+  }
+
+  getTreeItem(node: TreeNode): vscode.TreeItem {
+    switch (node.kind) {
+      case 'machine':
+        return this.machineItem(node);
+      case 'snapshot':
+        return snapshotItem(node);
+      case 'current':
+        return currentItem(node);
+      case 'cloneRef':
+        return cloneRefItem(node);
+    }
+  }
+
+  getChildren(node?: TreeNode): Promise<TreeNode[]> {
+    // An unreadable library shows the welcome view that says so (vmsnap.state == error) rather than a failed tree.
+    if (node === undefined) return this.machineNodes().catch(() => []);
+    switch (node.kind) {
+      case 'machine':
+        return this.machineChildren(node);
+      case 'snapshot':
+        return Promise.resolve(node.children);
+      default:
+        return Promise.resolve([]);
+    }
+  }
+
+  getParent(node: TreeNode): TreeNode | undefined {
+    return node.kind === 'machine' ? undefined : node.parent;
+  }
+
+  /** The top-level rows. */
+  machineNodes(): Promise<MachineNode[]> {
+    if (!this.roots) {
+      const roots = this.loadRoots();
+      this.roots = roots;
+      roots.catch(() => {
+        if (this.roots === roots) this.roots = undefined;
+      });
+    }
+    return this.roots;
+  }
+
+  async machineNode(machineId: string): Promise<MachineNode | undefined> {
+    return (await this.machineNodes()).find((n) => n.machine.id === machineId);
+  }
+
+  /** Every row under a machine, depth first. */
+  async descendants(machineId: string): Promise<TreeNode[]> {
+    const machine = await this.machineNode(machineId);
+    if (!machine) return [];
+    const out: TreeNode[] = [];
+    const walk = (nodes: TreeNode[]): void => {
+      for (const n of nodes) {
+        out.push(n);
+        if (n.kind === 'snapshot') walk(n.children);
+      }
+    };
+    walk(await this.machineChildren(machine));
+    return out;
+  }
+
+  async snapshotNode(machineId: string, snapshotId: string): Promise<SnapshotNode | undefined> {
+    const id = snapshotNodeId(machineId, snapshotId);
+    return (await this.descendants(machineId)).find((n): n is SnapshotNode => n.id === id);
+  }
+
+  async currentNode(machineId: string): Promise<CurrentNode | undefined> {
+    const id = currentNodeId(machineId);
+    return (await this.descendants(machineId)).find((n): n is CurrentNode => n.id === id);
+  }
+
+  private async loadRoots(): Promise<MachineNode[]> {
+    let machines: MachineSummary[];
+    try {
+      const lib = await this.service.library();
+      machines = await lib.list();
+      this.lastError = undefined;
+    } catch (e) {
+      this.lastError = e;
+      void vscode.commands.executeCommand('setContext', 'vmsnap.state', 'error');
+      throw e;
+    }
+    // The welcome views follow this; the rows need not wait for the round trip to the workbench.
+    void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length === 0 ? 'empty' : 'ready');
+    const dev = this.devMachine();
+    const nodes: MachineNode[] = machines.map((machine) => ({
+      kind: 'machine',
+      id: machineNodeId(machine.id),
+      machine,
+      sizeBytes: undefined,
+      isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
+    }));
+    void this.measure(nodes);
+    return nodes;
+  }
+
+  /**
+   * Sizes on disk come after the rows: a big library (thousands of layer files) lists at once, and each row's
+   * description gains its size a moment later.
+   */
+  private async measure(nodes: MachineNode[]): Promise<void> {
+    const roots = this.roots;
+    for (let i = 0; i < nodes.length; i += 16) {
+      const batch = nodes.slice(i, i + 16);
+      const sizes = await Promise.all(batch.map((n) => folderBytes(n.machine.folder)));
+      if (this.roots !== roots) return; // refreshed meanwhile: the new rows measure themselves
+      batch.forEach((n, j) => {
+        n.sizeBytes = sizes[j];
+        this.changed.fire(n);
+      });
+    }
+  }
+
+  /** Why the library could not be read, for the welcome view; undefined when it could. */
+  get error(): unknown {
+    return this.lastError;
+  }
+
+  private machineChildren(node: MachineNode): Promise<TreeNode[]> {
+    let children = this.subtrees.get(node.machine.id);
+    if (!children) {
+      children = this.loadMachine(node);
+      this.subtrees.set(node.machine.id, children);
+      children.catch(() => this.subtrees.delete(node.machine.id));
+    }
+    return children;
+  }
+
+  private async loadMachine(node: MachineNode): Promise<TreeNode[]> {
+    const lib = await this.service.library();
+    const details = await lib.show(node.machine.id);
+    const all = await this.machineNodes();
+    return buildSubtree(node, details, all);
+  }
+
+  private machineItem(node: MachineNode): vscode.TreeItem {
+    const m = node.machine;
+    const item = new vscode.TreeItem(m.name, vscode.TreeItemCollapsibleState.Collapsed);
+    item.id = node.id;
+    item.contextValue = contextValue(node);
+    const kind = cloneKind(m);
+    const running = m.powerState === 'running';
+    item.iconPath = new vscode.ThemeIcon(
+      running ? 'vm-running' : kind === 'linked' ? 'vm-connect' : kind === 'full' ? 'vm-outline' : 'vm',
+      running ? new vscode.ThemeColor('charts.green') : undefined,
+    );
+    const parts = [
+      kind === 'linked' ? vscode.l10n.t('linked clone') : kind === 'full' ? vscode.l10n.t('full clone') : '',
+      running ? vscode.l10n.t('running') : '',
+      plural(m.snapshotCount, vscode.l10n.t('snapshot')),
+      node.sizeBytes === undefined ? '' : formatBytes(node.sizeBytes),
+      node.isDevMachine ? vscode.l10n.t('dev machine') : '',
+    ];
+    item.description = parts.filter((p) => p !== '').join(' · ');
+    const t = new vscode.MarkdownString(undefined, true);
+    t.appendMarkdown(`$(vm) **${escape(m.name)}**${running ? ` — ${vscode.l10n.t('running')}` : ''}\n\n`);
+    if (m.note) t.appendMarkdown(`${escape(m.note)}\n\n`);
+    t.appendMarkdown(
+      [
+        `${vscode.l10n.t('Kind')}: ${kind === 'plain' ? vscode.l10n.t('machine') : kind === 'linked' ? vscode.l10n.t('linked clone') : vscode.l10n.t('full clone')}`,
+        `${vscode.l10n.t('Created')}: ${formatDate(m.createdAt)}`,
+        `${vscode.l10n.t('Snapshots')}: ${m.snapshotCount}`,
+        node.sizeBytes === undefined ? '' : `${vscode.l10n.t('Size on disk')}: ${formatBytes(node.sizeBytes)}`,
+        `${vscode.l10n.t('CPUs')}: ${m.cpus} · ${vscode.l10n.t('Memory')}: ${m.memoryMiB} MiB · MAC ${m.macAddress}`,
+        `UUID ${m.id}`,
+        `${vscode.l10n.t('Folder')}: \`${m.folder}\``,
+      ]
+        .filter((l) => l !== '')
+        .join('  \n'),
+    );
+    item.tooltip = t;
+    return item;
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+}
+
+/**
+ * The rows under one machine: its snapshots in creation order (the engine keeps them so), "You are here" after the
+ * children of the snapshot the current state descends from, and the linked clones hanging on each snapshot.
+ */
+export function buildSubtree(machineNode: MachineNode, details: MachineDetails, all: MachineNode[]): TreeNode[] {
+  const byId = new Map(all.map((n) => [n.machine.id, n.machine]));
+  const build = (parentId: string | null, parent: MachineNode | SnapshotNode, path: string): TreeNode[] => {
+    const out: TreeNode[] = [];
+    for (const info of details.snapshots) {
+      if (info.parentId !== parentId) continue;
+      const here = path === '' ? info.name : `${path} > ${info.name}`;
+      const node: SnapshotNode = {
+        kind: 'snapshot',
+        id: snapshotNodeId(details.id, info.id),
+        machine: details,
+        snapshot: info,
+        parent,
+        children: [],
+        locked: false,
+        isCurrentParent: details.current === info.id,
+        path: here,
+      };
+      node.children = build(info.id, node, here);
+      for (const cloneId of info.lockedBy) {
+        const clone = byId.get(cloneId);
+        if (clone) node.children.push({ kind: 'cloneRef', id: cloneRefNodeId(info.id, cloneId), clone, parent: node });
+      }
+      node.locked = info.lockedBy.length > 0 || node.children.some((c) => c.kind === 'snapshot' && c.locked);
+      out.push(node);
+    }
+    if (details.current === parentId) out.push({ kind: 'current', id: currentNodeId(details.id), machine: details, parent });
+    return out;
+  };
+  return build(null, machineNode, '');
+}
+
+function snapshotItem(node: SnapshotNode): vscode.TreeItem {
+  const s = node.snapshot;
+  const item = new vscode.TreeItem(
+    s.name,
+    node.children.length > 0 ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
+  );
+  item.id = node.id;
+  item.contextValue = contextValue(node);
+  const directlyLocked = s.lockedBy.length > 0;
+  item.iconPath = new vscode.ThemeIcon(
+    directlyLocked ? 'lock' : 'device-camera',
+    node.isCurrentParent ? new vscode.ThemeColor('charts.blue') : undefined,
+  );
+  item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), directlyLocked ? vscode.l10n.t('locked') : '']
+    .filter((p) => p !== '')
+    .join(' · ');
+  const childSnapshots = node.children.filter((c) => c.kind === 'snapshot');
+  const clones = node.children.filter((c): c is CloneRefNode => c.kind === 'cloneRef');
+  const hasCurrent = node.children.some((c) => c.kind === 'current');
+  const dependants = [
+    childSnapshots.length > 0 ? plural(childSnapshots.length, vscode.l10n.t('child snapshot')) : '',
+    clones.length > 0 ? vscode.l10n.t('linked clones {0}', clones.map((c) => `“${c.clone.name}”`).join(', ')) : '',
+    hasCurrent ? vscode.l10n.t('the current state') : '',
+  ].filter((p) => p !== '');
+  const t = new vscode.MarkdownString(undefined, true);
+  t.appendMarkdown(`$(device-camera) **${escape(s.name)}**${node.isCurrentParent ? ` — ${vscode.l10n.t('the current state descends from it')}` : ''}\n\n`);
+  if (s.description) t.appendMarkdown(`${escape(s.description)}\n\n`);
+  t.appendMarkdown(
+    [
+      `${vscode.l10n.t('Created')}: ${formatDate(s.createdAt)}${s.takenWhileRunning ? ` (${vscode.l10n.t('while running')})` : ''}`,
+      `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('its own changes')})`,
+      `${vscode.l10n.t('Path')}: ${escape(node.path)}`,
+      `${vscode.l10n.t('Depends on it')}: ${dependants.length > 0 ? dependants.join(', ') : vscode.l10n.t('nothing')}`,
+      node.locked ? `$(lock) ${vscode.l10n.t('Locked: a linked clone hangs on it or on a snapshot below it; delete or promote the clone first.')}` : '',
+      `${vscode.l10n.t('Id')}: \`${s.id}\``,
+    ]
+      .filter((l) => l !== '')
+      .join('  \n'),
+  );
+  item.tooltip = t;
+  return item;
+}
+
+function currentItem(node: CurrentNode): vscode.TreeItem {
+  const m = node.machine;
+  const item = new vscode.TreeItem(vscode.l10n.t('You are here'), vscode.TreeItemCollapsibleState.None);
+  item.id = node.id;
+  item.contextValue = contextValue(node);
+  item.iconPath = new vscode.ThemeIcon('location', new vscode.ThemeColor('charts.blue'));
+  item.description =
+    m.currentChangedBytes > 0 ? vscode.l10n.t('+{0} since the snapshot', formatBytes(m.currentChangedBytes)) : vscode.l10n.t('no changes');
+  const parent = node.parent.kind === 'snapshot' ? node.parent.snapshot.name : undefined;
+  const t = new vscode.MarkdownString(undefined, true);
+  t.appendMarkdown(`$(location) **${vscode.l10n.t('You are here')}** — ${vscode.l10n.t('the current state of {0}', escape(m.name))}\n\n`);
+  t.appendMarkdown(
+    [
+      parent ? `${vscode.l10n.t('Descends from')}: ${escape(parent)}` : vscode.l10n.t('Descends from no snapshot'),
+      `${vscode.l10n.t('Changed since')}: ${formatBytes(m.currentChangedBytes)}`,
+      `${vscode.l10n.t('Size on disk')}: ${formatBytes(m.currentSizeBytes)}`,
+      ...m.disks.map((d) => `${vscode.l10n.t('Disk {0}', d.index)}: \`${d.path}\``),
+    ].join('  \n'),
+  );
+  item.tooltip = t;
+  return item;
+}
+
+function cloneRefItem(node: CloneRefNode): vscode.TreeItem {
+  const c = node.clone;
+  const item = new vscode.TreeItem(c.name, vscode.TreeItemCollapsibleState.None);
+  item.id = node.id;
+  item.contextValue = contextValue(node);
+  item.iconPath = new vscode.ThemeIcon('vm-connect');
+  item.description = vscode.l10n.t('linked clone');
+  item.tooltip = new vscode.MarkdownString(
+    `$(vm-connect) **${escape(c.name)}** — ${vscode.l10n.t('a linked clone hanging on “{0}”: the snapshot stays locked while it exists.', escape(node.parent.snapshot.name))}`,
+    true,
+  );
+  item.command = { command: 'vmsnap.revealMachine', title: vscode.l10n.t('Show Machine'), arguments: [node] };
+  return item;
+}
+
+/** Bytes a machine's own files occupy on the host disk (allocated blocks, so sparse images count what they use). */
+async function folderBytes(folder: string): Promise<number | undefined> {
+  try {
+    const names = await readdir(folder);
+    const sizes = await Promise.all(names.map(async (n) => (await stat(join(folder, n)).catch(() => undefined))?.blocks ?? 0));
+    return sizes.reduce((a, b) => a + b, 0) * 512;
+  } catch {
+    return undefined;
+  }
+}
+
+function escape(text: string): string {
+  return text.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,86 @@
+import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
+
+/**
+ * The rows of the Machines tree. Ids are stable across refreshes (built from engine ids), so VS Code keeps
+ * expansion and selection, and `reveal` finds a row again after an action.
+ */
+export type TreeNode = MachineNode | SnapshotNode | CurrentNode | CloneRefNode;
+
+export interface MachineNode {
+  kind: 'machine';
+  id: string;
+  machine: MachineSummary;
+  /** Bytes the machine's own files occupy on the host disk; undefined while unknown. */
+  sizeBytes: number | undefined;
+  isDevMachine: boolean;
+}
+
+export interface SnapshotNode {
+  kind: 'snapshot';
+  id: string;
+  machine: MachineDetails;
+  snapshot: SnapshotInfo;
+  parent: MachineNode | SnapshotNode;
+  children: TreeNode[];
+  /** A linked clone hangs on this snapshot or on one below it: deleting it is refused. */
+  locked: boolean;
+  /** The snapshot the current state descends from. */
+  isCurrentParent: boolean;
+  /** Tree path: "Base > Installed > Before update". */
+  path: string;
+}
+
+/** "You are here": the machine's current state, under the snapshot it descends from. */
+export interface CurrentNode {
+  kind: 'current';
+  id: string;
+  machine: MachineDetails;
+  parent: MachineNode | SnapshotNode;
+}
+
+/** A linked clone shown under the snapshot it hangs on (it is also a machine at the top level). */
+export interface CloneRefNode {
+  kind: 'cloneRef';
+  id: string;
+  clone: MachineSummary;
+  parent: SnapshotNode;
+}
+
+export const machineNodeId = (machineId: string): string => `machine/${machineId}`;
+export const snapshotNodeId = (machineId: string, snapshotId: string): string => `snapshot/${machineId}/${snapshotId}`;
+export const currentNodeId = (machineId: string): string => `current/${machineId}`;
+export const cloneRefNodeId = (snapshotId: string, cloneId: string): string => `clone/${snapshotId}/${cloneId}`;
+
+export type CloneKindLabel = 'plain' | 'linked' | 'full';
+
+export function cloneKind(m: MachineSummary): CloneKindLabel {
+  return m.clonedFrom === null ? 'plain' : m.clonedFrom.kind;
+}
+
+/**
+ * State the menus match with regexes (`viewItem =~ /:off:/`): the row's type first, then flags, each followed by
+ * ':' so a flag never matches part of another.
+ */
+export function contextValue(node: TreeNode): string {
+  const flags: string[] = [];
+  switch (node.kind) {
+    case 'machine':
+      flags.push(node.machine.powerState === 'off' ? 'off' : 'running', cloneKind(node.machine));
+      if (node.machine.snapshotCount > 0) flags.push('snapshots');
+      if (node.isDevMachine) flags.push('dev');
+      break;
+    case 'cloneRef':
+      flags.push(node.clone.powerState === 'off' ? 'off' : 'running', cloneKind(node.clone));
+      break;
+    case 'snapshot':
+      flags.push(node.machine.powerState === 'off' ? 'off' : 'running');
+      if (node.locked) flags.push('locked');
+      if (node.children.some((c) => c.kind === 'snapshot')) flags.push('children');
+      if (node.isCurrentParent) flags.push('current');
+      break;
+    case 'current':
+      flags.push(node.machine.powerState === 'off' ? 'off' : 'running');
+      break;
+  }
+  return `${node.kind}:${flags.map((f) => `${f}:`).join('')}`;
+}

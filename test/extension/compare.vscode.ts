@@ -1,0 +1,84 @@
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { ComparePanel } from '../../src/extension/compare/comparePanel';
+import type { VmsnapApi } from '../../src/extension/extension';
+import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './support';
+
+describe('Comparison table (webview)', () => {
+  let api: VmsnapApi;
+  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+
+  before(async () => {
+    api = await extensionApi();
+  });
+
+  beforeEach(async () => {
+    library = await useFreshLibrary(api);
+  });
+
+  afterEach(async () => {
+    api.comparePanel()?.dispose();
+    await library.dispose();
+  });
+
+  /** Asks the webview until what it shows satisfies `check` (it renders after each state message). */
+  async function shown(panel: ComparePanel, check: (r: Awaited<ReturnType<ComparePanel['probe']>>) => boolean, what: string) {
+    let last: Awaited<ReturnType<ComparePanel['probe']>> | undefined;
+    await until(
+      async () => {
+        last = await panel.probe();
+        return check(last);
+      },
+      what,
+      20_000,
+    );
+    return last!;
+  }
+
+  it('renders the family’s rows with the seed’s attributes, the legend and the snapshot tree', async () => {
+    const { machine, installed } = await machineWithSnapshots(library.lib);
+    const clone = await library.lib.clone(machine.id, 'lc', { kind: 'linked', from: installed.id });
+    const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
+    const view = await shown(panel, (r) => r.rows.length === 4, 'the four rows');
+    assert.deepEqual(view.headers, ['Kind', 'Name', 'Created', 'Size on disk', 'Depends on', 'Runs alongside source', 'UUID', 'MAC', 'Description', 'Actions']);
+    const byName = new Map(view.rows.map((r) => [r[1], r]));
+    assert.equal(byName.get('dev-vm')?.[0], 'machine');
+    assert.equal(byName.get('Installed')?.[0], 'snapshot');
+    assert.equal(byName.get('Installed')?.[5], 'no');
+    assert.equal(byName.get('Installed')?.[8], 'tools installed');
+    const lc = byName.get('lc');
+    assert.equal(lc?.[0], 'linked clone');
+    assert.equal(lc?.[4], 'snapshot "Installed" of "dev-vm"');
+    assert.equal(lc?.[5], 'yes');
+    assert.equal(lc?.[6], clone.machine.id);
+    assert.equal(lc?.[7], clone.machine.macAddress);
+    // machine + 2 snapshots + You are here, clone machine + its You are here, and the clone hanging off Installed
+    assert.ok(view.treeNodes >= 6, `tree has ${view.treeNodes} nodes`);
+  });
+
+  it('follows the library live: a snapshot taken elsewhere appears without reopening', async () => {
+    const { machine } = await machineWithSnapshots(library.lib);
+    const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
+    await shown(panel, (r) => r.rows.length === 3, 'three rows');
+    await library.lib.takeSnapshot(machine.id, 'Later');
+    await shown(panel, (r) => r.rows.some((row) => row[1] === 'Later'), 'the new snapshot’s row');
+  });
+
+  it('is one panel per library, and Show in Comparison Table selects the snapshot’s row', async () => {
+    const { machine, base } = await machineWithSnapshots(library.lib);
+    const first = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
+    const again = await vscode.commands.executeCommand<ComparePanel>('vmsnap.showInComparison', { machine: machine.id, snapshot: base.id });
+    assert.equal(again, first);
+    await shown(first, (r) => r.selectedRowId === base.id, 'the Base row to be selected');
+  });
+
+  it('row actions go through the message protocol to the same commands (Revert asks only when changes would be lost)', async () => {
+    const { machine, base } = await machineWithSnapshots(library.lib);
+    const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
+    await shown(panel, (r) => r.rows.length === 3, 'three rows');
+    await answering(api, [], () => panel.receive({ type: 'action', requestId: 1, action: 'revert', machineId: machine.id, snapshotId: base.id }));
+    assert.equal((await library.lib.show(machine.id)).current, base.id);
+    await answering(api, ['Delete'], () => panel.receive({ type: 'action', requestId: 2, action: 'delete', machineId: machine.id, snapshotId: base.id }));
+    assert.deepEqual((await library.lib.show(machine.id)).snapshots.map((s) => s.name), ['Installed']);
+  });
+});
