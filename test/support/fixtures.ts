@@ -1,9 +1,10 @@
 // Fixture builders for the qcow2 interop suites, on top of qemu.ts. Images are made and filled by QEMU's own
 // tools, and everything the suites compare against (raw conversions, maps, header fields) comes from QEMU or
 // from a few lines of independent parsing here, never from the library under test.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { ChainExtent, Disk, ExtentKind } from '../../src/engine/qcow2/disk';
 import { isImageError, type ImageError, type ImageErrorCode } from '../../src/engine/qcow2/errors';
 import { qemuImg, run } from './qemu';
@@ -231,7 +232,8 @@ interface QemuMapEntry {
  * property of the host file, not of the image.
  */
 export function qemuMap(image: string, rawDepths: ReadonlySet<number> = new Set()): MapRange[] {
-  const entries = JSON.parse(qemuImg('map', '-U', '--output=json', '-f', 'qcow2', image)) as QemuMapEntry[];
+  const args = image.startsWith('json:') ? [image] : ['-f', 'qcow2', image];
+  const entries = JSON.parse(qemuImg('map', '-U', '--output=json', ...args)) as QemuMapEntry[];
   return normaliseMap(
     entries.map((e) => ({
       offset: e.start,
@@ -241,6 +243,16 @@ export function qemuMap(image: string, rawDepths: ReadonlySet<number> = new Set(
     })),
     rawDepths,
   );
+}
+
+/** One qcow2 layer alone, as QEMU opens it with `backing: null` (a `json:` filename for qemu-img). */
+export function layerAlone(image: string): string {
+  return `json:${JSON.stringify({ driver: 'qcow2', backing: null, file: { driver: 'file', filename: image } })}`;
+}
+
+/** A layer's own map (Disk.layerMap) in the same normal form, as depth 0. */
+export function layerMapRanges(extents: readonly { offset: number; length: number; kind: ExtentKind }[]): MapRange[] {
+  return normaliseMap(extents.map((e) => ({ offset: e.offset, length: e.length, kind: e.kind, depth: 0 })), new Set());
 }
 
 /** The library's chain map in the same normal form. */
@@ -448,6 +460,52 @@ export function nameIncompatibleFeature(path: string, bit: number, name: string)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test plumbing
+
+const REPO_ROOT = resolve(__dirname, '..', '..');
+
+/**
+ * Runs `body` (TypeScript-free JavaScript; `Qcow2Image` and `openDisk` are in scope, top-level await allowed) in a
+ * child process killed after `ms`: a runaway loop in the library then fails one test instead of the whole run.
+ */
+export function runIsolated(body: string, ms: number): { ok: boolean; timedOut: boolean; output: string } {
+  const r = spawnSync(process.execPath, isolatedArgs(body), { cwd: REPO_ROOT, encoding: 'utf8', timeout: ms, killSignal: 'SIGKILL' });
+  const timedOut = r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+  return { ok: r.status === 0, timedOut, output: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+function isolatedArgs(body: string): string[] {
+  const code =
+    `const { Qcow2Image } = require(${JSON.stringify(resolve(REPO_ROOT, 'src/engine/qcow2/image'))});\n` +
+    `const { openDisk } = require(${JSON.stringify(resolve(REPO_ROOT, 'src/engine/qcow2/chain'))});\n` +
+    `(async () => {\n${body}\n})().then(() => process.exit(0), (e) => { console.error(e && e.stack || String(e)); process.exit(1); });`;
+  return ['-r', 'tsx/cjs', '-e', code];
+}
+
+/**
+ * Runs `body` like runIsolated and kills it with SIGKILL once it prints `READY` and `killAfterMs` more have
+ * passed (a crash in the middle of its work). Resolves with whether it was killed (false: it finished first).
+ */
+export function killIsolated(body: string, killAfterMs: number, limitMs = 20_000): Promise<{ killed: boolean; output: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, isolatedArgs(body), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let killed = false;
+    const limit = setTimeout(() => child.kill('SIGKILL'), limitMs);
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('READY') && !killed) {
+        killed = true;
+        setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', fail);
+    child.on('exit', (_code, signal) => {
+      clearTimeout(limit);
+      done({ killed: signal === 'SIGKILL', output });
+    });
+  });
+}
 
 /** xorshift32: small, fast and reproducible from its seed. */
 export class XorShift {

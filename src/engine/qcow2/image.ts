@@ -960,6 +960,9 @@ class SnapshotView implements Disk {
 export async function probeFormat(path: string): Promise<'qcow2' | 'raw'> {
   let fh;
   try {
+    // Look before opening: opening a FIFO would wait for a writer forever.
+    const st = await stat(path);
+    if (!st.isFile() && !st.isBlockDevice()) throw new ImageError('INVALID_ARGUMENT', `${path} is not a regular file.`, path);
     fh = await openFile(path, 'r');
     const b = Buffer.alloc(4);
     const { bytesRead } = await fh.read(b, 0, 4, 0);

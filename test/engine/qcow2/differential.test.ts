@@ -6,21 +6,25 @@ import { strict as assert } from 'node:assert';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chainMap } from '../../../src/engine/qcow2/chain';
 import { Qcow2Image } from '../../../src/engine/qcow2/image';
 import {
   convertToRaw,
   createQcow2,
+  describeMap,
   firstDifference,
   type GuestOp,
   KiB,
+  libraryMap,
   MiB,
   opBytes,
   qemuApply,
   qemuIoCommand,
+  qemuMap,
   readFileAt,
   XorShift,
 } from '../../support/fixtures';
-import { qemuCheck, qemuImg, qemuSame, requireTool, scratchDir } from '../../support/qemu';
+import { qemuCheck, qemuImg, qemuSame, requireTool, scratchDir, sha256File } from '../../support/qemu';
 
 interface Config {
   name: string;
@@ -32,6 +36,8 @@ interface Config {
   withBacking?: boolean;
   /** Both twins start as copies of one qemu-made image with an internal snapshot (copy-on-write everywhere). */
   withSnapshot?: boolean;
+  /** Both twins start as copies of one image qemu-img convert -c compressed (copy-on-write out of compressed clusters). */
+  compressed?: boolean;
   /** A is made by the library's create (else by qemu-img, like B). */
   createdByLibrary: boolean;
   ops: number;
@@ -40,10 +46,12 @@ interface Config {
 }
 
 const CONFIGS: Config[] = [
-  { name: '64 KiB clusters, v3, over a backing file', size: 24 * MiB + 512, clusterSize: 64 * KiB, version: 3, withBacking: true, createdByLibrary: true, ops: 900, ordering: 'crash-safe' },
+  { name: '64 KiB clusters, v3, over a backing file', size: 24 * MiB + 512, clusterSize: 64 * KiB, version: 3, withBacking: true, createdByLibrary: true, ops: 600, ordering: 'crash-safe' },
   { name: '4 KiB clusters, v2', size: 6 * MiB + 1536, clusterSize: 4 * KiB, version: 2, createdByLibrary: false, ops: 800, ordering: 'on-flush' },
   { name: '512-byte clusters, v3', size: 3 * MiB, clusterSize: 512, version: 3, createdByLibrary: true, ops: 800, ordering: 'on-flush' },
   { name: 'extended L2, 64 KiB clusters, over a backing file', size: 16 * MiB, clusterSize: 64 * KiB, version: 3, extendedL2: true, withBacking: true, createdByLibrary: false, ops: 800, ordering: 'on-flush' },
+  { name: '64 KiB clusters, v3, compressed by qemu-img convert -c', size: 8 * MiB, clusterSize: 64 * KiB, version: 3, compressed: true, createdByLibrary: false, ops: 500, ordering: 'on-flush' },
+  { name: '2 MiB clusters, v3, over a backing file', size: 20 * MiB, clusterSize: 2 * MiB, version: 3, withBacking: true, createdByLibrary: true, ops: 250, ordering: 'on-flush' },
   { name: '64 KiB clusters, v3, with an internal snapshot', size: 12 * MiB, clusterSize: 64 * KiB, version: 3, withSnapshot: true, createdByLibrary: false, ops: 700, ordering: 'crash-safe' },
 ];
 
@@ -112,7 +120,7 @@ describe('qcow2 differential: the library and qemu-io apply the same random writ
   after(() => s.cleanup());
 
   /** Makes the twins A (library) and B (qemu-io) as the configuration says. */
-  async function makeTwins(c: Config, dir: string): Promise<{ a: string; b: string }> {
+  async function makeTwins(c: Config, dir: string): Promise<{ a: string; b: string; backing?: string }> {
     const a = join(dir, 'a.qcow2');
     const b = join(dir, 'b.qcow2');
     let backing: string | undefined;
@@ -123,6 +131,17 @@ describe('qcow2 differential: the library and qemu-io apply the same random writ
         { kind: 'writeFile', offset: 0, length: Math.floor(c.size / 2), source: patternFiles[3]! },
         { kind: 'zero', offset: c.clusterSize * 3, length: c.clusterSize * 5 },
       ]);
+    }
+    if (c.compressed) {
+      const plain = join(dir, 'plain.qcow2');
+      createQcow2(plain, { size: c.size, clusterSize: c.clusterSize });
+      qemuApply(plain, [
+        { kind: 'writeFile', offset: 0, length: Math.floor(c.size * 0.75), source: patternFiles[3]! },
+        { kind: 'write', offset: MiB, length: MiB, pattern: 0x3c },
+      ]);
+      qemuImg('convert', '-c', '-f', 'qcow2', '-O', 'qcow2', '-o', `cluster_size=${c.clusterSize}`, plain, b);
+      copyFileSync(b, a);
+      return { a, b };
     }
     if (c.withSnapshot) {
       createQcow2(b, { size: c.size, clusterSize: c.clusterSize, compat: '1.1' });
@@ -153,7 +172,7 @@ describe('qcow2 differential: the library and qemu-io apply the same random writ
     } else {
       createQcow2(a, spec);
     }
-    return { a, b };
+    return backing ? { a, b, backing } : { a, b };
   }
 
   async function libraryApply(path: string, ops: readonly GuestOp[], ordering: Config['ordering']): Promise<void> {
@@ -226,7 +245,8 @@ describe('qcow2 differential: the library and qemu-io apply the same random writ
       const rng = new XorShift(seed + index * 0x9e3779b1);
       const ops = generateOps(rng, c, patternFiles);
       const dir = mkdtempSync(join(s.dir, `config${index}-`));
-      const { a, b } = await makeTwins(c, dir);
+      const { a, b, backing } = await makeTwins(c, dir);
+      const backingSha = backing ? sha256File(backing) : null;
       const roundSize = Math.ceil(ops.length / ROUNDS);
       for (let r = 0; r < ROUNDS; r++) {
         const round = ops.slice(r * roundSize, (r + 1) * roundSize);
@@ -254,9 +274,14 @@ describe('qcow2 differential: the library and qemu-io apply the same random writ
         await img.read(got, 0);
         const at = firstDifference(got, expected);
         assert.equal(at, c.size, `[seed ${seed}] the library reads its own image differently from QEMU at guest offset ${at}`);
+        // And maps it as qemu-img map does.
+        const ours = libraryMap(await chainMap(img, 0, c.size));
+        const theirs = qemuMap(a);
+        assert.deepEqual(ours, theirs, `[seed ${seed}] chainMap of A\n  library: ${describeMap(ours)}\n  qemu:    ${describeMap(theirs)}`);
       } finally {
         await img.close();
       }
+      if (backing) assert.equal(sha256File(backing), backingSha, `[seed ${seed}] the shared backing file changed`);
     });
   });
 });

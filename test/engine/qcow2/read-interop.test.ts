@@ -15,7 +15,10 @@ import {
   expectImageError,
   type GuestOp,
   HEADER_FIELD,
+  headerExtensions,
   KiB,
+  layerAlone,
+  layerMapRanges,
   libraryMap,
   MiB,
   qemuApply,
@@ -35,11 +38,11 @@ type Scratch = ReturnType<typeof scratchDir>;
  * A fill that touches what readers get wrong: full clusters, writes across cluster and L2-table boundaries,
  * the last bytes of the disk, zero writes and discards (aligned and not), then random writes from a pattern file.
  */
-function standardFill(size: number, cluster: number, seed: number, patternFile: string): GuestOp[] {
+function standardFill(size: number, cluster: number, seed: number, patternFile: string, limit = size): GuestOp[] {
   const rng = new XorShift(seed);
   const ops: GuestOp[] = [];
   const add = (op: GuestOp): void => {
-    const end = Math.min(op.offset + op.length, size);
+    const end = Math.min(op.offset + op.length, limit);
     if (op.offset < size && end > op.offset) ops.push({ ...op, length: end - op.offset });
   };
   add({ kind: 'write', offset: 0, length: cluster, pattern: 0x11 });
@@ -48,11 +51,11 @@ function standardFill(size: number, cluster: number, seed: number, patternFile: 
   add({ kind: 'zero', offset: cluster * 6, length: cluster * 2 });
   add({ kind: 'zero', offset: cluster * 9 + 100, length: 3000 });
   add({ kind: 'discard', offset: cluster * 10, length: cluster });
-  add({ kind: 'write', offset: size - 777, length: 777, pattern: 0x44 });
+  add({ kind: 'write', offset: limit - 777, length: 777, pattern: 0x44 });
   const l2Span = (cluster / 8) * cluster;
   if (l2Span < size) add({ kind: 'writeFile', offset: l2Span - cluster / 2 - 3, length: cluster + 9, source: patternFile });
   for (let i = 0; i < 24; i++) {
-    const offset = rng.below(size);
+    const offset = rng.below(limit);
     const length = rng.between(1, cluster * 3);
     if (i % 3 === 0) add({ kind: 'writeFile', offset, length, source: patternFile });
     else if (i % 7 === 0) add({ kind: 'zero', offset, length });
@@ -211,6 +214,34 @@ describe('qcow2 read interop: images made by qemu-img read back exactly as qemu 
     it('maps the chain like qemu-img map (data, zero and serving layer per range)', async () => {
       await expectMapLikeQemu(leaf, new Set([3]));
       await expectMapLikeQemu(top, new Set([2]));
+      const disk = await openDisk(leaf);
+      try {
+        const unallocated = (await chainMap(disk, 0, disk.size)).filter((e) => e.kind === 'unallocated');
+        assert.ok(unallocated.length > 0);
+        for (const e of unallocated) {
+          assert.equal(e.depth, 3, 'an unallocated range has the depth of the bottom layer (the ChainExtent contract)');
+          assert.equal(e.path, null);
+        }
+      } finally {
+        await disk.close();
+      }
+    });
+
+    it('maps each qcow2 layer alone (layerMap) like qemu-img map of the layer with backing=null', async () => {
+      const disk = await openDisk(leaf);
+      try {
+        for (let layer: Disk | null = disk; layer; layer = layer.backing) {
+          if (layer.format !== 'qcow2') continue;
+          const ours = layerMapRanges(await layer.layerMap(0, layer.size));
+          const theirs = qemuMap(layerAlone(layer.path));
+          assert.deepEqual(ours, theirs, `${layer.path}\n  library: ${describeMap(ours)}\n  qemu:    ${describeMap(theirs)}`);
+          const start = 12_345;
+          const window = layerMapRanges(await layer.layerMap(start, MiB));
+          assert.deepEqual(window, clip(theirs, start, MiB), `${layer.path} window ${start}+${MiB}`);
+        }
+      } finally {
+        await disk.close();
+      }
     });
 
     it('reads zeros past the end of a shorter backing file', async () => {
@@ -247,18 +278,21 @@ describe('qcow2 read interop: images made by qemu-img read back exactly as qemu 
   });
 
   describe('compressed images (qemu-img convert -c)', () => {
-    for (const [cluster, compat] of [[4 * KiB, '1.1'], [64 * KiB, '1.1'], [64 * KiB, '0.10'], [2 * MiB, '1.1']] as const) {
+    for (const [cluster, compat] of [[512, '1.1'], [4 * KiB, '1.1'], [64 * KiB, '1.1'], [64 * KiB, '0.10'], [2 * MiB, '1.1']] as const) {
       it(`reads a compressed ${cluster}-byte-cluster compat=${compat} image like qemu-img convert`, async () => {
-        const size = 12 * MiB + 1536;
+        const size = (cluster === 512 ? 3 * MiB : 12 * MiB) + 1536;
         const plain = s.path(`plain-${cluster}-${compat}.qcow2`);
         createQcow2(plain, { size, clusterSize: cluster, compat });
-        qemuApply(plain, standardFill(size, cluster, 31, patternFile));
+        // The fill keeps to the first half: qemu writes compressed clusters only where nothing is allocated.
+        const half = Math.floor(size / 2 / cluster) * cluster;
+        qemuApply(plain, standardFill(size, cluster, 31, patternFile, half));
         const packed = s.path(`packed-${cluster}-${compat}.qcow2`);
         qemuImg('convert', '-c', '-f', 'qcow2', '-O', 'qcow2', '-o', `cluster_size=${cluster},compat=${compat}`, plain, packed);
         // Then overwrite parts of it uncompressed, and write more clusters compressed.
         qemuApply(packed, [
-          { kind: 'write', offset: cluster * 5 + 7, length: 100, pattern: 0x71 },
-          { kind: 'compressed', offset: (Math.floor(size / cluster) - 3) * cluster, length: cluster * 2, pattern: 0x72 },
+          { kind: 'write', offset: cluster + 7, length: 100, pattern: 0x71 }, // into a compressed cluster of the fill
+          { kind: 'compressed', offset: half + cluster, length: cluster * 2, pattern: 0x72 },
+          { kind: 'write', offset: half + cluster * 2 + 5, length: 10, pattern: 0x73 }, // into a compressed cluster
         ]);
         await expectReadsLikeQemu(packed, [MiB, 123_457]);
         await expectMapLikeQemu(packed);
@@ -420,6 +454,94 @@ describe('qcow2 read interop: images made by qemu-img read back exactly as qemu 
         await img.close();
       }
     });
+  });
+
+  it('reads guest offsets past 4 GiB and 1 TiB of a 3 TiB disk, and maps it, like qemu', async () => {
+    const image = s.path('huge.qcow2');
+    const size = 3 * 2 ** 40;
+    createQcow2(image, { size });
+    const ranges: [number, number, number][] = [
+      [2 ** 32 - 1000, 2000, 0x11],
+      [2 ** 40 + 12345, 70_000, 0x22],
+      [size - 4096, 4096, 0x33],
+    ];
+    qemuApply(image, [
+      ...ranges.map(([offset, length, pattern]): GuestOp => ({ kind: 'write', offset, length, pattern })),
+      { kind: 'zero', offset: 2 ** 41, length: 65536 },
+    ]);
+    const disk = await openDisk(image);
+    try {
+      for (const [offset, length, pattern] of ranges) {
+        const got = Buffer.alloc(length + 200, 0xee);
+        const from = Math.max(0, offset - 100);
+        await disk.read(got.subarray(0, Math.min(got.length, size - from)), from);
+        const expected = Buffer.alloc(got.length);
+        expected.fill(pattern, offset - from, offset - from + length);
+        if (from + got.length > size) expected.fill(0xee, size - from);
+        assert.ok(got.equals(expected), `guest ${offset}+${length}`);
+      }
+      const ours = libraryMap(await chainMap(disk, 0, size));
+      const theirs = qemuMap(image);
+      assert.deepEqual(ours, theirs, `library: ${describeMap(ours)}\n  qemu: ${describeMap(theirs)}`);
+    } finally {
+      await disk.close();
+    }
+  });
+
+  it('probes the backing format when the image does not name it (raw and qcow2 backing files)', async () => {
+    for (const format of ['raw', 'qcow2'] as const) {
+      const base = s.path(`unnamed-base.${format}`);
+      if (format === 'raw') createRaw(base, 4 * MiB);
+      else createQcow2(base, { size: 4 * MiB });
+      qemuApply(base, [{ kind: 'write', offset: 0, length: MiB, pattern: 0x66 }], format);
+      const image = s.path(`unnamed-${format}.qcow2`);
+      createQcow2(image, { backing: base, backingFormat: format });
+      // Turn the backing-format extension into an unknown one, which QEMU ignores: it must probe.
+      const ext = headerExtensions(image).find((e) => e.type === 0xe2792aca);
+      assert.ok(ext, 'the fixture has a backing-format extension');
+      writeU32(image, ext.at, 0x0badf00d);
+      assert.equal(qemuInfo(image)['backing-filename-format'], undefined);
+      qemuApply(image, [{ kind: 'write', offset: 100, length: 10, pattern: 0x67 }]);
+      await expectReadsLikeQemu(image, [MiB]);
+      const disk = await openDisk(image);
+      try {
+        assert.equal(disk.backing?.format, format);
+      } finally {
+        await disk.close();
+      }
+    }
+  });
+
+  it('reads images made with preallocation=metadata, falloc and full like qemu-img convert', async () => {
+    for (const prealloc of ['metadata', 'falloc', 'full']) {
+      const image = s.path(`prealloc-${prealloc}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', '-o', `preallocation=${prealloc}`, image, '6M');
+      qemuApply(image, [{ kind: 'write', offset: 70_000, length: 5000, pattern: 0x68 }, { kind: 'zero', offset: MiB, length: 64 * KiB }]);
+      await expectReadsLikeQemu(image, [MiB]);
+    }
+  });
+
+  it('reads a version 2 image with an internal snapshot (no snapshot extra data)', async () => {
+    const image = s.path('v2-snap.qcow2');
+    createQcow2(image, { size: 4 * MiB, compat: '0.10' });
+    qemuApply(image, [{ kind: 'write', offset: 0, length: MiB, pattern: 0x69 }]);
+    qemuImg('snapshot', '-c', 'old', image);
+    qemuApply(image, [{ kind: 'write', offset: 4096, length: 4096, pattern: 0x6a }]);
+    const raw = s.path('v2-snap-old.raw');
+    convertToRaw(image, raw, 'old');
+    const img = await Qcow2Image.open(image);
+    try {
+      expectSnapshotsLikeQemu(img, image);
+      const view = await img.openSnapshot('old');
+      try {
+        assert.equal(await diffDiskWithRaw(view, raw, MiB), null);
+      } finally {
+        await view.close();
+      }
+    } finally {
+      await img.close();
+    }
+    await expectReadsLikeQemu(image, [MiB]);
   });
 
   it('opens a raw file through openDisk as a raw disk', async () => {
