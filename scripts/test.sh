@@ -15,7 +15,7 @@ phase() {
   if ! "$@" 2>&1 | tee "$logs/$name.log"; then failed_phases+=("$name"); fi
 }
 
-phase typecheck npx tsc -p . --noEmit
+phase typecheck npm run --silent typecheck
 phase lint npx eslint src test scripts
 phase build node scripts/build.mjs
 export VMSNAP_REQUIRE_TOOLS=1

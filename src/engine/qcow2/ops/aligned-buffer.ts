@@ -6,9 +6,10 @@
  */
 export function alignedBuffer(size: number): Buffer {
   const pages = Math.max(1, Math.ceil(size / WASM_PAGE));
-  if (typeof WebAssembly === 'object' && pages <= MAX_WASM_PAGES) {
+  const wasm = (globalThis as { WebAssembly?: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
+  if (wasm && pages <= MAX_WASM_PAGES) {
     try {
-      return Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer, 0, size);
+      return Buffer.from(new wasm.Memory({ initial: pages, maximum: pages }).buffer, 0, size);
     } catch {
       // no memory for it as WebAssembly: fall through to an ordinary (slower) buffer
     }

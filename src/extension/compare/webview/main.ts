@@ -1,5 +1,3 @@
-/// <reference lib="dom" />
-/// <reference lib="dom.iterable" />
 // The comparison table's page, running inside the webview (browser, no Node, no vscode module). Bundled on its own
 // into dist/webview/compare.js; talks to the extension only through the messages in ../protocol.ts.
 import type { CompareRow, SnapshotTree, SnapshotTreeNode } from '../../../engine/machine';
