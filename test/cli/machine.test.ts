@@ -347,17 +347,17 @@ describe('vmsnap vm, snapshot, clone, compare, diff (end to end)', function () {
     await checkAll(fsDir);
   });
 
-  it('refuses to clone a running machine', () => {
+  // A really running machine's clone is refused in machine-runtime.test.ts; the manifest alone is only the last known state.
+  it('reads a manifest that says running while no QEMU runs as off', () => {
     const manifest = join(dev.folder, 'machine.json');
     const original = readFileSync(manifest, 'utf8');
     writeFileSync(manifest, original.replace('"powerState": "off"', '"powerState": "running"'));
     try {
-      assert.equal(show('dev').powerState, 'running');
-      refused(v('clone', 'dev', 'never', '--full'), /^Machine "dev" is running: power it off/);
+      assert.equal(show('dev').powerState, 'off');
+      assert.equal(vj<{ name: string; powerState: string }[]>('vm', 'list').doc.find((m) => m.name === 'dev')?.powerState, 'off');
     } finally {
       writeFileSync(manifest, original);
     }
-    assert.ok(!vj<{ name: string }[]>('vm', 'list').doc.some((m) => m.name === 'never'));
   });
 
   it('refuses to delete a snapshot a linked clone depends on, naming the clone', () => {

@@ -6,12 +6,13 @@ import { vmDeleteCommand } from './delete';
 import { vmDiskCommand } from './disk';
 import { vmImportCommand } from './import';
 import { vmListCommand } from './list';
+import { vmConsoleCommand, vmPauseCommand, vmResumeCommand, vmStartCommand, vmStatusCommand, vmStopCommand } from './power';
 import { vmPromoteCommand } from './promote';
 import { vmRenameCommand } from './rename';
 import { vmShowCommand } from './show';
 
 export const vmVerb: CommandGroup<CliContext> = {
   name: 'vm',
-  summary: 'create, import, list, show, rename, promote and delete machines',
-  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
+  summary: 'create, import, list, show, start, stop, rename, promote and delete machines',
+  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmStartCommand, vmStopCommand, vmPauseCommand, vmResumeCommand, vmStatusCommand, vmConsoleCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
 };

@@ -5,7 +5,9 @@ import type { CliContext } from '../output';
 
 /** The library named by --library, else VMSNAP_LIBRARY, else the platform's per-user data folder. */
 export async function openLibrary(inv: Invocation, ctx: CliContext): Promise<Library> {
-  return Library.open(inv.global.library ?? defaultLibraryDir(ctx.out.io.env));
+  const env = ctx.out.io.env;
+  const qemu = { ...(env.VMSNAP_QEMU ? { qemuPath: env.VMSNAP_QEMU } : {}), ...(env.VMSNAP_QEMU_ACCEL ? { accel: env.VMSNAP_QEMU_ACCEL } : {}) };
+  return Library.open(inv.global.library ?? defaultLibraryDir(env), { qemu });
 }
 
 export const VM_ARG: ArgSpec = { name: 'VM', description: 'a machine: its name, id, or a unique id prefix (6+ characters)' };

@@ -16,6 +16,10 @@ export type MachineErrorCode =
   | 'NO_SPACE' // the disk filled up; the source is untouched
   | 'ABORTED' // cancelled through the AbortSignal; nothing was left behind
   | 'IMAGE_ERROR' // the disk layer refused an image; `cause` is the ImageError
+  | 'ALREADY_RUNNING' // the machine already runs (in this or another process)
+  | 'NOT_RUNNING' // the operation needs a running or paused machine
+  | 'QEMU_MISSING' // qemu-system-x86_64 is not installed (the message says how to install it)
+  | 'RUNTIME_ERROR' // QEMU failed or refused; `cause` is the QemuError
   | 'IO_ERROR'; // any other file-system failure
 
 export class MachineError extends Error {

@@ -69,6 +69,8 @@ export async function importImage(imagePath: string, folder: string, options: Im
         parentId: snapshots.length > 0 ? snapshots[snapshots.length - 1]!.id : null,
         createdAt: s.date.toISOString(),
         takenWhileRunning: false,
+        stateFile: null,
+        vm: null,
         layers: [file],
       });
     }

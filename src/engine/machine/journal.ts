@@ -2,6 +2,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../qcow2/disk';
 import { commit, rebase, rollBackInterruptedCommit } from '../qcow2/ops';
+import { runningPid, runningTops } from '../runtime';
 import { MachineError } from './errors';
 import { atomicWriteJson, exists, fsyncDir, setReadOnly, unlinkIfExists } from './fsutil';
 import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
@@ -204,6 +205,22 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
     await finish(folder, journal);
     return 'rolled-forward';
   }
+  if (await switchedByQemu(folder, journal)) {
+    // A snapshot of a running machine was interrupted after QEMU switched to the new tops: they are the current
+    // state now (never delete a file QEMU writes into). Its memory was never recorded: the snapshot keeps the disks.
+    const after = structuredClone(journal.after);
+    after.revision = manifest.revision + 1;
+    const dropped: string[] = [];
+    for (const s of after.snapshots) {
+      if (s.stateFile !== null && s.vm === null) {
+        dropped.push(s.stateFile);
+        s.stateFile = null;
+      }
+    }
+    await writeManifest(folder, after);
+    await finish(folder, { ...journal, after, obsolete: [...journal.obsolete, ...dropped, ...dropped.map((f) => `${f}.partial`), ...dropped.map((f) => `${f}.done`)] });
+    return 'rolled-forward';
+  }
   if (journal.forward) {
     await runMerge(folder, journal, {});
     await writeManifest(folder, journal.after);
@@ -213,6 +230,14 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
   await rollBack(folder, journal);
   await repairEmptyTops(folder, await readManifest(folder));
   return 'rolled-back';
+}
+
+/** Whether QEMU runs the machine on the journal's new top layers (a running snapshot got past its switch). */
+async function switchedByQemu(folder: string, journal: Journal): Promise<boolean> {
+  if (journal.operation !== 'take snapshot' || (await runningPid(folder)) === null) return false;
+  const tops = await runningTops(folder).catch(() => null);
+  const wanted = journal.after.disks.map((d) => resolve(folder, d.top));
+  return tops !== null && tops.length === wanted.length && tops.every((t, i) => resolve(t) === wanted[i]);
 }
 
 /** Top layers are created without a flush (see createLayer): one a power cut emptied is made again. */

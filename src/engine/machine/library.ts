@@ -1,6 +1,23 @@
 import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import type { Socket } from 'node:net';
 import type { OperationOptions } from '../qcow2/disk';
+import {
+  isQemuError,
+  killMachine,
+  machineStatus as runtimeStatus,
+  openConsole as runtimeConsole,
+  pauseMachine as runtimePause,
+  removeRuntimeFiles,
+  resumeMachine as runtimeResume,
+  runningPid,
+  snapshotRunning,
+  startFromState,
+  startMachine as runtimeStart,
+  stopMachine as runtimeStop,
+  type QemuOptions,
+  type RuntimeStatus,
+} from '../runtime';
 import { isImageError } from '../qcow2/errors';
 import { changedRanges, flatten } from '../qcow2/ops';
 import { MachineError, isMachineError } from './errors';
@@ -13,6 +30,7 @@ import { defaultLibraryDir } from './libraryDir';
 import { MachineLock } from './lock';
 import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, readManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import { folderSlug, validateDescription, validateName } from './names';
+import { machineConfig, runtimeCall, stateConfig, stateFileName } from './power';
 import { step } from './steps';
 import { deletingFolder, stagingFolder, Store, type BrokenMachine, type MachineEntry } from './store';
 import { ancestry, childrenOf, resolveSnapshot, snapshotById, subtreeIds } from './tree';
@@ -32,7 +50,9 @@ import type {
   ImportResult,
   MachineDetails,
   MachineSizes,
+  MachineStatus,
   MachineSummary,
+  PowerState,
   RevertOptions,
   RevertResult,
   SnapshotInfo,
@@ -40,6 +60,8 @@ import type {
   SnapshotTreeNode,
   StateDiff,
   StateRef,
+  StopMachineOptions,
+  StopMachineResult,
   TakeSnapshotOptions,
 } from './types';
 
@@ -58,17 +80,21 @@ const MAX_DISK_SIZE = 64 * 1024 * GiB;
  * lowest layers are backed, by a relative path, by the source snapshot's layers in the source's folder.
  */
 export class Library {
-  private constructor(private readonly store: Store) {}
+  private constructor(
+    private readonly store: Store,
+    /** How QEMU is found and run (default: $VMSNAP_QEMU, $VMSNAP_QEMU_ACCEL, else qemu-system-x86_64 with kvm:tcg). */
+    private readonly qemu: QemuOptions,
+  ) {}
 
   /**
    * Opens (and creates if needed) the library in `dir`; without it, VMSNAP_LIBRARY or the platform's per-user
    * data folder (see defaultLibraryDir). Recovers operations killed halfway and removes their leftovers.
    */
-  static async open(dir?: string): Promise<Library> {
+  static async open(dir?: string, options: { qemu?: QemuOptions } = {}): Promise<Library> {
     const store = new Store(resolve(dir ?? defaultLibraryDir()));
     await store.ensure();
     await store.recover();
-    return new Library(store);
+    return new Library(store, options.qemu ?? {});
   }
 
   /** Absolute path of the library folder. */
@@ -81,7 +107,9 @@ export class Library {
   /** All machines, oldest first. Reads manifests only (no image is opened), so it stays fast for big libraries. */
   async list(): Promise<MachineSummary[]> {
     const { entries } = await this.store.loadAll();
-    return entries.map((e) => summary(e));
+    const out: MachineSummary[] = [];
+    for (const e of entries) out.push({ ...summary(e), powerState: await livePower(e) });
+    return out;
   }
 
   /** Machine folders whose manifest could not be read, with the reason (list() leaves them out). */
@@ -92,7 +120,8 @@ export class Library {
   /** Everything about one machine, with measured sizes. `ref`: id, exact name, or unique id prefix (6+ chars). */
   async show(ref: string): Promise<MachineDetails> {
     const all = await this.entries();
-    return details(findMachine(all, ref), all);
+    const e = findMachine(all, ref);
+    return { ...(await details(e, all)), powerState: await livePower(e) };
   }
 
   /** Absolute path of a disk's current top layer: writing into it (QEMU, qemu-io) changes the current state. */
@@ -118,11 +147,13 @@ export class Library {
         description: s.description,
         createdAt: s.createdAt,
         isCurrentParent: m.current === s.id,
+        takenWhileRunning: s.takenWhileRunning,
+        hasMemory: s.stateFile !== null,
         lockedBy: directClones(all, m.id, s.id).map((c) => c.manifest.id),
         children: build(s.id),
       }));
       if (m.current === parentId) {
-        nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, lockedBy: [], children: [] });
+        nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, takenWhileRunning: false, hasMemory: false, lockedBy: [], children: [] });
       }
       return nodes;
     };
@@ -330,7 +361,6 @@ export class Library {
         dependants.map((d) => `${d.manifest.name} (id ${d.manifest.id})`),
       );
     }
-    for (const e of [target, ...dependants]) requireOff(e.manifest, 'delete');
     const deleted: DeleteMachineResult['deleted'] = [];
     // Deepest clones first.
     for (const e of [...dependants.reverse(), target]) {
@@ -339,7 +369,9 @@ export class Library {
         if (still.length > 0) {
           throw new MachineError('LOCKED_BY_CLONES', `Machine "${fresh.manifest.name}" got new linked clones meanwhile: ${still.map((d) => `"${d.manifest.name}"`).join(', ')}.`);
         }
-        requireOff(fresh.manifest, 'delete');
+        // A running machine is ended first: its QEMU must not outlive its folder.
+        await runtimeCall(() => killMachine(fresh.folder, this.qemu));
+        await runtimeCall(() => removeRuntimeFiles(fresh.folder));
         const aside = deletingFolder(fresh.folder);
         await rename(fresh.folder, aside);
         await fsyncDir(resolve(fresh.folder, '..'));
@@ -355,6 +387,63 @@ export class Library {
     return { deleted };
   }
 
+  // ---------------------------------------------------------------- power
+
+  /** Powers the machine on (QEMU runs detached and outlives this process). ALREADY_RUNNING when it runs. */
+  async startMachine(ref: string): Promise<MachineStatus> {
+    return this.withMachine(ref, 'start', async (e) => {
+      const r = await runtimeCall(() => runtimeStart(machineConfig(e), this.qemu));
+      await setPower(e, 'running');
+      return statusOf(r);
+    });
+  }
+
+  /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
+  async stopMachine(ref: string, options: StopMachineOptions = {}): Promise<StopMachineResult> {
+    return this.withMachine(ref, 'stop', async (e) => {
+      const r = await runtimeCall(() =>
+        runtimeStop(e.folder, {
+          ...this.qemu,
+          force: options.force === true,
+          powerdownTimeoutMs: options.powerdownTimeoutMs ?? 60000,
+        }),
+      );
+      await setPower(e, 'off');
+      return { method: r.method, ms: r.ms };
+    });
+  }
+
+  async pauseMachine(ref: string): Promise<MachineStatus> {
+    return this.withMachine(ref, 'pause', async (e) => {
+      const r = await runtimeCall(() => runtimePause(e.folder, this.qemu));
+      await setPower(e, r.powerState);
+      return statusOf(r);
+    });
+  }
+
+  async resumeMachine(ref: string): Promise<MachineStatus> {
+    return this.withMachine(ref, 'resume', async (e) => {
+      const r = await runtimeCall(() => runtimeResume(e.folder, this.qemu));
+      await setPower(e, r.powerState);
+      return statusOf(r);
+    });
+  }
+
+  /** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
+  async machineStatus(ref: string): Promise<MachineStatus> {
+    return this.withMachine(ref, 'status', async (e) => {
+      const r = await runtimeCall(() => runtimeStatus(e.folder, this.qemu));
+      await setPower(e, r.powerState);
+      return statusOf(r);
+    });
+  }
+
+  /** A connection to the machine's serial port (one client at a time; a second waits). No lock: nothing changes. */
+  async openConsole(ref: string): Promise<Socket> {
+    const e = findMachine(await this.entries(), ref);
+    return runtimeCall(() => runtimeConsole(e.folder));
+  }
+
   // ---------------------------------------------------------------- snapshots
 
   /**
@@ -365,7 +454,10 @@ export class Library {
     const snapName = validateName(name, 'snapshot name');
     const description = validateDescription(options.description ?? '');
     return this.withMachine(ref, 'take snapshot', async (e, all) => {
-      const { entry, snapshot } = await takeLocked(e, snapName, description);
+      const { entry, snapshot } =
+        (await runningPid(e.folder)) === null
+          ? await takeLocked(e, snapName, description)
+          : await takeRunningLocked(e, snapName, description, options.diskOnly === true, this.qemu);
       return snapshotInfo(entry, snapshot, all);
     });
   }
@@ -386,21 +478,32 @@ export class Library {
       );
     }
     const saveName = options.saveCurrentAs === undefined ? undefined : validateName(options.saveCurrentAs, 'snapshot name');
-    return this.withMachine(ref, 'revert', async (e, all) => {
-      requireOff(e.manifest, 'revert');
+    return this.withMachine(ref, 'revert', async (found, all) => {
+      let e = found;
+      const target = resolveSnapshot(e.manifest, snapshotRef);
+      let savedRunning: SnapshotRecord | null = null;
+      if ((await runningPid(e.folder)) !== null) {
+        // A running machine's current state is saved with its memory (when asked) before QEMU is ended.
+        if (saveName !== undefined) {
+          const t = await takeRunningLocked(e, saveName, '', false, this.qemu);
+          e = t.entry;
+          savedRunning = t.snapshot;
+        }
+        await runtimeCall(() => runtimeStop(e.folder, { ...this.qemu, force: true }));
+      }
       const m = e.manifest;
-      const target = resolveSnapshot(m, snapshotRef);
       const oldTops = m.disks.map((d) => d.top);
       const discardedBytes = saveName === undefined ? await sumAllocated(oldTops.map((f) => join(e.folder, f))) : 0;
       const saved: SnapshotRecord | null =
-        saveName === undefined
+        saveName === undefined || savedRunning !== null
           ? null
-          : { id: newId(), name: saveName, description: '', parentId: m.current, createdAt: new Date().toISOString(), takenWhileRunning: false, layers: oldTops };
+          : { id: newId(), name: saveName, description: '', parentId: m.current, createdAt: new Date().toISOString(), takenWhileRunning: false, layers: oldTops, stateFile: null, vm: null };
       const newTops = m.disks.map((_, i) => newLayerName(i));
       const after = cloneManifest(m);
       after.revision++;
       if (saved) after.snapshots.push(saved);
       after.current = target.id;
+      after.powerState = 'off';
       after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
       const tx = await Transaction.begin(e.folder, {
         operation: 'revert',
@@ -412,12 +515,30 @@ export class Library {
         merge: [],
       });
       await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, target.layers[i]!), 'revert');
-      const committed = await tx.commit();
+      let committed = await tx.commit();
+      let poweredOn = false;
+      let stateLoadError: string | null = null;
+      if (target.stateFile !== null && target.vm !== null) {
+        // The snapshot holds the memory: the machine comes back running where it was.
+        const stateFile = join(e.folder, target.stateFile);
+        const config = stateConfig({ folder: e.folder, manifest: committed }, target, newTops);
+        try {
+          await startFromState(config, stateFile, { ...this.qemu, accel: target.vm.accel });
+          committed = await setPower({ folder: e.folder, manifest: committed }, 'running');
+          poweredOn = true;
+        } catch (err) {
+          if (!isQemuError(err)) throw err;
+          stateLoadError = `reverted the disks; the memory state could not be loaded: ${err.message} Start the machine to boot it.`;
+        }
+      }
       const entry = { folder: e.folder, manifest: committed };
+      const savedRecord = savedRunning ?? saved;
       return {
         snapshot: await snapshotInfo(entry, target, all),
-        saved: saved ? await snapshotInfo(entry, saved, all) : null,
+        saved: savedRecord ? await snapshotInfo(entry, savedRecord, all) : null,
         discardedBytes,
+        poweredOn,
+        stateLoadError,
       };
     });
   }
@@ -447,8 +568,13 @@ export class Library {
    */
   async deleteSnapshot(ref: string, snapshotRef: string, options: DeleteSnapshotOptions = {}): Promise<DeleteSnapshotResult> {
     return this.withMachine(ref, 'delete snapshot', async (e, all) => {
-      requireOff(e.manifest, 'delete a snapshot');
       const target = resolveSnapshot(e.manifest, snapshotRef);
+      if ((await runningPid(e.folder)) !== null && ancestry(e.manifest, e.manifest.current).some((s) => s.id === target.id)) {
+        throw new MachineError(
+          'POWERED_ON',
+          `Snapshot "${target.name}" cannot be deleted while "${e.manifest.name}" runs: QEMU reads its layer for the current state (merging it live is not supported); power the machine off first.`,
+        );
+      }
       return deleteSnapshotLocked(e, all, target, options.children === true, options);
     });
   }
@@ -468,7 +594,7 @@ export class Library {
       throw new MachineError('INVALID_ARGUMENT', 'Choose a linked or a full clone.');
     }
     return this.withMachine(ref, `${options.kind} clone`, async (src, all) => {
-      if (src.manifest.powerState !== 'off') {
+      if ((await runningPid(src.folder)) !== null) {
         throw new MachineError('POWERED_ON', `Machine "${src.manifest.name}" is running: power it off before cloning it (a clone is made only from a powered-off machine).`);
       }
       const fromCurrent = options.from === undefined || options.from.trim() === 'current';
@@ -525,7 +651,7 @@ export class Library {
       if (!cf || cf.kind !== 'linked' || cf.baseLayers === null) {
         throw new MachineError('INVALID_ARGUMENT', `Machine "${m.name}" is not a linked clone: it already stands alone.`);
       }
-      requireOff(m, 'promote');
+      await requireOff(e, 'promote');
       const merge: MergeStep[] = [];
       const thawed: string[] = [];
       for (let i = 0; i < m.disks.length; i++) {
@@ -624,11 +750,77 @@ async function takeLocked(e: MachineEntry, name: string, description: string): P
 }
 
 /**
+ * A snapshot of a running (or paused) machine: the runtime creates the new top layers, switches QEMU to them in
+ * one transaction and saves the memory (unless diskOnly) at the same instant. Errors before the switch change
+ * nothing; a memory save failing after it still commits the disks (QEMU writes into the new tops).
+ */
+async function takeRunningLocked(
+  e: MachineEntry,
+  name: string,
+  description: string,
+  diskOnly: boolean,
+  qemu: QemuOptions,
+): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
+  const m = e.manifest;
+  const id = newId();
+  const stateFile = diskOnly ? null : stateFileName(id);
+  const snapshot: SnapshotRecord = {
+    id,
+    name,
+    description,
+    parentId: m.current,
+    createdAt: new Date().toISOString(),
+    takenWhileRunning: true,
+    layers: m.disks.map((d) => d.top),
+    stateFile,
+    vm: null,
+  };
+  const newTops = m.disks.map((_, i) => newLayerName(i));
+  const after = cloneManifest(m);
+  after.revision++;
+  after.snapshots.push(snapshot);
+  after.current = snapshot.id;
+  after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+  const tx = await Transaction.begin(e.folder, {
+    operation: 'take snapshot',
+    after,
+    created: stateFile === null ? newTops : [...newTops, stateFile],
+    obsolete: [],
+    freeze: snapshot.layers,
+    thawed: [],
+    merge: [],
+  });
+  const record = tx.after.snapshots[tx.after.snapshots.length - 1]!;
+  try {
+    const r = await snapshotRunning(
+      e.folder,
+      { newTops: newTops.map((t) => join(e.folder, t)), stateFile: stateFile === null ? null : join(e.folder, stateFile) },
+      qemu,
+    );
+    if (r.stateFile !== null) {
+      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
+    }
+    after.powerState = r.resumed ? 'running' : 'paused';
+  } catch (err) {
+    if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
+      // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
+      record.stateFile = null;
+      await tx.commit();
+      throw new MachineError('RUNTIME_ERROR', `Snapshot "${name}" holds the disks only: ${err.message}`, [], { cause: err });
+    }
+    await tx.rollBack();
+    throw err;
+  }
+  // Past the switch, a failure must not roll back (QEMU writes into the new tops): recovery rolls forward.
+  step('take snapshot: disks switched');
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record };
+}
+
+/**
  * The first half of taking a snapshot: journal, new empty top layers on the frozen ones. The caller commits the
  * transaction (or rolls it back); with `companion`, the appearance of that folder also commits it.
  */
 async function beginTake(e: MachineEntry, name: string, description: string, companion?: string): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
-  requireOff(e.manifest, 'take a snapshot');
   const m = e.manifest;
   const snapshot: SnapshotRecord = {
     id: newId(),
@@ -638,6 +830,8 @@ async function beginTake(e: MachineEntry, name: string, description: string, com
     createdAt: new Date().toISOString(),
     takenWhileRunning: false,
     layers: m.disks.map((d) => d.top),
+    stateFile: null,
+    vm: null,
   };
   const newTops = m.disks.map((_, i) => newLayerName(i));
   const after = cloneManifest(m);
@@ -692,6 +886,7 @@ async function deleteSnapshotLocked(
   const parentLayer = (i: number): string | null =>
     target.parentId !== null ? snapshotById(m, target.parentId)!.layers[i]! : m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers ? m.clonedFrom.baseLayers[i]! : null;
   const bytesBefore = await machineBytes(e);
+  const stateFiles = m.snapshots.filter((s) => doomed.has(s.id) && s.stateFile !== null).map((s) => s.stateFile!);
 
   const merge: MergeStep[] = [];
   const obsolete: string[] = [];
@@ -768,7 +963,7 @@ async function deleteSnapshotLocked(
   after.snapshots = m.snapshots.filter((s) => !doomed.has(s.id)).map((s) => (s.parentId === target.id ? { ...s, parentId: target.parentId } : s));
   if (m.current !== null && doomed.has(m.current)) after.current = target.parentId;
   for (const [i, own] of reclaimed) after.disks[i] = { ...after.disks[i]!, top: own };
-  const tx = await Transaction.begin(e.folder, { operation: 'delete snapshot', after, created: [], obsolete, freeze, thawed, merge });
+  const tx = await Transaction.begin(e.folder, { operation: 'delete snapshot', after, created: [], obsolete: [...obsolete, ...stateFiles], freeze, thawed, merge });
   try {
     for (const own of reclaimed.values()) await setReadOnly(join(e.folder, own), false);
     await tx.merge(options);
@@ -808,10 +1003,30 @@ async function flattenAll(sources: string[], targets: string[], options: Operati
 
 // ------------------------------------------------------------------ helpers
 
-function requireOff(m: Manifest, what: string): void {
-  if (m.powerState !== 'off') {
-    throw new MachineError('POWERED_ON', `Machine "${m.name}" is running: power it off to ${what}.`);
+/** From QEMU's process, not the manifest alone (which can be stale after a crash). */
+async function requireOff(e: MachineEntry, what: string): Promise<void> {
+  if ((await runningPid(e.folder)) !== null) {
+    throw new MachineError('POWERED_ON', `Machine "${e.manifest.name}" is running: power it off to ${what}.`);
   }
+}
+
+/** The power state as QEMU's process tells it (cheap: pidfile and process, no QMP). */
+async function livePower(e: MachineEntry): Promise<PowerState> {
+  if ((await runningPid(e.folder)) === null) return 'off';
+  return e.manifest.powerState === 'off' ? 'running' : e.manifest.powerState;
+}
+
+/** Records the power state in the manifest when it changed (the caller holds the lock). */
+async function setPower(e: MachineEntry, state: PowerState): Promise<Manifest> {
+  if (e.manifest.powerState === state) return e.manifest;
+  const m = cloneManifest(e.manifest);
+  m.powerState = state;
+  m.revision++;
+  return writeManifest(e.folder, m);
+}
+
+function statusOf(r: RuntimeStatus): MachineStatus {
+  return { powerState: r.powerState, pid: r.pid, serialLog: r.serialLog, consoleSocket: r.consoleSocket, startedAt: r.startedAt, qemuRunState: r.qemuRunState };
 }
 
 /** Refuses up front when the free space cannot hold what a merge or copy may write (plus 64 MiB of slack). */
@@ -954,6 +1169,7 @@ async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: MachineEntr
     parentId: s.parentId,
     createdAt: s.createdAt,
     takenWhileRunning: s.takenWhileRunning,
+    hasMemory: s.stateFile !== null,
     layers,
     sizeBytes: await sumBytes(layers),
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),

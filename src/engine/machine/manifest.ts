@@ -24,6 +24,20 @@ export interface SnapshotRecord {
   takenWhileRunning: boolean;
   /** File names (in the machine folder) of the frozen layers, one per disk. */
   layers: string[];
+  /** File name (in the machine folder) of the memory and device state, or null (disk-only / powered off). */
+  stateFile: string | null;
+  /** The device configuration the state was saved with (a revert loads it with exactly these), or null. */
+  vm: SnapshotVmRecord | null;
+}
+
+export interface SnapshotVmRecord {
+  cpus: number;
+  memoryMiB: number;
+  macAddress: string;
+  /** Resolved QEMU machine type, e.g. pc-q35-7.2. */
+  machineType: string;
+  accel: 'kvm' | 'tcg';
+  qemuVersion: string;
 }
 
 export interface ClonedFromRecord {
@@ -134,7 +148,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
   const cpus = c.int(o, 'cpus', '', 1, 1024);
   const memoryMiB = c.int(o, 'memoryMiB', '', 1, 16 * 1024 * 1024);
   const powerState = o['powerState'];
-  if (powerState !== 'off' && powerState !== 'running') c.fail('powerState', 'must be "off" or "running"');
+  if (powerState !== 'off' && powerState !== 'running' && powerState !== 'paused') c.fail('powerState', 'must be "off", "running" or "paused"');
   const createdAt = c.date(o, 'createdAt', '');
   const note = c.string(o, 'note', '');
 
@@ -176,6 +190,9 @@ export function validateManifest(value: unknown, file: string): Manifest {
       createdAt: c.date(sObj, 'createdAt', p),
       takenWhileRunning: c.bool(sObj, 'takenWhileRunning', p),
       layers,
+      // Both are absent from manifests written before machines could run: treated as null.
+      stateFile: sObj['stateFile'] === undefined || sObj['stateFile'] === null ? null : stateName(c, sObj['stateFile'], p + 'stateFile', useFile),
+      vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
     };
   });
   snapshots.forEach((s, i) => {
@@ -230,6 +247,31 @@ export function validateManifest(value: unknown, file: string): Manifest {
     snapshots,
     current,
     clonedFrom,
+  };
+}
+
+function stateName(c: Checker, v: unknown, field: string, useFile: (f: string, field: string) => void): string {
+  const f = c.layerName(v, field);
+  useFile(f, field);
+  return f;
+}
+
+function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
+  const o = c.object(v, field);
+  const p = field + '.';
+  const macAddress = c.string(o, 'macAddress', p, 17);
+  if (!MAC_PATTERN.test(macAddress)) c.fail(p + 'macAddress', 'must look like 52:54:00:12:34:56 (lower case)');
+  const accel = o['accel'];
+  if (accel !== 'kvm' && accel !== 'tcg') c.fail(p + 'accel', 'must be "kvm" or "tcg"');
+  const machineType = c.string(o, 'machineType', p, 128);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(machineType)) c.fail(p + 'machineType', 'must be a QEMU machine type such as pc-q35-7.2');
+  return {
+    cpus: c.int(o, 'cpus', p, 1, 1024),
+    memoryMiB: c.int(o, 'memoryMiB', p, 1, 16 * 1024 * 1024),
+    macAddress,
+    machineType,
+    accel,
+    qemuVersion: c.string(o, 'qemuVersion', p, 128),
   };
 }
 

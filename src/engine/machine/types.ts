@@ -2,7 +2,7 @@ import type { OperationOptions } from '../qcow2/disk';
 
 /** Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them). */
 
-export type PowerState = 'off' | 'running';
+export type PowerState = 'off' | 'running' | 'paused';
 export type CloneKind = 'linked' | 'full';
 
 export interface ClonedFrom {
@@ -27,6 +27,8 @@ export interface SnapshotInfo {
   /** ISO 8601. */
   createdAt: string;
   takenWhileRunning: boolean;
+  /** True when the snapshot holds the memory and device state: reverting to it brings the machine back running. */
+  hasMemory: boolean;
   /** Absolute paths of the snapshot's frozen layers, one per disk. */
   layers: string[];
   /** Bytes this snapshot's own layers occupy on the host disk (not counting the layers below). */
@@ -72,6 +74,10 @@ export interface SnapshotTreeNode {
   createdAt: string;
   /** True on the snapshot the current state descends from. */
   isCurrentParent: boolean;
+  /** Taken while the machine ran (false for the 'current' node). */
+  takenWhileRunning: boolean;
+  /** Holds the memory state: reverting to it brings the machine back running. */
+  hasMemory: boolean;
   /** Ids of linked clones hanging on this snapshot. */
   lockedBy: string[];
   /** Children in creation order; the 'current' node comes after the snapshots of its parent. */
@@ -136,6 +142,8 @@ export interface DeleteMachineResult {
 
 export interface TakeSnapshotOptions {
   description?: string;
+  /** On a running machine: snapshot the disks only, without the memory (no pause at all). */
+  diskOnly?: boolean;
 }
 
 export interface RevertOptions {
@@ -152,6 +160,33 @@ export interface RevertResult {
   saved: SnapshotInfo | null;
   /** Bytes of unsaved changes thrown away (discardCurrent). */
   discardedBytes: number;
+  /** The machine runs after the revert (the snapshot held a memory state that was loaded). */
+  poweredOn: boolean;
+  /** Why a memory state could not be loaded (the disks were reverted, the machine is off), or null. */
+  stateLoadError: string | null;
+}
+
+/** A machine's real power state, from its QEMU process (the manifest is brought in line with it). */
+export interface MachineStatus {
+  powerState: PowerState;
+  pid: number | null;
+  /** Absolute path of the serial port's log file. */
+  serialLog: string;
+  consoleSocket: string | null;
+  startedAt: string | null;
+  qemuRunState: string | null;
+}
+
+export interface StopMachineOptions {
+  /** Quit QEMU at once instead of pressing the ACPI power button. */
+  force?: boolean;
+  /** How long the guest gets to shut down after the power button (default 60000 ms). */
+  powerdownTimeoutMs?: number;
+}
+
+export interface StopMachineResult {
+  method: 'already-off' | 'acpi' | 'quit' | 'kill';
+  ms: number;
 }
 
 export interface DeleteSnapshotOptions extends OperationOptions {

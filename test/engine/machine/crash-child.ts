@@ -20,10 +20,16 @@ export const operations: Record<string, (lib: Library) => Promise<unknown>> = {
   'delete-machine': (lib) => lib.deleteMachine('vm3'),
 };
 
+/** Operations on a machine QEMU runs (running.test.ts). */
+export const runningOperations: Record<string, (lib: Library) => Promise<unknown>> = {
+  'take-running': (lib) => lib.takeSnapshot('guest', 'live'),
+};
+
 async function main(): Promise<void> {
   const [dir, op] = process.argv.slice(2);
-  const run = operations[op ?? ''];
-  if (!dir || !run) throw new Error(`usage: crash-child LIBRARY (${Object.keys(operations).join('|')})`);
+  const all = { ...operations, ...runningOperations };
+  const run = all[op ?? ''];
+  if (!dir || !run) throw new Error(`usage: crash-child LIBRARY (${Object.keys(all).join('|')})`);
   await run(await Library.open(dir));
 }
 

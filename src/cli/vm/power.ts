@@ -1,0 +1,120 @@
+// `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
+import { attachConsole } from '../../engine/runtime';
+import type { Command } from '../args';
+import { emit } from '../image/shared';
+import type { CliContext } from '../output';
+import { openLibrary, VM_ARG } from './shared';
+
+const STOP_WORDS: Record<string, string> = {
+  acpi: 'ACPI shutdown',
+  quit: 'QEMU quit',
+  kill: 'QEMU killed',
+};
+
+export const vmStartCommand: Command<CliContext> = {
+  name: 'start',
+  summary: 'power a machine on with QEMU (it keeps running after vmsnap exits)',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm start dev'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const s = await lib.startMachine(vm);
+    emit(ctx, s, () => `Started "${vm}" (QEMU pid ${s.pid ?? '-'}); serial output goes to ${s.serialLog}.`);
+    return 0;
+  },
+};
+
+export const vmStopCommand: Command<CliContext> = {
+  name: 'stop',
+  summary: 'power a machine off: ACPI shutdown, then a hard stop after 60 s (--force: at once)',
+  args: [VM_ARG],
+  flags: [{ name: 'force', kind: 'boolean', description: 'pull the plug at once instead of asking the guest to shut down' }],
+  examples: ['vmsnap vm stop dev', 'vmsnap vm stop dev --force'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const r = await lib.stopMachine(vm, { force: inv.flag('force') });
+    emit(ctx, r, () => (r.method === 'already-off' ? `"${vm}" is already off.` : `Stopped "${vm}" (${STOP_WORDS[r.method] ?? r.method}).`));
+    return 0;
+  },
+};
+
+export const vmPauseCommand: Command<CliContext> = {
+  name: 'pause',
+  summary: 'pause a running machine (its CPUs stop; memory is kept)',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm pause dev'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const s = await lib.pauseMachine(vm);
+    emit(ctx, s, () => `Paused "${vm}".`);
+    return 0;
+  },
+};
+
+export const vmResumeCommand: Command<CliContext> = {
+  name: 'resume',
+  summary: 'resume a paused machine',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm resume dev'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const s = await lib.resumeMachine(vm);
+    emit(ctx, s, () => `Resumed "${vm}".`);
+    return 0;
+  },
+};
+
+export const vmStatusCommand: Command<CliContext> = {
+  name: 'status',
+  summary: 'whether a machine runs, is paused or is off, from its QEMU process',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm status dev', 'vmsnap vm status dev --json'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const s = await lib.machineStatus(vm);
+    emit(ctx, s, () =>
+      [
+        `Power:       ${s.powerState}`,
+        `QEMU pid:    ${s.pid ?? '-'}`,
+        `Started:     ${s.startedAt ?? '-'}`,
+        `Serial log:  ${s.serialLog}`,
+        ...(s.consoleSocket === null ? [] : [`Console:     ${s.consoleSocket}`]),
+      ].join('\n'),
+    );
+    return 0;
+  },
+};
+
+export const vmConsoleCommand: Command<CliContext> = {
+  name: 'console',
+  summary: 'connect the terminal to a running machine\'s serial console (Ctrl-] leaves)',
+  args: [VM_ARG],
+  flags: [],
+  examples: ['vmsnap vm console dev'],
+  async run(inv, ctx) {
+    const lib = await openLibrary(inv, ctx);
+    const vm = inv.required('VM');
+    const sock = await lib.openConsole(vm);
+    ctx.out.io.stderr.write(`Connected to the serial console of "${vm}". Press Ctrl-] to leave.\n`);
+    const stdin = process.stdin;
+    const raw = stdin.isTTY === true;
+    if (raw) stdin.setRawMode(true);
+    try {
+      const why = await attachConsole(sock, { input: stdin, output: process.stdout });
+      if (why === 'closed') ctx.out.io.stderr.write(`\nThe machine "${vm}" stopped.\n`);
+    } finally {
+      if (raw) stdin.setRawMode(false);
+      stdin.pause();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,80 @@
+// `vmsnap vm import|start|status|stop` on a raw bootable disk, through runCli in-process (TCG), and the --json shapes.
+import { strict as assert } from 'node:assert';
+import { isAbsolute, join } from 'node:path';
+import type { CliIo } from '../../src/cli/output';
+import { runCli } from '../../src/cli/run';
+import { Library } from '../../src/engine/machine';
+import { stopMachine } from '../../src/engine/runtime';
+import { writeCountingGuest } from '../engine/runtime/guest';
+import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
+import { scratchDir } from '../support/qemu';
+
+describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', function () {
+  this.timeout(60000);
+  const scratch = scratchDir('vmsnap-cli-runtime-');
+  const libDir = join(scratch.dir, 'lib');
+
+  async function run(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: { VMSNAP_QEMU_ACCEL: ACCEL } };
+    const status = await runCli(['--library', libDir, ...args], io, new AbortController().signal);
+    return { status, stdout, stderr };
+  }
+
+  async function json<T>(args: string[]): Promise<T> {
+    const r = await run([...args, '--json']);
+    assert.equal(r.status, 0, `vmsnap ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  before(() => requireQemu());
+
+  after(async () => {
+    const lib = await Library.open(libDir);
+    for (const m of await lib.list()) await stopMachine(m.folder, { force: true }).catch(() => {});
+    scratch.cleanup();
+  });
+
+  it('imports a raw boot disk, starts it, reports status as JSON, takes a disk-only snapshot and stops it', async () => {
+    const raw = scratch.path('boot.raw');
+    writeCountingGuest(raw);
+    assert.equal((await run(['vm', 'import', 'guest', raw, '--cpus', '1', '--memory', '64'])).status, 0);
+
+    const off = await json<{ powerState: string; pid: number | null; serialLog: string }>(['vm', 'status', 'guest']);
+    assert.equal(off.powerState, 'off');
+    assert.equal(off.pid, null);
+    assert.ok(isAbsolute(off.serialLog));
+
+    const start = await run(['vm', 'start', 'guest']);
+    assert.equal(start.status, 0, start.stderr);
+    assert.match(start.stdout, /Started "guest"/);
+    const again = await run(['vm', 'start', 'guest']);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /ALREADY_RUNNING|already/i);
+
+    const on = await json<{ powerState: string; pid: number | null; serialLog: string }>(['vm', 'status', 'guest']);
+    assert.equal(on.powerState, 'running');
+    assert.ok(typeof on.pid === 'number' && on.pid > 0);
+    assert.ok(isAbsolute(on.serialLog) && on.serialLog.endsWith('serial.log'));
+    await waitForCounts(on.serialLog, 3);
+
+    const clone = await run(['clone', 'guest', 'copy', '--full']);
+    assert.equal(clone.status, 1);
+    assert.match(clone.stderr, /Machine "guest" is running: power it off/);
+
+    const snap = await json<{ takenWhileRunning: boolean; hasMemory: boolean }>(['snapshot', 'take', 'guest', 'disks', '--disk-only']);
+    assert.deepEqual([snap.takenWhileRunning, snap.hasMemory], [true, false]);
+
+    assert.equal((await run(['vm', 'pause', 'guest'])).status, 0);
+    assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'paused');
+    assert.equal((await run(['vm', 'resume', 'guest'])).status, 0);
+
+    const stop = await run(['vm', 'stop', 'guest', '--force']);
+    assert.equal(stop.status, 0, stop.stderr);
+    assert.match(stop.stdout, /Stopped "guest"/);
+    const after = await json<{ powerState: string; pid: number | null }>(['vm', 'status', 'guest']);
+    assert.deepEqual([after.powerState, after.pid], ['off', null]);
+    assert.equal((await run(['vm', 'pause', 'guest'])).status, 1, 'pausing an off machine is refused');
+  });
+});
