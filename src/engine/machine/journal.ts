@@ -51,7 +51,11 @@ export interface Journal {
   companion?: string;
 }
 
-export type JournalPlan = Pick<Journal, 'operation' | 'after' | 'created' | 'obsolete' | 'freeze' | 'thawed' | 'merge'> & { companion?: string };
+export type JournalPlan = Pick<Journal, 'operation' | 'after' | 'created' | 'obsolete' | 'freeze' | 'thawed' | 'merge'> & {
+  companion?: string;
+  /** Flush the journal before going on (default: only when there are merge steps). */
+  durable?: boolean;
+};
 
 export async function readJournal(folder: string): Promise<Journal | null> {
   const file = join(folder, JOURNAL_FILE);
@@ -98,7 +102,7 @@ export class Transaction {
       ...plan,
     };
     // A journal of reversible steps only lists files to clean up; it need not survive a power cut.
-    await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.merge.length > 0);
+    await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.durable ?? plan.merge.length > 0);
     step(`${plan.operation}: journal written`);
     return new Transaction(folder, journal);
   }

@@ -762,25 +762,9 @@ async function takeRunningLocked(
   qemu: QemuOptions,
 ): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
   const m = e.manifest;
-  const id = newId();
-  const stateFile = diskOnly ? null : stateFileName(id);
-  const snapshot: SnapshotRecord = {
-    id,
-    name,
-    description,
-    parentId: m.current,
-    createdAt: new Date().toISOString(),
-    takenWhileRunning: true,
-    layers: m.disks.map((d) => d.top),
-    stateFile,
-    vm: null,
-  };
-  const newTops = m.disks.map((_, i) => newLayerName(i));
-  const after = cloneManifest(m);
-  after.revision++;
-  after.snapshots.push(snapshot);
-  after.current = snapshot.id;
-  after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+  const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly });
+  const stateFile = snapshot.stateFile;
+  // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
   const tx = await Transaction.begin(e.folder, {
     operation: 'take snapshot',
     after,
@@ -789,6 +773,7 @@ async function takeRunningLocked(
     freeze: snapshot.layers,
     thawed: [],
     merge: [],
+    durable: true,
   });
   const record = tx.after.snapshots[tx.after.snapshots.length - 1]!;
   try {
@@ -822,23 +807,7 @@ async function takeRunningLocked(
  */
 async function beginTake(e: MachineEntry, name: string, description: string, companion?: string): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
   const m = e.manifest;
-  const snapshot: SnapshotRecord = {
-    id: newId(),
-    name,
-    description,
-    parentId: m.current,
-    createdAt: new Date().toISOString(),
-    takenWhileRunning: false,
-    layers: m.disks.map((d) => d.top),
-    stateFile: null,
-    vm: null,
-  };
-  const newTops = m.disks.map((_, i) => newLayerName(i));
-  const after = cloneManifest(m);
-  after.revision++;
-  after.snapshots.push(snapshot);
-  after.current = snapshot.id;
-  after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+  const { snapshot, newTops, after } = planTake(m, name, description, null);
   const tx = await Transaction.begin(e.folder, {
     operation: 'take snapshot',
     after,
@@ -851,6 +820,32 @@ async function beginTake(e: MachineEntry, name: string, description: string, com
   });
   await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, m.disks[i]!.top), 'taking the snapshot');
   return { tx, snapshot };
+}
+
+/**
+ * The manifest after a snapshot of the current state: each top layer freezes into the snapshot and a new empty
+ * top (named here) starts on it. `running` marks a snapshot of a running machine, with or without its memory.
+ */
+function planTake(m: Manifest, name: string, description: string, running: { memory: boolean } | null): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
+  const id = newId();
+  const snapshot: SnapshotRecord = {
+    id,
+    name,
+    description,
+    parentId: m.current,
+    createdAt: new Date().toISOString(),
+    takenWhileRunning: running !== null,
+    layers: m.disks.map((d) => d.top),
+    stateFile: running?.memory ? stateFileName(id) : null,
+    vm: null,
+  };
+  const newTops = m.disks.map((_, i) => newLayerName(i));
+  const after = cloneManifest(m);
+  after.revision++;
+  after.snapshots.push(snapshot);
+  after.current = snapshot.id;
+  after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+  return { snapshot, newTops, after };
 }
 
 async function createLayers(tx: Transaction, folder: string, m: Manifest, names: string[], backing: (i: number) => string, what: string): Promise<void> {
