@@ -9,6 +9,12 @@ const commands = [
   ['importImage', '$(desktop-download)'],
   ['openComparison', '$(table)'],
   ['refresh', '$(refresh)'],
+  ['startMachine', '$(play)'],
+  ['stopMachine', '$(primitive-square)'],
+  ['forceStopMachine', '$(stop-circle)'],
+  ['pauseMachine', '$(debug-pause)'],
+  ['resumeMachine', '$(debug-continue)'],
+  ['openConsole', '$(terminal)'],
   ['takeSnapshot', '$(device-camera)'],
   ['cloneMachine', '$(copy)'],
   ['promoteClone', null],
@@ -35,6 +41,9 @@ const machine = 'view == vmsnap.machines && viewItem =~ /^(machine|cloneRef):/';
 const snapshot = 'view == vmsnap.machines && viewItem =~ /^snapshot:/';
 const current = 'view == vmsnap.machines && viewItem =~ /^current:/';
 const off = 'viewItem =~ /:off:/';
+const running = 'viewItem =~ /:running:/';
+const paused = 'viewItem =~ /:paused:/';
+const on = 'viewItem =~ /:(running|paused):/';
 
 const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
 
@@ -63,12 +72,24 @@ export const contributes = {
       item('refresh', 'view == vmsnap.machines', 'navigation@4'),
     ],
     'view/item/context': [
-      // inline buttons: take a snapshot on a machine or "You are here", revert on a snapshot
-      item('takeSnapshot', `${machine} && ${off}`, 'inline@1'),
-      item('takeSnapshot', `${current} && ${off}`, 'inline@1'),
-      item('revert', `${snapshot} && ${off}`, 'inline@1'),
+      // inline buttons: power (only what applies to the state), take a snapshot on a machine or "You are here",
+      // revert on a snapshot (a running machine's snapshot keeps its memory; a revert ends the running state)
+      item('startMachine', `${machine} && ${off}`, 'inline@0'),
+      item('resumeMachine', `${machine} && ${paused}`, 'inline@0'),
+      item('pauseMachine', `${machine} && ${running}`, 'inline@0'),
+      item('stopMachine', `${machine} && ${on}`, 'inline@0'),
+      item('openConsole', `${machine} && ${on}`, 'inline@0'),
+      item('takeSnapshot', machine, 'inline@1'),
+      item('takeSnapshot', current, 'inline@1'),
+      item('revert', snapshot, 'inline@1'),
       // machine (and a linked clone shown under its snapshot)
-      item('takeSnapshot', `${machine} && ${off}`, '1_snapshot@1'),
+      item('startMachine', `${machine} && ${off}`, '0_power@1'),
+      item('resumeMachine', `${machine} && ${paused}`, '0_power@2'),
+      item('pauseMachine', `${machine} && ${running}`, '0_power@3'),
+      item('stopMachine', `${machine} && ${on}`, '0_power@4'),
+      item('forceStopMachine', `${machine} && ${on}`, '0_power@5'),
+      item('openConsole', `${machine} && ${on}`, '0_power@6'),
+      item('takeSnapshot', machine, '1_snapshot@1'),
       item('cloneMachine', `${machine} && ${off}`, '2_clone@1'),
       item('promoteClone', `${machine} && ${off} && viewItem =~ /:linked:/`, '2_clone@2'),
       item('openComparison', machine, '3_view@1'),
@@ -79,10 +100,10 @@ export const contributes = {
       item('setDevMachine', `${machine} && !(viewItem =~ /:dev:/)`, '4_edit@2'),
       item('deleteMachine', `${machine} && ${off}`, '9_destructive@1'),
       // "You are here"
-      item('takeSnapshot', `${current} && ${off}`, '1_snapshot@1'),
+      item('takeSnapshot', current, '1_snapshot@1'),
       item('cloneMachine', `${current} && ${off}`, '2_clone@1'),
       // snapshot
-      item('revert', `${snapshot} && ${off}`, '1_snapshot@1'),
+      item('revert', snapshot, '1_snapshot@1'),
       item('cloneSnapshot', `${snapshot} && ${off}`, '2_clone@1'),
       item('compareWithCurrent', snapshot, '3_view@1'),
       item('showInComparison', snapshot, '3_view@2'),
@@ -117,6 +138,20 @@ export const contributes = {
         type: 'boolean',
         default: true,
         markdownDescription: '%vmsnap.config.confirmBeforeRevert%',
+      },
+      'vmsnap.qemuPath': {
+        type: 'string',
+        default: '',
+        scope: 'machine',
+        markdownDescription: '%vmsnap.config.qemuPath%',
+      },
+      'vmsnap.accelerator': {
+        type: 'string',
+        enum: ['auto', 'kvm', 'tcg'],
+        enumDescriptions: ['%vmsnap.config.accelerator.auto%', '%vmsnap.config.accelerator.kvm%', '%vmsnap.config.accelerator.tcg%'],
+        default: 'auto',
+        scope: 'machine',
+        markdownDescription: '%vmsnap.config.accelerator%',
       },
       'vmsnap.devMachine': {
         type: 'string',

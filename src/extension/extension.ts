@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { CommandContext } from './commands/context';
 import { registerCommands } from './commands/registerCommands';
+import { ConsoleTerminals } from './console/consoleTerminal';
 import { ComparePanel, registerCompareSerializer } from './compare/comparePanel';
 import { DevMachineStatus, devMachineSetting } from './dev/devMachine';
 import { LibraryService } from './libraryService';
@@ -16,6 +17,8 @@ export interface VmsnapApi {
   prompts: Prompts;
   commands: CommandContext;
   status: DevMachineStatus;
+  /** Open serial-console terminals, by machine id (tests read what the guest printed from them). */
+  consoles: ConsoleTerminals;
   comparePanel(): ComparePanel | undefined;
   /** Milliseconds activate() took. */
   activationMs: number;
@@ -31,12 +34,14 @@ export function activate(context: vscode.ExtensionContext): VmsnapApi {
   const prompts = new Prompts();
   const commands = new CommandContext(service, tree, view, prompts, context.extensionUri);
   const status = new DevMachineStatus(commands);
+  const consoles = new ConsoleTerminals();
   context.subscriptions.push(
     service,
     tree,
     view,
     status,
-    ...registerCommands(commands),
+    consoles,
+    ...registerCommands(commands, consoles),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('vmsnap.devMachine')) tree.refresh();
@@ -50,6 +55,7 @@ export function activate(context: vscode.ExtensionContext): VmsnapApi {
     prompts,
     commands,
     status,
+    consoles,
     comparePanel: () => ComparePanel.current(service.dir),
     activationMs: performance.now() - started,
   };

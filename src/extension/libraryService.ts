@@ -1,11 +1,12 @@
 import * as vscode from 'vscode';
 import { resolve } from 'node:path';
 import { Library, defaultLibraryDir } from '../engine/machine';
+import type { QemuOptions } from '../engine/runtime';
 import { LibraryWatcher } from './libraryWatcher';
 
 /** The library the settings name, opened once, and an event that fires (debounced) whenever it changes on disk. */
 export class LibraryService implements vscode.Disposable {
-  private opening: { dir: string; library: Promise<Library> } | undefined;
+  private opening: { key: string; library: Promise<Library> } | undefined;
   private readonly changed = new vscode.EventEmitter<void>();
   private readonly watcher = new LibraryWatcher(() => void this.rewatchThenFire());
   private readonly subscriptions: vscode.Disposable[] = [];
@@ -19,6 +20,9 @@ export class LibraryService implements vscode.Disposable {
           this.opening = undefined;
           this.watcher.close();
           this.changed.fire();
+        } else if (e.affectsConfiguration('vmsnap.qemuPath') || e.affectsConfiguration('vmsnap.accelerator')) {
+          // The next start uses the new QEMU; machines running now keep theirs.
+          this.opening = undefined;
         }
       }),
     );
@@ -31,11 +35,27 @@ export class LibraryService implements vscode.Disposable {
     return resolve(configured.replace(/^~(?=$|\/)/, process.env['HOME'] ?? '~'));
   }
 
+  /**
+   * How machines are run: `vmsnap.qemuPath` (else VMSNAP_QEMU, else qemu-system-x86_64 on PATH) and
+   * `vmsnap.accelerator` ('auto': VMSNAP_QEMU_ACCEL, else KVM when usable, TCG otherwise).
+   */
+  get qemu(): QemuOptions {
+    const c = vscode.workspace.getConfiguration('vmsnap');
+    const path = c.get<string>('qemuPath', '').trim();
+    const accel = c.get<string>('accelerator', 'auto');
+    return {
+      ...(path !== '' ? { qemuPath: resolve(path.replace(/^~(?=$|\/)/, process.env['HOME'] ?? '~')) } : {}),
+      ...(accel === 'kvm' || accel === 'tcg' ? { accel } : {}),
+    };
+  }
+
   /** The open library (opened, recovered and watched on first use). */
   library(): Promise<Library> {
     const dir = this.dir;
-    if (this.opening?.dir !== dir) {
-      const library = Library.open(dir).then(
+    const qemu = this.qemu;
+    const key = `${dir}\n${JSON.stringify(qemu)}`;
+    if (this.opening?.key !== key) {
+      const library = Library.open(dir, { qemu }).then(
         async (lib) => {
           await this.rewatch(lib);
           return lib;
@@ -46,7 +66,7 @@ export class LibraryService implements vscode.Disposable {
           throw e;
         },
       );
-      this.opening = { dir, library };
+      this.opening = { key, library };
     }
     return this.opening.library;
   }

@@ -1,6 +1,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
 
+/** Files a running machine writes to continuously (see src/engine/runtime): not changes of the library. */
+const QUIET_FILES = new Set(['serial.log', 'serial.log.1', 'qemu.log']);
+
 /**
  * Watches the library folder and every machine folder (inside it or registered outside) for changes made by
  * anyone: this window, another window, the `vmsnap` CLI. Bursts (a clone writes thousands of clusters) become one
@@ -49,6 +52,8 @@ export class LibraryWatcher {
     if (name !== null) {
       const file = basename(name);
       if (file.endsWith('.lock') || file.includes('.lock.stale-')) return;
+      // A running guest's serial output and QEMU's messages grow all the time; the tree shows neither.
+      if (QUIET_FILES.has(file)) return;
     }
     const now = Date.now();
     if (this.timer === undefined) this.firstAt = now;

@@ -137,7 +137,7 @@ export function machinePickItem(m: MachineSummary): PickItem<MachineSummary> {
   const kind = m.clonedFrom ? (m.clonedFrom.kind === 'linked' ? vscode.l10n.t('linked clone') : vscode.l10n.t('full clone')) : '';
   return {
     label: `$(vm) ${m.name}`,
-    description: [kind, vscode.l10n.t('{0} snapshots', m.snapshotCount), m.powerState === 'running' ? vscode.l10n.t('running') : ''].filter(Boolean).join(' · '),
+    description: [kind, vscode.l10n.t('{0} snapshots', m.snapshotCount), m.powerState === 'running' ? vscode.l10n.t('running') : m.powerState === 'paused' ? vscode.l10n.t('paused') : ''].filter(Boolean).join(' · '),
     detail: m.note || undefined,
     value: m,
   } as PickItem<MachineSummary>;

@@ -15,7 +15,7 @@ export async function takeSnapshot(ctx: CommandContext, target: Target, args: Ta
   try {
     const machine = await ctx.machine(target, vscode.l10n.t('Which machine to snapshot?'));
     if (!machine) return undefined;
-    requireOff(machine, vscode.l10n.t('take a snapshot'));
+    // A running machine's snapshot holds its memory too (the engine pauses it for a few milliseconds).
     const name =
       args.name ??
       (await ctx.ask.input({
@@ -36,7 +36,12 @@ export async function takeSnapshot(ctx: CommandContext, target: Target, args: Ta
           })) ?? ''));
     const lib = await ctx.library();
     const snapshot = await lib.takeSnapshot(machine.id, name, { description });
-    vscode.window.setStatusBarMessage(vscode.l10n.t('Snapshot “{0}” of “{1}” taken', snapshot.name, machine.name), 4000);
+    vscode.window.setStatusBarMessage(
+      snapshot.hasMemory
+        ? vscode.l10n.t('Snapshot “{0}” of “{1}” taken with its running state', snapshot.name, machine.name)
+        : vscode.l10n.t('Snapshot “{0}” of “{1}” taken', snapshot.name, machine.name),
+      4000,
+    );
     await ctx.revealSnapshot(machine.id, snapshot.id);
     return snapshot;
   } catch (e) {
@@ -282,7 +287,7 @@ export function lockedActions(ctx: CommandContext, e: unknown) {
 
 export function requireOff(machine: MachineDetails, what: string): void {
   if (machine.powerState !== 'off') {
-    throw new Error(vscode.l10n.t('“{0}” is running: shut it down to {1}.', machine.name, what));
+    throw new Error(vscode.l10n.t('“{0}” is {1}: power it off to {2}.', machine.name, machine.powerState === 'paused' ? vscode.l10n.t('paused') : vscode.l10n.t('running'), what));
   }
 }
 

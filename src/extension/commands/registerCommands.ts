@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import type { ConsoleTerminals } from '../console/consoleTerminal';
 import { checkpoint, setDevMachineSetting, devMachineSetting, type CheckpointArgs } from '../dev/devMachine';
 import type { CommandContext, Target } from './context';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './libraryCommands';
@@ -15,6 +16,7 @@ import {
   type DeleteMachineArgs,
   type TakeSnapshotArgs,
 } from './machineCommands';
+import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './powerCommands';
 import {
   cloneSnapshot,
   compareWithCurrent,
@@ -31,7 +33,7 @@ import {
  * `{machine, snapshot}`; nothing from the palette) and, second, answers that skip its questions (tests, the
  * comparison table, other extensions).
  */
-export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
+export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals): vscode.Disposable[] {
   const commands: Record<string, (...args: never[]) => unknown> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
@@ -44,6 +46,12 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'vmsnap.deleteMachine': (target?: Target, args?: DeleteMachineArgs) => deleteMachine(ctx, target, args),
     'vmsnap.revealMachineFolder': (target?: Target) => revealMachineFolder(ctx, target),
     'vmsnap.copyDiskPath': (target?: Target) => copyDiskPath(ctx, target),
+    'vmsnap.startMachine': (target?: Target) => startMachine(ctx, target),
+    'vmsnap.stopMachine': (target?: Target, args?: StopArgs) => stopMachine(ctx, target, args),
+    'vmsnap.forceStopMachine': (target?: Target) => stopMachine(ctx, target, { force: true }),
+    'vmsnap.pauseMachine': (target?: Target) => pauseMachine(ctx, target),
+    'vmsnap.resumeMachine': (target?: Target) => resumeMachine(ctx, target),
+    'vmsnap.openConsole': (target?: Target) => openConsole(ctx, consoles, target),
     'vmsnap.revert': (target?: Target, args?: RevertArgs) => revert(ctx, target, args),
     'vmsnap.cloneSnapshot': (target?: Target, args?: CloneArgs) => cloneSnapshot(ctx, target, args),
     'vmsnap.renameSnapshot': (target?: Target, args?: { name?: string }) => renameSnapshot(ctx, target, args),

@@ -17,21 +17,30 @@ export async function revert(ctx: CommandContext, target: Target, args: RevertAr
     const picked = await ctx.snapshot(target, vscode.l10n.t('Revert to which snapshot?'));
     if (!picked) return undefined;
     const { machine, snapshot } = picked;
-    requireOff(machine, vscode.l10n.t('revert it'));
+    const running = machine.powerState !== 'off';
+    // What the machine does after the revert: a snapshot holding a running state comes back running.
+    const afterwards = snapshot.hasMemory
+      ? vscode.l10n.t('“{0}” was taken while the machine ran: it comes back running where it was.', snapshot.name)
+      : running
+        ? vscode.l10n.t('“{0}” was taken powered off: the machine is powered off.', snapshot.name)
+        : '';
     let mode = args.mode;
     const confirm = vscode.workspace.getConfiguration('vmsnap').get<boolean>('confirmBeforeRevert', true);
     if (mode === undefined) {
-      // Nothing unsaved, or the user said not to ask: nothing to decide.
-      if (machine.currentChangedBytes === 0 || !confirm) mode = 'discard';
+      // Nothing unsaved (a running machine's memory counts), or the user said not to ask: nothing to decide.
+      if ((machine.currentChangedBytes === 0 && !running) || !confirm) mode = 'discard';
       else {
         const plain = vscode.l10n.t('Revert');
-        const save = vscode.l10n.t('Snapshot Current State, Then Revert');
+        const save = running ? vscode.l10n.t('Snapshot Running State, Then Revert') : vscode.l10n.t('Snapshot Current State, Then Revert');
         const parent = machine.snapshots.find((s) => s.id === machine.current);
+        const lost = running
+          ? vscode.l10n.t('“{0}” is running: reverting ends it, and its memory and unsaved disk changes are thrown away.', machine.name)
+          : parent
+            ? vscode.l10n.t('The current state has {0} of changes since “{1}” that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes), parent.name)
+            : vscode.l10n.t('The current state has {0} of changes that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes));
         const chosen = await ctx.ask.confirm(
           vscode.l10n.t('Revert “{0}” to “{1}”?', machine.name, snapshot.name),
-          parent
-            ? vscode.l10n.t('The current state has {0} of changes since “{1}” that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes), parent.name)
-            : vscode.l10n.t('The current state has {0} of changes that are in no snapshot: reverting throws them away.', formatBytes(machine.currentChangedBytes)),
+          afterwards === '' ? lost : `${lost} ${afterwards}`,
           [plain, save],
         );
         if (chosen === undefined) return undefined;
@@ -51,8 +60,28 @@ export async function revert(ctx: CommandContext, target: Target, args: RevertAr
       if (saveAs === undefined) return undefined;
       options = { saveCurrentAs: saveAs };
     }
-    const result = await (await ctx.library()).revert(machine.id, snapshot.id, options);
-    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” reverted to “{1}”', machine.name, snapshot.name), 4000);
+    const lib = await ctx.library();
+    const result =
+      snapshot.hasMemory || running
+        ? await Promise.resolve(
+            vscode.window.withProgress(
+              {
+                location: vscode.ProgressLocation.Notification,
+                title: snapshot.hasMemory
+                  ? vscode.l10n.t('Reverting “{0}” to “{1}”: the machine comes back running…', machine.name, snapshot.name)
+                  : vscode.l10n.t('Reverting “{0}” to “{1}”: powering it off…', machine.name, snapshot.name),
+              },
+              () => lib.revert(machine.id, snapshot.id, options),
+            ),
+          )
+        : await lib.revert(machine.id, snapshot.id, options);
+    if (result.stateLoadError !== null) void vscode.window.showWarningMessage(result.stateLoadError);
+    vscode.window.setStatusBarMessage(
+      result.poweredOn
+        ? vscode.l10n.t('“{0}” reverted to “{1}” and running again', machine.name, snapshot.name)
+        : vscode.l10n.t('“{0}” reverted to “{1}”', machine.name, snapshot.name),
+      4000,
+    );
     await ctx.revealCurrent(machine.id);
     return result;
   } catch (e) {

@@ -2,8 +2,8 @@ import * as vscode from 'vscode';
 import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
 import type { CommandContext } from '../commands/context';
 import { machinePickItem } from '../commands/context';
-import { requireOff } from '../commands/machineCommands';
 import { formatBytes, formatDate } from '../format';
+import { powerLabel } from '../tree/machinesTree';
 import { gitPosition } from './git';
 
 export function devMachineSetting(): string {
@@ -42,11 +42,16 @@ export class DevMachineStatus implements vscode.Disposable {
     try {
       const m = await (await this.ctx.library()).show(ref);
       const on = m.snapshots.find((s) => s.id === m.current);
-      const parts = [m.name, on ? on.name : vscode.l10n.t('no snapshot'), m.currentChangedBytes > 0 ? `+${formatBytes(m.currentChangedBytes)}` : vscode.l10n.t('no changes')];
-      this.item.text = `$(vm) ${parts.join(' · ')}`;
+      const parts = [
+        m.name,
+        m.powerState === 'off' ? '' : powerLabel(m.powerState),
+        on ? on.name : vscode.l10n.t('no snapshot'),
+        m.currentChangedBytes > 0 ? `+${formatBytes(m.currentChangedBytes)}` : vscode.l10n.t('no changes'),
+      ].filter((p) => p !== '');
+      this.item.text = `$(${m.powerState === 'running' ? 'vm-running' : m.powerState === 'paused' ? 'debug-pause' : 'vm'}) ${parts.join(' · ')}`;
       const t = new vscode.MarkdownString(undefined, true);
       t.appendMarkdown(
-        `**${vscode.l10n.t('Dev machine')}: ${m.name}**\n\n` +
+        `**${vscode.l10n.t('Dev machine')}: ${m.name}** — ${powerLabel(m.powerState)}\n\n` +
           (on ? vscode.l10n.t('On snapshot “{0}” ({1}), {2} changed since.', on.name, formatDate(on.createdAt), formatBytes(m.currentChangedBytes)) : vscode.l10n.t('No snapshot yet.')) +
           `\n\n$(record) ${vscode.l10n.t('Checkpoint it: {0}', 'Ctrl+Alt+Shift+S')}`,
       );
@@ -79,7 +84,6 @@ export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {})
   try {
     const machine = await devMachine(ctx, args.machine);
     if (!machine) return undefined;
-    requireOff(machine, vscode.l10n.t('checkpoint it'));
     const now = new Date();
     const time = formatDate(now.toISOString()).slice(0, 16);
     const git = await gitPosition();

@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { MachineDetails, MachineSummary } from '../../engine/machine';
+import type { MachineDetails, MachineSummary, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import type { LibraryService } from '../libraryService';
 import {
@@ -11,12 +11,16 @@ import {
   currentNodeId,
   machineNodeId,
   snapshotNodeId,
+  type CloneKindLabel,
   type CloneRefNode,
   type CurrentNode,
   type MachineNode,
   type SnapshotNode,
   type TreeNode,
 } from './nodes';
+
+/** How often the power states of running machines are looked at again. */
+const POWER_POLL_MS = 4000;
 
 /**
  * The Machines tree: every machine at the top, under each its snapshot tree in creation order with "You are
@@ -31,6 +35,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   /** Set after each load: the state shown by the welcome views ('empty', 'error', 'ready'). */
   private lastError: unknown;
   private readonly subscription: vscode.Disposable;
+  private powerTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly service: LibraryService,
@@ -139,6 +144,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
     }));
     void this.measure(nodes);
+    this.watchPower(nodes);
     return nodes;
   }
 
@@ -157,6 +163,26 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
         this.changed.fire(n);
       });
     }
+  }
+
+  /**
+   * While a machine runs, its QEMU can end without touching the library's files (killed, or it crashed): look
+   * again every few seconds (pidfile and process only, no QMP) and refresh when a power state moved.
+   */
+  private watchPower(nodes: MachineNode[]): void {
+    clearTimeout(this.powerTimer);
+    this.powerTimer = undefined;
+    if (nodes.every((n) => n.machine.powerState === 'off')) return;
+    const roots = this.roots;
+    this.powerTimer = setTimeout(() => {
+      void (async () => {
+        const now = await (await this.service.library()).list().catch(() => undefined);
+        if (this.roots !== roots || now === undefined) return;
+        const shown = new Map(nodes.map((n) => [n.machine.id, n.machine.powerState]));
+        if (now.some((m) => shown.get(m.id) !== m.powerState)) this.service.notifyChanged();
+        else this.watchPower(nodes);
+      })();
+    }, POWER_POLL_MS);
   }
 
   /** Why the library could not be read, for the welcome view; undefined when it could. */
@@ -187,21 +213,18 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     item.id = node.id;
     item.contextValue = contextValue(node);
     const kind = cloneKind(m);
-    const running = m.powerState === 'running';
-    item.iconPath = new vscode.ThemeIcon(
-      running ? 'vm-running' : kind === 'linked' ? 'vm-connect' : kind === 'full' ? 'vm-outline' : 'vm',
-      running ? new vscode.ThemeColor('charts.green') : undefined,
-    );
+    const power = m.powerState === 'off' ? '' : powerLabel(m.powerState);
+    item.iconPath = machineIcon(m.powerState, kind);
     const parts = [
       kind === 'linked' ? vscode.l10n.t('linked clone') : kind === 'full' ? vscode.l10n.t('full clone') : '',
-      running ? vscode.l10n.t('running') : '',
+      power,
       plural(m.snapshotCount, vscode.l10n.t('snapshot')),
       node.sizeBytes === undefined ? '' : formatBytes(node.sizeBytes),
       node.isDevMachine ? vscode.l10n.t('dev machine') : '',
     ];
     item.description = parts.filter((p) => p !== '').join(' · ');
     const t = new vscode.MarkdownString(undefined, true);
-    t.appendMarkdown(`$(vm) **${escape(m.name)}**${running ? ` — ${vscode.l10n.t('running')}` : ''}\n\n`);
+    t.appendMarkdown(`$(${machineIcon(m.powerState, kind).id}) **${escape(m.name)}** — ${powerLabel(m.powerState)}\n\n`);
     if (m.note) t.appendMarkdown(`${escape(m.note)}\n\n`);
     t.appendMarkdown(
       [
@@ -221,6 +244,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   dispose(): void {
+    clearTimeout(this.powerTimer);
     this.subscription.dispose();
     this.changed.dispose();
   }
@@ -271,11 +295,13 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
   item.id = node.id;
   item.contextValue = contextValue(node);
   const directlyLocked = s.lockedBy.length > 0;
+  // A snapshot holding a running state gets its own icon: reverting to it brings the machine back running.
   item.iconPath = new vscode.ThemeIcon(
-    directlyLocked ? 'lock' : 'device-camera',
-    node.isCurrentParent ? new vscode.ThemeColor('charts.blue') : undefined,
+    directlyLocked ? 'lock' : s.hasMemory ? 'play-circle' : 'device-camera',
+    node.isCurrentParent ? new vscode.ThemeColor('charts.blue') : s.hasMemory ? new vscode.ThemeColor('charts.green') : undefined,
   );
-  item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), directlyLocked ? vscode.l10n.t('locked') : '']
+  const runningMark = s.hasMemory ? vscode.l10n.t('running state') : s.takenWhileRunning ? vscode.l10n.t('disks only, taken while running') : '';
+  item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), runningMark, directlyLocked ? vscode.l10n.t('locked') : '']
     .filter((p) => p !== '')
     .join(' · ');
   const childSnapshots = node.children.filter((c) => c.kind === 'snapshot');
@@ -292,6 +318,11 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
   t.appendMarkdown(
     [
       `${vscode.l10n.t('Created')}: ${formatDate(s.createdAt)}${s.takenWhileRunning ? ` (${vscode.l10n.t('while running')})` : ''}`,
+      s.hasMemory
+        ? `$(play-circle) ${vscode.l10n.t('Holds the memory of the running machine: reverting to it brings the machine back running where it was.')}`
+        : s.takenWhileRunning
+          ? vscode.l10n.t('Disks only (no memory): reverting to it leaves the machine off; it boots from these disks.')
+          : '',
       `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('its own changes')})`,
       `${vscode.l10n.t('Path')}: ${escape(node.path)}`,
       `${vscode.l10n.t('Depends on it')}: ${dependants.length > 0 ? dependants.join(', ') : vscode.l10n.t('nothing')}`,
@@ -341,6 +372,17 @@ function cloneRefItem(node: CloneRefNode): vscode.TreeItem {
   );
   item.command = { command: 'vmsnap.revealMachine', title: vscode.l10n.t('Show Machine'), arguments: [node] };
   return item;
+}
+
+/** The machine's icon: its power state when on, else what kind of machine it is. */
+export function machineIcon(power: PowerState, kind: CloneKindLabel): vscode.ThemeIcon {
+  if (power === 'running') return new vscode.ThemeIcon('vm-running', new vscode.ThemeColor('charts.green'));
+  if (power === 'paused') return new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('charts.yellow'));
+  return new vscode.ThemeIcon(kind === 'linked' ? 'vm-connect' : kind === 'full' ? 'vm-outline' : 'vm');
+}
+
+export function powerLabel(power: PowerState): string {
+  return power === 'running' ? vscode.l10n.t('running') : power === 'paused' ? vscode.l10n.t('paused') : vscode.l10n.t('off');
 }
 
 /** Bytes a machine's own files occupy on the host disk (allocated blocks, so sparse images count what they use). */

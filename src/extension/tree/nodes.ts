@@ -59,27 +59,29 @@ export function cloneKind(m: MachineSummary): CloneKindLabel {
 
 /**
  * State the menus match with regexes (`viewItem =~ /:off:/`): the row's type first, then flags, each followed by
- * ':' so a flag never matches part of another.
+ * ':' so a flag never matches part of another. The first flag is the machine's power state (off, running, paused);
+ * `memory` marks a snapshot that holds a running state.
  */
 export function contextValue(node: TreeNode): string {
   const flags: string[] = [];
   switch (node.kind) {
     case 'machine':
-      flags.push(node.machine.powerState === 'off' ? 'off' : 'running', cloneKind(node.machine));
+      flags.push(node.machine.powerState, cloneKind(node.machine));
       if (node.machine.snapshotCount > 0) flags.push('snapshots');
       if (node.isDevMachine) flags.push('dev');
       break;
     case 'cloneRef':
-      flags.push(node.clone.powerState === 'off' ? 'off' : 'running', cloneKind(node.clone));
+      flags.push(node.clone.powerState, cloneKind(node.clone));
       break;
     case 'snapshot':
-      flags.push(node.machine.powerState === 'off' ? 'off' : 'running');
+      flags.push(node.machine.powerState);
       if (node.locked) flags.push('locked');
       if (node.children.some((c) => c.kind === 'snapshot')) flags.push('children');
       if (node.isCurrentParent) flags.push('current');
+      if (node.snapshot.hasMemory) flags.push('memory');
       break;
     case 'current':
-      flags.push(node.machine.powerState === 'off' ? 'off' : 'running');
+      flags.push(node.machine.powerState);
       break;
   }
   return `${node.kind}:${flags.map((f) => `${f}:`).join('')}`;

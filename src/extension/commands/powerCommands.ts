@@ -1,0 +1,152 @@
+import * as vscode from 'vscode';
+import { isMachineError, type MachineDetails, type MachineStatus, type PowerState } from '../../engine/machine';
+import type { ConsoleTerminals } from '../console/consoleTerminal';
+import type { CommandContext, Target } from './context';
+
+export interface StopArgs {
+  /** Quit QEMU at once instead of pressing the ACPI power button. */
+  force?: boolean;
+  /** How long the guest gets to shut down after the power button (the engine's default: 60 s). */
+  powerdownTimeoutMs?: number;
+}
+
+/**
+ * The machine a power command acts on, with its real power state: the tree may be older than QEMU (the guest shut
+ * itself down, another window or the CLI acted), so every command asks QEMU again and refuses what does not apply.
+ */
+async function poweredTarget(
+  ctx: CommandContext,
+  target: Target,
+  placeHolder: string,
+  allowed: PowerState[],
+  refusal: (m: MachineDetails, state: PowerState) => string,
+): Promise<{ machine: MachineDetails; status: MachineStatus } | undefined> {
+  const machine = await ctx.machine(target, placeHolder);
+  if (!machine) return undefined;
+  const lib = await ctx.library();
+  const status = await whenFree(() => lib.machineStatus(machine.id));
+  if (!allowed.includes(status.powerState)) {
+    ctx.service.notifyChanged(); // the row showed a stale state: show the real one
+    throw new Error(refusal(machine, status.powerState));
+  }
+  return { machine, status };
+}
+
+/**
+ * Runs `fn`, trying again for a moment while the machine is busy: another window or the CLI often holds its lock
+ * only for a status query. A long operation (a clone) still gets its BUSY message.
+ */
+export async function whenFree<T>(fn: () => Promise<T>, waitMs = 2000): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isMachineError(e) || e.code !== 'BUSY' || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** A notification while QEMU starts or stops (seconds at most, or the shutdown time-out): nothing to cancel. */
+function notify<T>(title: string, run: () => Promise<T>): Promise<T> {
+  return Promise.resolve(vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: false }, run));
+}
+
+/** Power On: QEMU starts detached (it outlives this window); the notification offers the console. */
+export async function startMachine(ctx: CommandContext, target: Target) {
+  try {
+    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power on?'), ['off'], (m, state) =>
+      state === 'paused' ? vscode.l10n.t('“{0}” is paused: resume it instead.', m.name) : vscode.l10n.t('“{0}” is already running.', m.name),
+    );
+    if (!t) return undefined;
+    const { machine } = t;
+    const lib = await ctx.library();
+    const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => whenFree(() => lib.startMachine(machine.id)));
+    await ctx.revealMachine(machine.id);
+    const openIt = vscode.l10n.t('Open Console');
+    void vscode.window.showInformationMessage(vscode.l10n.t('“{0}” is running (QEMU process {1}).', machine.name, status.pid ?? '?'), openIt).then((chosen) => {
+      if (chosen === openIt) return vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
+      return undefined;
+    });
+    return status;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+/** Power Off: the ACPI power button, then QEMU quits after the time-out; Force Power Off quits at once. */
+export async function stopMachine(ctx: CommandContext, target: Target, args: StopArgs = {}) {
+  try {
+    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power off?'), ['running', 'paused'], (m) =>
+      vscode.l10n.t('“{0}” is already off.', m.name),
+    );
+    if (!t) return undefined;
+    const { machine } = t;
+    const lib = await ctx.library();
+    const force = args.force === true;
+    const title = force
+      ? vscode.l10n.t('Powering off “{0}” (forced)…', machine.name)
+      : vscode.l10n.t('Shutting down “{0}”: the guest got the power button; QEMU is stopped if it has not shut down within {1} s…', machine.name, Math.round((args.powerdownTimeoutMs ?? 60000) / 1000));
+    const options = { force, ...(args.powerdownTimeoutMs !== undefined ? { powerdownTimeoutMs: args.powerdownTimeoutMs } : {}) };
+    const result = await notify(title, () => whenFree(() => lib.stopMachine(machine.id, options)));
+    const how =
+      result.method === 'acpi'
+        ? vscode.l10n.t('the guest shut down')
+        : result.method === 'quit'
+          ? vscode.l10n.t('QEMU quit')
+          : result.method === 'kill'
+            ? vscode.l10n.t('QEMU was killed')
+            : vscode.l10n.t('it was already off');
+    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is off ({1}, {2} ms)', machine.name, how, Math.round(result.ms)), 6000);
+    await ctx.revealMachine(machine.id);
+    return result;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export async function pauseMachine(ctx: CommandContext, target: Target) {
+  try {
+    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to pause?'), ['running'], (m, state) =>
+      state === 'paused' ? vscode.l10n.t('“{0}” is already paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on first.', m.name),
+    );
+    if (!t) return undefined;
+    const status = await whenFree(async () => (await ctx.library()).pauseMachine(t.machine.id));
+    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is paused', t.machine.name), 4000);
+    await ctx.revealMachine(t.machine.id);
+    return status;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+export async function resumeMachine(ctx: CommandContext, target: Target) {
+  try {
+    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to resume?'), ['paused'], (m, state) =>
+      state === 'running' ? vscode.l10n.t('“{0}” is running, not paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on instead.', m.name),
+    );
+    if (!t) return undefined;
+    const status = await whenFree(async () => (await ctx.library()).resumeMachine(t.machine.id));
+    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is running again', t.machine.name), 4000);
+    await ctx.revealMachine(t.machine.id);
+    return status;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}
+
+/** Open Console: a terminal on the machine's serial port (a second Open Console shows the same terminal). */
+export async function openConsole(ctx: CommandContext, consoles: ConsoleTerminals, target: Target) {
+  try {
+    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine’s console?'), ['running', 'paused'], (m) =>
+      vscode.l10n.t('“{0}” is off: power it on, then open its console.', m.name),
+    );
+    if (!t) return undefined;
+    const lib = await ctx.library();
+    const { terminal } = await consoles.show(t.machine.id, t.machine.name, () => lib.openConsole(t.machine.id));
+    return terminal.name;
+  } catch (e) {
+    return ctx.fail(e);
+  }
+}

@@ -1,0 +1,113 @@
+// UI test: powering a machine on and off with the tree's buttons and menus, and its console in a terminal, in the
+// real workbench (code-server + Chromium). The guest is the counting boot sector on TCG; every QEMU is ended after.
+import * as assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { openChromium, type Chromium } from '../../scripts/vscode/browser';
+import { startCodeServer, type CodeServer } from '../../scripts/vscode/codeServer';
+import { ROOT } from '../../scripts/vscode/host';
+import { scratchWorkspace } from '../../scripts/vscode/workspace';
+import { Library } from '../../src/engine/machine';
+import { runningPid, stopMachine } from '../../src/engine/runtime';
+import { writeCountingGuest } from '../engine/runtime/guest';
+import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
+
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+describe('UI: power buttons and the serial console', function () {
+  this.timeout(180_000);
+  let server: CodeServer;
+  let browser: Chromium;
+  let page: Page;
+  let lib: Library;
+  let libraryDir: string;
+  let workspace: string;
+  let folder: string;
+
+  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  const row = () => page.getByRole('treeitem', { name: /^guest/ }).first();
+
+  // The test looks at QEMU's pidfile only: the library's status takes the machine lock, and the extension's commands
+  // would find the machine busy while the test holds it.
+  before(async () => {
+    requireQemu();
+    mkdirSync(ARTIFACTS, { recursive: true });
+    libraryDir = mkdtempSync(join(tmpdir(), 'vmsnap-ui-power-'));
+    lib = await Library.open(libraryDir, { qemu: { accel: ACCEL } });
+    const raw = join(libraryDir, 'guest.raw');
+    writeCountingGuest(raw);
+    folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
+    workspace = scratchWorkspace();
+    server = await startCodeServer({
+      workspace,
+      settings: { 'vmsnap.libraryFolder': libraryDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg', 'workbench.colorTheme': 'Default Dark Modern' },
+    });
+    browser = await openChromium();
+    page = browser.page;
+    await page.goto(server.url(workspace, [['extensionDevelopmentPath', server.remote(ROOT)], ['skipWelcome', 'true']]));
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') await shot(`failed-${this.currentTest.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`).catch(() => {});
+  });
+
+  after(async () => {
+    // Whatever happened, no QEMU outlives the suite.
+    if (folder) await stopMachine(folder, { force: true }).catch(() => {});
+    await browser?.close();
+    await server?.stop();
+    if (workspace) rmSync(workspace, { recursive: true, force: true });
+    if (libraryDir) rmSync(libraryDir, { recursive: true, force: true });
+  });
+
+  it('the inline Power On button starts the machine; the row turns running and offers Pause and Power Off', async () => {
+    const icon = page.getByRole('tab', { name: /VM Snapshots/ });
+    await icon.waitFor({ timeout: 60_000 });
+    if (!(await row().isVisible())) await icon.click();
+    await row().waitFor({ timeout: 30_000 });
+    // The row is drawn again once its size is measured: click after that, on the settled row.
+    await waitFor(async () => /KiB|MiB/.test((await row().textContent()) ?? ''), 'the row to show its size');
+    await row().hover();
+    await row().getByRole('button', { name: 'Power On' }).click();
+    await waitFor(async () => (await runningPid(folder)) !== null, 'the machine to run').catch(async (e: unknown) => {
+      const notes = await page.locator('.notifications-toasts, .notification-list-item').allTextContents().catch(() => []);
+      const files = readdirSync(folder).join(' ');
+      const log = existsSync(join(folder, 'qemu.log')) ? readFileSync(join(folder, 'qemu.log'), 'utf8') : '';
+      throw new Error(`${String(e)} Notifications: ${notes.join(' | ')}; files: ${files}; qemu.log: ${log}`);
+    });
+    await row().locator('.codicon-vm-running').waitFor({ timeout: 15_000 });
+    await row().hover();
+    await row().getByRole('button', { name: 'Pause' }).waitFor();
+    await row().getByRole('button', { name: 'Power Off' }).waitFor();
+    assert.equal(await row().getByRole('button', { name: 'Power On' }).count(), 0, 'no Power On on a running machine');
+    await waitForCounts(join(folder, 'serial.log'), 3);
+    await shot('power-running');
+  });
+
+  it('right-click, Open Console: a terminal named after the machine opens; Power Off (Force) ends it', async () => {
+    await row().click({ button: 'right' });
+    await page.getByRole('menuitem', { name: 'Open Console' }).click();
+    const tab = page.getByText('Console: guest').first();
+    await tab.waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(1000);
+    await shot('power-console');
+    await row().click({ button: 'right' });
+    await page.getByRole('menuitem', { name: 'Power Off (Force)' }).click();
+    await waitFor(async () => (await runningPid(folder)) === null, 'the machine to be off');
+    await row().locator('.codicon-vm').waitFor({ timeout: 15_000 });
+    // The console says the machine stopped and its terminal closes.
+    await waitFor(async () => (await page.getByText('Console: guest').count()) === 0, 'the console terminal to close');
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
