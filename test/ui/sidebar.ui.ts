@@ -149,7 +149,13 @@ describe('UI: the extension in a real workbench', function () {
   });
 
   it('restores the comparison table after the window reloads', async () => {
-    await page.reload();
+    // Reload as a user does (Developer: Reload Window): the workbench saves its editor state before it goes,
+    // which a bare page reload can cut short.
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.fill('>Developer: Reload Window');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Developer: Reload Window' }).first().waitFor();
+    await Promise.all([page.waitForEvent('framenavigated', { timeout: 60_000 }), page.keyboard.press('Enter')]);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     const frame: FrameLocator = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
     await frame.locator('table.rows tbody tr', { hasText: 'From the palette' }).waitFor({ timeout: 60_000 });
