@@ -20,7 +20,7 @@ export async function packageVsix(out?: string): Promise<string> {
   const files = execFileSync(process.execPath, [vsce, 'ls', '--no-dependencies'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
   const forbidden = files.filter((f) => /^(src|test|scripts|node_modules)\//.test(f) || f.endsWith('.ts') || f.endsWith('.map'));
   if (forbidden.length > 0) throw new Error(`The package would contain ${forbidden.join(', ')}: fix .vscodeignore.`);
-  execFileSync(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--out', vsix], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--no-rewrite-relative-links', '--out', vsix], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   const size = statSync(vsix).size;
   if (size > MAX_BYTES) throw new Error(`${vsix} is ${size} bytes, over the 1 MiB budget.`);
   console.log(`${vsix}: ${(size / 1024).toFixed(0)} KiB, ${files.length} files: ${files.join(', ')}`);
