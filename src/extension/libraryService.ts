@@ -4,10 +4,16 @@ import { Library, defaultLibraryDir } from '../engine/machine';
 import type { QemuOptions } from '../engine/runtime';
 import { LibraryWatcher } from './libraryWatcher';
 
+/**
+ * Where a change came from: seen on disk (any process, this window's own changes included, after the watcher's
+ * debounce), announced by this window right after it changed something, or the setting now names another folder.
+ */
+export type ChangeOrigin = 'disk' | 'window' | 'setting';
+
 /** The library the settings name, opened once, and an event that fires (debounced) whenever it changes on disk. */
 export class LibraryService implements vscode.Disposable {
   private opening: { key: string; library: Promise<Library> } | undefined;
-  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly changed = new vscode.EventEmitter<ChangeOrigin>();
   private readonly watcher = new LibraryWatcher(() => void this.rewatchThenFire());
   private readonly subscriptions: vscode.Disposable[] = [];
   /** Fires after the library changed on disk (any process) or the setting now names another folder. */
@@ -19,7 +25,7 @@ export class LibraryService implements vscode.Disposable {
         if (e.affectsConfiguration('vmsnap.libraryFolder')) {
           this.opening = undefined;
           this.watcher.close();
-          this.changed.fire();
+          this.changed.fire('setting');
         } else if (e.affectsConfiguration('vmsnap.qemuPath') || e.affectsConfiguration('vmsnap.accelerator')) {
           // The next start uses the new QEMU; machines running now keep theirs.
           this.opening = undefined;
@@ -83,12 +89,12 @@ export class LibraryService implements vscode.Disposable {
   private async rewatchThenFire(): Promise<void> {
     const opening = this.opening;
     if (opening) await this.rewatch(await opening.library).catch(() => {});
-    this.changed.fire();
+    this.changed.fire('disk');
   }
 
   /** For changes this window just made: refresh now instead of waiting for the file-system events. */
   notifyChanged(): void {
-    this.changed.fire();
+    this.changed.fire('window');
   }
 
   dispose(): void {

@@ -1,13 +1,17 @@
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
 import type { VmsnapApi } from '../../src/extension/extension';
-import type { SnapshotNode } from '../../src/extension/tree/nodes';
+import type { SnapshotNode, TreeNode } from '../../src/extension/tree/nodes';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { bigLibrary } from './bigLibrary';
-import { extensionApi, machineWithSnapshots, treeText, until, useFreshLibrary } from './support';
+import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './support';
+
+/** Longer than the watcher's debounce plus a re-read. */
+const settle = () => new Promise((r) => setTimeout(r, 1500));
 
 describe('Machines tree', () => {
   let api: VmsnapApi;
@@ -98,8 +102,9 @@ describe('Machines tree', () => {
     assert.equal(api.tree.getParent(top), undefined);
     await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
     await until(() => api.view.visible, 'the Machines view to open');
-    await api.view.reveal(again, { select: true });
-    assert.equal(api.view.selection[0]?.id, again.id);
+    // The commands' own path: reveal() walks getParent() up to the machine, then the row is selected.
+    await api.commands.revealSnapshot(machine.id, installed.id);
+    await until(() => api.view.selection[0]?.id === again.id, 'the snapshot row to be revealed and selected');
   });
 
   it('refreshes by itself when the vmsnap CLI changes the library from another process', async function () {
@@ -120,11 +125,37 @@ describe('Machines tree', () => {
     await until(async () => (await treeText(api)).includes('made-by-cli'), 'the tree to show the CLI’s machine');
   });
 
+  it('redraws nothing when a change on disk changes no row, and only the machine whose rows changed otherwise', async () => {
+    const { machine, base } = await machineWithSnapshots(library.lib);
+    await library.lib.createMachine('other-vm', { diskSize: 64 * MiB });
+    api.tree.refresh();
+    await treeText(api); // reads both machines' rows
+    await settle(); // the watcher's events of making them, and the sizes measured after the rows
+    const redrawn: (TreeNode | undefined)[] = [];
+    const subscription = api.tree.onDidChangeTreeData((n) => redrawn.push(n));
+    try {
+      const now = new Date();
+      await utimes(join(machine.folder, 'machine.json'), now, now);
+      await settle();
+      assert.equal(redrawn.length, 0, 'a touched manifest redrew rows');
+      // Changed behind the extension's back (no notifyChanged): only the watcher sees it.
+      await library.lib.editSnapshot(machine.id, base.id, { name: 'Renamed' });
+      await until(async () => (await treeText(api)).includes('  Renamed'), 'the tree to show the renamed snapshot');
+      assert.ok(redrawn.length > 0);
+      assert.ok(
+        redrawn.every((n) => n?.kind === 'machine' && n.machine.id === machine.id),
+        'only the renamed snapshot’s machine is redrawn',
+      );
+    } finally {
+      subscription.dispose();
+    }
+  });
+
   it('lists and expands a library of 100 machines × 100 snapshots without a visible pause', async function () {
     this.timeout(120_000);
     const ids = await bigLibrary(library.lib, 100, 100);
     // Let the file-system events of making it settle (the watcher's debounce), then measure a cold read.
-    await new Promise((r) => setTimeout(r, 1500));
+    await settle();
     api.tree.refresh();
     let t = performance.now();
     const roots = await api.tree.getChildren();

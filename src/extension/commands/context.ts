@@ -53,7 +53,28 @@ export class CommandContext {
     this.service.notifyChanged();
     if (!this.view.visible) return;
     const node = await find();
-    if (node) await this.view.reveal(node, { select: true, focus: false, expand: true });
+    if (node) await this.select(node.id, find);
+  }
+
+  /**
+   * Reveals and selects a row. The workbench drops a reveal, or the selection it made, when it is redrawing that
+   * part of the tree at the same moment (its refresh then reports an empty selection): select again, a few times
+   * within the next seconds, unless the user has chosen a row meanwhile.
+   */
+  private async select(id: string, find: () => Promise<TreeNode | undefined>): Promise<void> {
+    const deadline = Date.now() + 3000;
+    let tries = 0;
+    const again = async (): Promise<void> => {
+      const node = await find();
+      if (node === undefined || tries++ >= 4 || Date.now() > deadline) return;
+      await this.view.reveal(node, { select: true, focus: false, expand: true });
+      if (this.view.selection[0]?.id !== id) await new Promise((r) => setTimeout(r, 100 * tries)).then(again);
+    };
+    const watch = this.view.onDidChangeSelection((e) => {
+      if (e.selection.length === 0 && Date.now() <= deadline) void again();
+    });
+    setTimeout(() => watch.dispose(), deadline - Date.now());
+    await again();
   }
 
   revealSnapshot(machineId: string, snapshotId: string): Promise<void> {

@@ -32,6 +32,10 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   readonly onDidChangeTreeData = this.changed.event;
   private roots: Promise<MachineNode[]> | undefined;
   private readonly subtrees = new Map<string, Promise<TreeNode[]>>();
+  /** What each expanded machine's rows were built from, to tell whether a change on disk changed any row. */
+  private readonly shownDetails = new Map<string, string>();
+  /** The last measured size of each machine's folder: new rows show it until measured again. */
+  private readonly sizes = new Map<string, number | undefined>();
   /** Set after each load: the state shown by the welcome views ('empty', 'error', 'ready'). */
   private lastError: unknown;
   private readonly subscription: vscode.Disposable;
@@ -41,14 +45,43 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     private readonly service: LibraryService,
     private readonly devMachine: () => string,
   ) {
-    this.subscription = service.onDidChange(() => this.refresh());
+    this.subscription = service.onDidChange((origin) => (origin === 'disk' ? void this.refreshIfChanged() : this.refresh()));
   }
 
   /** Forgets what was read and asks VS Code to read the tree again (ids keep expansion and selection). */
   refresh(): void {
     this.roots = undefined;
     this.subtrees.clear();
+    this.shownDetails.clear();
     this.changed.fire(undefined);
+  }
+
+  /**
+   * After files changed on disk: re-read, and redraw only what changed. Most events change no row (this window's
+   * own change, already shown; a running guest writing its disk), and every redraw the workbench does can drop a
+   * selection being made or close a context menu that is open.
+   */
+  private async refreshIfChanged(): Promise<void> {
+    const roots = this.roots;
+    if (roots === undefined) return this.refresh();
+    try {
+      const lib = await this.service.library();
+      const [shown, now] = await Promise.all([roots, lib.list()]);
+      if (this.roots !== roots) return;
+      if (JSON.stringify(shown.map((n) => n.machine)) !== JSON.stringify(now)) return this.refresh();
+      void this.measure(shown);
+      for (const [id, before] of [...this.shownDetails]) {
+        const details = JSON.stringify(await lib.show(id));
+        if (this.roots !== roots) return;
+        if (details === before) continue;
+        this.subtrees.delete(id);
+        this.shownDetails.delete(id);
+        const node = shown.find((n) => n.machine.id === id);
+        if (node) this.changed.fire(node);
+      }
+    } catch {
+      this.refresh();
+    }
   }
 
   getTreeItem(node: TreeNode): vscode.TreeItem {
@@ -140,7 +173,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       kind: 'machine',
       id: machineNodeId(machine.id),
       machine,
-      sizeBytes: undefined,
+      sizeBytes: this.sizes.get(machine.id),
       isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
     }));
     void this.measure(nodes);
@@ -159,6 +192,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       const sizes = await Promise.all(batch.map((n) => folderBytes(n.machine.folder)));
       if (this.roots !== roots) return; // refreshed meanwhile: the new rows measure themselves
       batch.forEach((n, j) => {
+        this.sizes.set(n.machine.id, sizes[j]);
+        if (n.sizeBytes === sizes[j]) return;
         n.sizeBytes = sizes[j];
         this.changed.fire(n);
       });
@@ -203,6 +238,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private async loadMachine(node: MachineNode): Promise<TreeNode[]> {
     const lib = await this.service.library();
     const details = await lib.show(node.machine.id);
+    this.shownDetails.set(node.machine.id, JSON.stringify(details));
     const all = await this.machineNodes();
     return buildSubtree(node, details, all);
   }
