@@ -30,8 +30,8 @@ describe('UI: power buttons and the serial console', function () {
   const row = () => page.getByRole('treeitem', { name: /^guest/ }).first();
 
   /**
-   * Runs a context-menu item of the machine's row and waits for its effect. While a machine runs, the tree redraws
-   * its rows every few seconds (the power poll), which can swallow a menu opened on the old row: try again then.
+   * Runs a context-menu item of the machine's row and waits for its effect. A menu opened on a row the workbench is
+   * redrawing at that moment (a power state or size just changed) closes unused: try again then.
    */
   async function fromContextMenu(item: string, done: () => Promise<boolean>, what: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
