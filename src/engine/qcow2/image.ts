@@ -77,8 +77,7 @@ interface ClusterPlan {
   content: Buffer; // bytes for [from, to)
   /** Existing host cluster to write into, or -1 for a new one. */
   host: number;
-  /** The L2 entry to store (host filled in for new clusters), and the extended-L2 bitmap. */
-  zeroFlag: boolean;
+  /** The extended-L2 bitmap to store with the entry. */
   bitmap: bigint;
   /** Host clusters whose references this change drops (copy-on-write, compressed). */
   release: { first: number; count: number }[];
@@ -667,7 +666,7 @@ export class Qcow2Image implements Disk {
       if (readTo > rFrom) await this.read(content.subarray(0, readTo - rFrom), base + rFrom);
       data.copy(content, from - rFrom);
     }
-    return { index, l2Index, from: rFrom, to: rTo, content, host, zeroFlag: false, bitmap, release };
+    return { index, l2Index, from: rFrom, to: rTo, content, host, bitmap, release };
   }
 
   /** Writes planned clusters: new clusters and data first, then the table entries, then drops old references. */
@@ -701,7 +700,7 @@ export class Qcow2Image implements Disk {
     let lo = Infinity;
     let hi = -1;
     for (const p of plans) {
-      this.setEntry(t.table, p.l2Index, l2Raw(p.host, true, p.zeroFlag), p.bitmap);
+      this.setEntry(t.table, p.l2Index, l2Raw(p.host, true), p.bitmap);
       lo = Math.min(lo, p.l2Index);
       hi = Math.max(hi, p.l2Index + 1);
     }

@@ -46,6 +46,3 @@ export function alignDown(n: number, align: number): number {
   return n - (n % align);
 }
 
-export function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
-}

@@ -237,10 +237,11 @@ export class Refcounts {
     const first = index * this.entriesPerBlock;
     let at = first;
     while (avoid(at)) at++;
+    if (at >= first + this.entriesPerBlock) {
+      throw new ImageError('INVALID_IMAGE', `${this.file.path}: no room for a new refcount block.`, this.file.path);
+    }
     const block = Buffer.alloc(this.clusterSize);
-    const selfCovered = at < first + this.entriesPerBlock;
-    if (selfCovered) this.setEntry(block, at - first, 1);
-    else throw new ImageError('INVALID_IMAGE', `${this.file.path}: no room for a new refcount block.`, this.file.path);
+    this.setEntry(block, at - first, 1);
     await this.file.write(block, at * this.clusterSize);
     await this.barrier();
     this.setTableEntry(index, at * this.clusterSize);
