@@ -77,10 +77,14 @@ export class LibraryService implements vscode.Disposable {
     return this.opening.library;
   }
 
-  /** Watches the library folder and every machine folder (machines come and go, so after every change). */
+  /**
+   * Watches the library folder and every machine folder (machines come and go, so after every change), unreadable
+   * ones too: the tree shows such a machine again as soon as its manifest is fixed.
+   */
   private async rewatch(lib: Library): Promise<void> {
     try {
-      this.watcher.watch([lib.dir, ...(await lib.list()).map((m) => m.folder)]);
+      const [machines, broken] = await Promise.all([lib.list(), lib.broken()]);
+      this.watcher.watch([lib.dir, ...machines.map((m) => m.folder), ...broken.map((b) => b.folder)]);
     } catch {
       this.watcher.watch([lib.dir]);
     }

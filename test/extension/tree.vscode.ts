@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
 import type { VmsnapApi } from '../../src/extension/extension';
@@ -149,6 +149,32 @@ describe('Machines tree', () => {
     } finally {
       subscription.dispose();
     }
+  });
+
+  it('shows a machine whose manifest cannot be read, with the reason, and the machine again once it is fixed', async () => {
+    const { machine } = await machineWithSnapshots(library.lib);
+    api.tree.refresh();
+    assert.deepEqual(await treeText(api), ['dev-vm', '  Base', '    Installed', '      You are here']);
+    const manifest = join(machine.folder, 'machine.json');
+    const good = await readFile(manifest, 'utf8');
+    await writeFile(manifest, JSON.stringify({ ...JSON.parse(good), cpus: 'many' }));
+    // No refresh() here: the watcher sees the edit.
+    const brokenRow = async () => (await api.tree.getChildren()).find((n) => n.kind === 'broken');
+    await until(async () => (await brokenRow()) !== undefined, 'the unreadable machine to show');
+    const row = (await brokenRow())!;
+    assert.deepEqual(await treeText(api), [basename(machine.folder)]);
+    const item = api.tree.getTreeItem(row);
+    assert.equal(item.description, 'unreadable');
+    assert.equal((item.iconPath as vscode.ThemeIcon).id, 'warning');
+    const tooltip = (item.tooltip as vscode.MarkdownString).value.replace(/\\/g, '');
+    assert.ok(tooltip.includes(manifest) && tooltip.includes('cpus'), tooltip);
+    assert.equal(item.command?.command, 'vscode.open');
+    // No menu offers anything on it, and a command given it anyway refuses with the reason.
+    assert.equal(contextValue(row), 'broken:');
+    await vscode.commands.executeCommand('vmsnap.takeSnapshot', row);
+    assert.match(api.commands.lastError?.message ?? '', /cpus/);
+    await writeFile(manifest, good);
+    await until(async () => (await treeText(api)).join('|') === 'dev-vm|  Base|    Installed|      You are here', 'the fixed machine to show again');
   });
 
   it('lists and expands a library of 100 machines × 100 snapshots without a visible pause', async function () {

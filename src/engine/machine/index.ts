@@ -5,3 +5,4 @@ export { defaultLibraryDir } from './libraryDir';
 export { formatSnapshotTree } from './format';
 export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';
+export type { BrokenMachine } from './store';

@@ -109,6 +109,7 @@ export class Store {
       }),
     );
     entries.sort((a, b) => a.manifest.createdAt.localeCompare(b.manifest.createdAt) || a.folder.localeCompare(b.folder));
+    broken.sort((a, b) => a.folder.localeCompare(b.folder));
     return { entries, broken };
   }
 

@@ -113,6 +113,8 @@ export class CommandContext {
           return lib.show(t.machine.id);
         case 'cloneRef':
           return lib.show(t.clone.id);
+        case 'broken':
+          throw new Error(t.message);
         default:
           return lib.show(t.machine.id);
       }

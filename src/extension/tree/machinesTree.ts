@@ -1,16 +1,18 @@
 import * as vscode from 'vscode';
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { MachineDetails, MachineSummary, PowerState } from '../../engine/machine';
+import { basename, join } from 'node:path';
+import type { BrokenMachine, MachineDetails, MachineSummary, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import type { LibraryService } from '../libraryService';
 import {
+  brokenNodeId,
   cloneKind,
   cloneRefNodeId,
   contextValue,
   currentNodeId,
   machineNodeId,
   snapshotNodeId,
+  type BrokenNode,
   type CloneKindLabel,
   type CloneRefNode,
   type CurrentNode,
@@ -31,6 +33,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly changed = new vscode.EventEmitter<TreeNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private roots: Promise<MachineNode[]> | undefined;
+  /** Machine folders whose manifest could not be read, listed after the machines (read with the roots). */
+  private brokenNodes: BrokenNode[] = [];
   private readonly subtrees = new Map<string, Promise<TreeNode[]>>();
   /** What each expanded machine's rows were built from, to tell whether a change on disk changed any row. */
   private readonly shownDetails = new Map<string, string>();
@@ -66,9 +70,12 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     if (roots === undefined) return this.refresh();
     try {
       const lib = await this.service.library();
-      const [shown, now] = await Promise.all([roots, lib.list()]);
+      const [shown, now, broken] = await Promise.all([roots, lib.list(), lib.broken()]);
       if (this.roots !== roots) return;
       if (JSON.stringify(shown.map((n) => n.machine)) !== JSON.stringify(now)) return this.refresh();
+      if (JSON.stringify(this.brokenNodes.map((n) => [n.folder, n.message])) !== JSON.stringify(broken.map((b) => [b.folder, b.message]))) {
+        return this.refresh();
+      }
       void this.measure(shown);
       for (const [id, before] of [...this.shownDetails]) {
         const details = JSON.stringify(await lib.show(id));
@@ -94,12 +101,14 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
         return currentItem(node);
       case 'cloneRef':
         return cloneRefItem(node);
+      case 'broken':
+        return brokenItem(node);
     }
   }
 
   getChildren(node?: TreeNode): Promise<TreeNode[]> {
     // An unreadable library shows the welcome view that says so (vmsnap.state == error) rather than a failed tree.
-    if (node === undefined) return this.machineNodes().catch(() => []);
+    if (node === undefined) return this.machineNodes().then((machines) => [...machines, ...this.brokenNodes], () => []);
     switch (node.kind) {
       case 'machine':
         return this.machineChildren(node);
@@ -111,7 +120,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   getParent(node: TreeNode): TreeNode | undefined {
-    return node.kind === 'machine' ? undefined : node.parent;
+    return node.kind === 'machine' || node.kind === 'broken' ? undefined : node.parent;
   }
 
   /** The top-level rows. */
@@ -157,17 +166,19 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   private async loadRoots(): Promise<MachineNode[]> {
     let machines: MachineSummary[];
+    let broken: BrokenMachine[];
     try {
       const lib = await this.service.library();
-      machines = await lib.list();
+      [machines, broken] = await Promise.all([lib.list(), lib.broken()]);
       this.lastError = undefined;
     } catch (e) {
       this.lastError = e;
       void vscode.commands.executeCommand('setContext', 'vmsnap.state', 'error');
       throw e;
     }
+    this.brokenNodes = broken.map((b) => ({ kind: 'broken', id: brokenNodeId(b.folder), folder: b.folder, message: b.message }));
     // The welcome views follow this; the rows need not wait for the round trip to the workbench.
-    void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length === 0 ? 'empty' : 'ready');
+    void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length + broken.length === 0 ? 'empty' : 'ready');
     const dev = this.devMachine();
     const nodes: MachineNode[] = machines.map((machine) => ({
       kind: 'machine',
@@ -430,6 +441,22 @@ async function folderBytes(folder: string): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+function brokenItem(node: BrokenNode): vscode.TreeItem {
+  const item = new vscode.TreeItem(basename(node.folder), vscode.TreeItemCollapsibleState.None);
+  item.id = node.id;
+  item.contextValue = contextValue(node);
+  item.iconPath = new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.errorForeground'));
+  item.description = vscode.l10n.t('unreadable');
+  const t = new vscode.MarkdownString(undefined, true);
+  t.appendMarkdown(`$(warning) **${escape(vscode.l10n.t('This machine cannot be read'))}**\n\n`);
+  t.appendText(`${node.message}\n\n`);
+  t.appendMarkdown(escape(vscode.l10n.t('Fix machine.json (or restore it from a backup), or move the folder out of the library. The tree follows as soon as the file changes.')));
+  item.tooltip = t;
+  // A click opens the manifest that needs fixing.
+  item.command = { command: 'vscode.open', title: vscode.l10n.t('Open machine.json'), arguments: [vscode.Uri.file(join(node.folder, 'machine.json'))] };
+  return item;
 }
 
 function escape(text: string): string {

@@ -4,7 +4,7 @@ import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/
  * The rows of the Machines tree. Ids are stable across refreshes (built from engine ids), so VS Code keeps
  * expansion and selection, and `reveal` finds a row again after an action.
  */
-export type TreeNode = MachineNode | SnapshotNode | CurrentNode | CloneRefNode;
+export type TreeNode = MachineNode | SnapshotNode | CurrentNode | CloneRefNode | BrokenNode;
 
 export interface MachineNode {
   kind: 'machine';
@@ -46,10 +46,19 @@ export interface CloneRefNode {
   parent: SnapshotNode;
 }
 
+/** A machine folder whose manifest cannot be read: shown with the reason, so it is fixed rather than missed. */
+export interface BrokenNode {
+  kind: 'broken';
+  id: string;
+  folder: string;
+  message: string;
+}
+
 export const machineNodeId = (machineId: string): string => `machine/${machineId}`;
 export const snapshotNodeId = (machineId: string, snapshotId: string): string => `snapshot/${machineId}/${snapshotId}`;
 export const currentNodeId = (machineId: string): string => `current/${machineId}`;
 export const cloneRefNodeId = (snapshotId: string, cloneId: string): string => `clone/${snapshotId}/${cloneId}`;
+export const brokenNodeId = (folder: string): string => `broken/${folder}`;
 
 export type CloneKindLabel = 'plain' | 'linked' | 'full';
 
@@ -82,6 +91,8 @@ export function contextValue(node: TreeNode): string {
       break;
     case 'current':
       flags.push(node.machine.powerState);
+      break;
+    case 'broken':
       break;
   }
   return `${node.kind}:${flags.map((f) => `${f}:`).join('')}`;
