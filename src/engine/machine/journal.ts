@@ -1,10 +1,10 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../qcow2/disk';
-import { commit, rebase, rollBackInterruptedCommit } from '../qcow2/ops';
+import { commit, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../qcow2/ops';
 import { runningPid, runningTops } from '../runtime';
 import { MachineError } from './errors';
-import { atomicWriteJson, exists, fsyncDir, setReadOnly, unlinkIfExists } from './fsutil';
+import { atomicWriteJson, exists, fsyncDir, setReadOnly, toMachineIoError, unlinkIfExists } from './fsutil';
 import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
 import { MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
 import { step } from './steps';
@@ -102,7 +102,11 @@ export class Transaction {
       ...plan,
     };
     // A journal of reversible steps only lists files to clean up; it need not survive a power cut.
-    await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.durable ?? plan.merge.length > 0);
+    try {
+      await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.durable ?? plan.merge.length > 0);
+    } catch (e) {
+      throw toMachineIoError(e, `recording the operation "${plan.operation}"`);
+    }
     step(`${plan.operation}: journal written`);
     return new Transaction(folder, journal);
   }
@@ -123,7 +127,14 @@ export class Transaction {
 
   /** Writes the new manifest (the commit point), then freezes and removes files and the journal. */
   async commit(): Promise<Manifest> {
-    await writeManifest(this.folder, this.journal.after);
+    try {
+      await writeManifest(this.folder, this.journal.after);
+    } catch (e) {
+      // Not committed (a full disk): undone now while nothing irreversible ran and no companion folder commits it
+      // already; otherwise the next recovery finishes it.
+      if (!this.journal.forward && this.journal.companion === undefined) await this.rollBack();
+      throw toMachineIoError(e, `saving the result of "${this.journal.operation}"`);
+    }
     step(`${this.journal.operation}: manifest written`);
     await finish(this.folder, this.journal);
     return this.journal.after;
@@ -136,6 +147,8 @@ export class Transaction {
 
 async function runMerge(folder: string, journal: Journal, options: OperationOptions): Promise<void> {
   const at = (name: string): string => resolve(folder, name);
+  /** Whether a commit step got past its rename: from there on the operation can only be finished. */
+  let pastReturn = false;
   for (const m of journal.merge) {
     if (m.kind === 'rebase') {
       if (m.frozen) await setReadOnly(at(m.layer), false);
@@ -143,17 +156,33 @@ async function runMerge(folder: string, journal: Journal, options: OperationOpti
       step(`${journal.operation}: rebased ${m.layer}`);
     } else {
       // After the rename `into` is gone: the step is done.
-      if (!(await exists(at(m.into)))) continue;
+      if (!(await exists(at(m.into)))) {
+        pastReturn = true;
+        continue;
+      }
       if (!journal.forward) {
         journal.forward = true;
-        await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
+        try {
+          await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
+        } catch (e) {
+          journal.forward = false; // not recorded: nothing irreversible may run
+          throw toMachineIoError(e, `recording the operation "${journal.operation}"`);
+        }
         step(`${journal.operation}: merge marked irreversible`);
       }
       await setReadOnly(at(m.into), false);
       // keepTop: `from` stays whole until the rename, so the commit can always be run again.
-      await commit(at(m.from), { ...options, keepTop: true });
+      try {
+        await commit(at(m.from), { ...options, keepTop: true });
+      } catch (e) {
+        // A failed commit (a full disk) put `into` back, or kept its undo journal for the roll-back, and `from` is
+        // whole: until a rename, undoing is as right as finishing (which a crash still does, as the file says).
+        if (!pastReturn) journal.forward = false;
+        throw e;
+      }
       step(`${journal.operation}: committed ${m.from} into ${m.into}`);
       await rename(at(m.into), at(m.from));
+      pastReturn = true;
       await fsyncDir(folder);
       step(`${journal.operation}: renamed ${m.into} to ${m.from}`);
     }
@@ -177,8 +206,10 @@ async function rollBack(folder: string, journal: Journal): Promise<void> {
   const at = (name: string): string => resolve(folder, name);
   for (const m of [...journal.merge].reverse()) {
     if (m.kind === 'rebase') {
-      // A rebase only ever copies what the layer already read, so pointing it back at `from` restores it exactly.
+      // A rebase only ever copies what the layer already read, so pointing it back at `from` restores what it
+      // reads; its undo journal, if it was cut short, also takes the copied clusters back out.
       if ((await exists(at(m.layer))) && (await exists(at(m.from)))) {
+        await rollBackInterruptedRebase(at(m.layer));
         const now = await layerBacking(at(m.layer));
         if (now === null || resolve(folder, now) !== at(m.from)) await setLayerBacking(at(m.layer), at(m.from));
       }

@@ -632,7 +632,21 @@ export class Library {
         await taking?.rollBack();
         throw err;
       }
-      const source = taking ? { folder: src.folder, manifest: await taking.commit() } : src;
+      let source = src;
+      if (taking) {
+        try {
+          source = { folder: src.folder, manifest: await taking.commit() };
+        } catch (err) {
+          // The source's manifest could not be written (a full disk): the clone folder, whose presence would
+          // commit the snapshot on recovery, is moved aside first, so that both are undone now.
+          const aside = deletingFolder(final);
+          await rename(final, aside);
+          await taking.rollBack();
+          await rm(aside, { recursive: true, force: true });
+          if (!this.store.isInside(final)) await this.store.updateRegistry((r) => (r.machines = r.machines.filter((x) => x.path !== final))).catch(() => {});
+          throw err;
+        }
+      }
       const entries = await this.entries();
       const e = entries.find((x) => x.folder === final)!;
       return { machine: await details(e, entries), takenSnapshot: taking ? await snapshotInfo(source, snap!, entries) : null };

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { link, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MachineError } from './errors';
-import { isAlive, unlinkIfExists } from './fsutil';
+import { isAlive, toMachineIoError, unlinkIfExists } from './fsutil';
 
 export const LOCK_FILE = 'machine.lock';
 
@@ -38,14 +38,20 @@ export class MachineLock {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const fh = await open(file, 'wx', 0o644);
+        let written = false;
         try {
           await fh.writeFile(text);
+          written = true;
         } finally {
           await fh.close();
+          // A lock file without its record (the disk is full) would hold the machine for nobody: leave none.
+          if (!written) await unlinkIfExists(file).catch(() => {});
         }
         return new MachineLock(file, record.token);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') throw toMachineIoError(e, `locking machine "${machineName}"`);
+        if (code !== 'EEXIST') {
           throw new MachineError('IO_ERROR', `Cannot lock machine "${machineName}": ${(e as Error).message}`, [], { cause: e });
         }
       }

@@ -2,7 +2,7 @@
 // can be cancelled.
 export { flatten, type FlattenOptions, type FlattenResult } from './flatten';
 export { commit, rollBackInterruptedCommit, type CommitOptions, type CommitResult } from './commit';
-export { rebase, type RebaseOptions, type RebaseResult } from './rebase';
+export { rebase, rollBackInterruptedRebase, type RebaseOptions, type RebaseResult } from './rebase';
 export { compare, type CompareResult } from './compare';
 export { changedRanges, type ChangedRanges, type ChangedRangesOptions } from './changed-ranges';
 export type { ByteRange } from './ranges';

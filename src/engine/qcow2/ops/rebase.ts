@@ -1,12 +1,14 @@
 import { resolve } from 'node:path';
 import { openDisk } from '../chain';
 import type { Disk, OperationOptions } from '../disk';
-import { ImageError } from '../errors';
+import { ImageError, isImageError } from '../errors';
 import { Qcow2Image } from '../image';
+import { qcow2BytesAtRisk } from './at-risk';
 import { chainLayers, chainRanges, closeQuietly, layerIdentity, layerRanges, readPadded } from './layers';
 import { CHUNK_BYTES, pipelined } from './pipeline';
 import { Progress } from './progress';
 import { mergeRanges, splitRanges, subtractRanges, totalLength, type ByteRange } from './ranges';
+import { restoreFromJournal, UndoJournal } from './undo-journal';
 
 export interface RebaseOptions extends OperationOptions {
   /** Format recorded for the new backing file; default: what it is. */
@@ -25,30 +27,56 @@ export interface RebaseResult {
  * `qemu-img rebase -b`: wherever the top is unallocated and the old chain reads differently from the new one,
  * the old content is first copied into the top. When the new backing is a layer of the old chain (deleting
  * snapshots), only ranges the dropped layers allocate can differ, so the cost follows their data, not the
- * disk size. Backing files are only read. An abort leaves some clusters copied into the top (same content)
- * and the old backing file in place.
+ * disk size. Backing files are only read. An abort or error (a full disk) puts the top back byte for byte from
+ * an undo journal kept next to it; a rebase killed halfway is rolled back the next time one starts on that
+ * layer (or by `rollBackInterruptedRebase`).
  */
 export async function rebase(topPath: string, newBacking: string | null, options: RebaseOptions = {}): Promise<RebaseResult> {
+  const path = resolve(topPath);
+  // A journal left by a rebase that was killed halfway: put the top back first, then rebase afresh.
+  await restoreFromJournal(path);
   // Opened with its old chain: a write into part of a cluster copies the rest from there, which is the old content.
-  const top = await Qcow2Image.open(resolve(topPath), { writable: true });
+  let top: Qcow2Image | null = await Qcow2Image.open(path, { writable: true });
   let next: Disk | null = null;
-  let ok = false;
   try {
     const newPath = newBacking === null ? null : resolve(newBacking);
     if (newPath !== null) next = await openDisk(newPath);
-    const result = await rebaseOnto(top, next, options);
-    await top.flush();
-    await top.setBacking(newPath, newPath === null ? undefined : (options.backingFormat ?? next?.format));
-    ok = true;
-    return result;
+    const plan = await planRebase(top, next, options);
+    const atRisk = await qcow2BytesAtRisk(path, plan.pieces);
+    const journal = await UndoJournal.create(path, atRisk.fileLength, atRisk.ranges, () => plan.progress.checkAborted());
+    let copiedBytes: number;
+    try {
+      copiedBytes = await copyPieces(top, next, plan.pieces, plan.progress);
+      await top.flush();
+      await top.setBacking(newPath, newPath === null ? undefined : (options.backingFormat ?? next?.format));
+      await top.close();
+      top = null;
+    } catch (e) {
+      await closeQuietly(top);
+      top = null;
+      try {
+        await journal.restore();
+      } catch (undoError) {
+        const why = isImageError(undoError) ? undoError.message : String(undoError);
+        throw new ImageError('IO_ERROR', `Rebasing ${path} failed and it could not be put back (${why}); its undo journal ${journal.path} is kept: run the rebase again once the cause is fixed.`, path);
+      }
+      throw e;
+    }
+    await journal.discard();
+    return { copiedBytes, fastPath: plan.fastPath };
   } finally {
     await closeQuietly(next);
-    if (ok) await top.close();
-    else await closeQuietly(top);
+    await closeQuietly(top);
   }
 }
 
-async function rebaseOnto(top: Qcow2Image, next: Disk | null, options: OperationOptions): Promise<RebaseResult> {
+/** Restores a layer from the undo journal an interrupted rebase left next to it; true if it did. */
+export async function rollBackInterruptedRebase(topPath: string): Promise<boolean> {
+  return restoreFromJournal(resolve(topPath));
+}
+
+/** The ranges to copy into the top: where it is unallocated and the old and new chains may read differently. */
+async function planRebase(top: Qcow2Image, next: Disk | null, options: OperationOptions): Promise<{ pieces: ByteRange[]; fastPath: boolean; progress: Progress }> {
   const old = top.backing;
   const oldLayers = old ? chainLayers(old) : [];
   const oldIds = await Promise.all(oldLayers.map(layerIdentity));
@@ -78,8 +106,12 @@ async function rebaseOnto(top: Qcow2Image, next: Disk | null, options: Operation
   const topAllocated = await layerRanges(top, top.size, ['data', 'zero']);
   // Never write where the top holds something: only its unallocated ranges read through the backing file.
   const pieces = splitRanges(subtractRanges(candidates, topAllocated), CHUNK_BYTES);
-  const progress = new Progress(`Rebasing ${top.path}`, totalLength(pieces), options);
+  return { pieces, fastPath, progress: new Progress(`Rebasing ${top.path}`, totalLength(pieces), options) };
+}
 
+/** Copies the old chain's content of `pieces` into the top, cluster runs that differ from the new chain only. */
+async function copyPieces(top: Qcow2Image, next: Disk | null, pieces: ByteRange[], progress: Progress): Promise<number> {
+  const old = top.backing;
   let copiedBytes = 0;
   const cs = top.clusterSize;
   await pipelined(
@@ -113,5 +145,5 @@ async function rebaseOnto(top: Qcow2Image, next: Disk | null, options: Operation
     { width: 2 },
   );
   progress.finish();
-  return { copiedBytes, fastPath };
+  return copiedBytes;
 }

@@ -10,6 +10,8 @@ import type { ByteRange } from './ranges';
 const MAGIC = Buffer.from('VMSNAPU1', 'latin1');
 const SEALED = Buffer.from('VMSNAPOK', 'latin1');
 const COPY_BYTES = 4 * 1024 * 1024;
+/** Restores compare in blocks of the host's page size. */
+const BLOCK = 4096;
 
 /** Where the undo journal of a file lives: next to it, so it is on the same file system. */
 export function undoJournalPath(file: string): string {
@@ -121,6 +123,8 @@ export async function restoreFromJournal(file: string, path = undoJournalPath(fi
         throw toImageError(e, file);
       });
       try {
+        // Cut what the change appended first: that frees space for the blocks below, should any need it.
+        await target.truncate(fileLength);
         let at = 24;
         for (let i = 0; i < count; i++) {
           const entry = await readAt(at, 16);
@@ -132,12 +136,11 @@ export async function restoreFromJournal(file: string, path = undoJournalPath(fi
             const n = Math.min(COPY_BYTES, length - done);
             const chunk = await readAt(at, n);
             if (chunk.length !== n || at + n > size - 16) throw new ImageError('IO_ERROR', `The undo journal ${path} is damaged.`, path);
-            await target.write(chunk, 0, n, offset + done);
+            await writeBack(target, chunk, offset + done);
             at += n;
             done += n;
           }
         }
-        await target.truncate(fileLength);
         await target.sync();
       } finally {
         await target.close();
@@ -150,4 +153,33 @@ export async function restoreFromJournal(file: string, path = undoJournalPath(fi
   await rm(path, { force: true });
   await fsyncPath(dirname(path), 'r').catch(() => {});
   return restored;
+}
+
+/**
+ * Writes `saved` back at `offset`, only the blocks that differ from what the file holds now: a block the change
+ * never touched may be a hole, and writing it again would need space that a full disk (the usual reason to undo)
+ * does not have. A block the change wrote is allocated already, so putting it back needs none.
+ */
+async function writeBack(target: FileHandle, saved: Buffer, offset: number): Promise<void> {
+  const now = Buffer.alloc(saved.length);
+  const { bytesRead } = await target.read(now, 0, saved.length, offset);
+  const differs = (at: number): boolean => {
+    const end = Math.min(saved.length, at + BLOCK);
+    return end > bytesRead || !now.subarray(at, end).equals(saved.subarray(at, end));
+  };
+  for (let at = 0; at < saved.length; ) {
+    if (!differs(at)) {
+      at += BLOCK;
+      continue;
+    }
+    let end = at + BLOCK;
+    while (end < saved.length && differs(end)) end += BLOCK;
+    end = Math.min(end, saved.length);
+    // write() may write less than asked (the disk filled up): the rest is retried, and then fails with the reason.
+    for (let done = at; done < end; ) {
+      const { bytesWritten } = await target.write(saved, done, end - done, offset + done);
+      done += bytesWritten;
+    }
+    at = end;
+  }
 }
