@@ -1,5 +1,6 @@
 // `npm run bench`: every section measures the engine next to QEMU's own tools and returns table rows; this
 // file only runs the sections and prints. Work files live under .bench/ and are removed afterwards.
+// `npm run bench -- machine` runs only the sections whose name holds one of the words given.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { machineSection } from './machine';
@@ -21,7 +22,8 @@ const sections: Section[] = [
 async function main(): Promise<void> {
   const root = resolve('.bench');
   const rows: BenchRow[] = [];
-  for (const section of sections) {
+  const words = process.argv.slice(2);
+  for (const section of sections.filter((s) => words.length === 0 || words.some((w) => s.name.includes(w)))) {
     const workDir = join(root, `${section.name.replace(/\W+/g, '-')}-${process.pid}`);
     mkdirSync(workDir, { recursive: true });
     try {

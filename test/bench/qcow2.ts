@@ -4,7 +4,7 @@ import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Qcow2Image } from '../../src/engine/qcow2/image';
-import { commit, compare, flatten } from '../../src/engine/qcow2/ops';
+import { commit, compare, flatten, rebase } from '../../src/engine/qcow2/ops';
 import { median, type BenchRow } from './report';
 
 const MiB = 1024 * 1024;
@@ -124,6 +124,25 @@ export async function qcow2Section(dir: string): Promise<BenchRow[]> {
     ),
   );
   for (const f of ['cbase.qcow2', 'ctop.qcow2', 'wbase.qcow2', 'wtop.qcow2']) rmSync(p(f), { force: true });
+
+  // Rebase (deleting a snapshot whose child stays): the 1 GiB chain of the flatten above, `top` rebased from `mid`
+  // onto `base`, so mid's 64 MiB move into it. qemu-img compares the two chains over the whole disk.
+  const rfresh = (): void => {
+    copyFileSync(p('top.qcow2'), p('rtop.qcow2'));
+    tool('qemu-img', 'rebase', '-q', '-u', '-b', 'mid.qcow2', '-F', 'qcow2', p('rtop.qcow2'));
+  };
+  rows.push(
+    ratioRow(
+      'rebase a layer off a 64 MiB snapshot layer',
+      await sideBySide(
+        rfresh,
+        () => rebase(p('rtop.qcow2'), p('base.qcow2')),
+        () => tool('qemu-img', 'rebase', '-q', '-b', 'base.qcow2', '-F', 'qcow2', p('rtop.qcow2')),
+      ),
+      1.25,
+    ),
+  );
+  rmSync(p('rtop.qcow2'), { force: true });
 
   // Compare: two identical, fully written 1 GiB images.
   tool('qemu-img', 'create', '-q', '-f', 'qcow2', p('a.qcow2'), String(GiB));

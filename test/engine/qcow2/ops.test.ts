@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isImageError } from '../../../src/engine/qcow2/errors';
-import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit } from '../../../src/engine/qcow2/ops';
+import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../../../src/engine/qcow2/ops';
 import { convertToRaw, createQcow2, createRaw, expectImageError, type GuestOp, KiB, MiB, qemuApply } from '../../support/fixtures';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, qemuSame, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 
@@ -373,13 +373,37 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       expectClean(a.top);
     });
 
-    it('cancelled halfway keeps the content and the old backing file', async () => {
+    it('cancelled halfway puts the layer back byte for byte, with its old backing file', async () => {
       const a = fresh();
-      const expected = contentOf(a.top);
+      const sha = sha256File(a.top);
       const c = abortAfterFirstChunk();
       await expectImageError(() => rebase(a.top, null, { signal: c.controller.signal, onProgress: c.onProgress }), 'ABORTED', 'abort');
-      assert.equal(contentOf(a.top), expected);
+      assert.equal(sha256File(a.top), sha);
       assert.equal(qemuInfo(a.top)['backing-filename'], 'mid.qcow2');
+      assert.ok(!existsSync(`${a.top}.vmsnap-undo`), 'no undo journal left');
+      expectClean(a.top);
+    });
+
+    it('killed halfway, is put back byte for byte from its undo journal and can be run again', async () => {
+      const a = fresh();
+      const b = buildTwin(a, s.path(`twin-${n}`));
+      const sha = sha256File(a.top);
+      const script = join(a.dir, 'kill-rebase.ts');
+      writeFileSync(
+        script,
+        `import { rebase } from ${JSON.stringify(resolve('src/engine/qcow2/ops/index.ts'))};\n` +
+          `void rebase(process.argv[2]!, null, { onProgress: (done) => { if (done > 0) process.kill(process.pid, 'SIGKILL'); } });\n`,
+      );
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, a.top], { encoding: 'utf8' });
+      assert.equal(r.signal, 'SIGKILL', `the child was to be killed mid-rebase: ${r.stderr}`);
+      assert.ok(existsSync(`${a.top}.vmsnap-undo`), 'the journal survives the crash');
+      assert.notEqual(sha256File(a.top), sha, 'the crash happened after the layer was changed');
+      assert.equal(await rollBackInterruptedRebase(a.top), true);
+      assert.equal(sha256File(a.top), sha, 'rolled back byte for byte');
+      assert.equal(await rollBackInterruptedRebase(a.top), false, 'nothing left to roll back');
+      await rebase(a.top, null);
+      qemuImg('rebase', '-q', '-b', '', b.top);
+      assert.ok(qemuSame(a.top, b.top));
       expectClean(a.top);
     });
 

@@ -36,7 +36,8 @@ export async function rebase(topPath: string, newBacking: string | null, options
   // A journal left by a rebase that was killed halfway: put the top back first, then rebase afresh.
   await restoreFromJournal(path);
   // Opened with its old chain: a write into part of a cluster copies the rest from there, which is the old content.
-  let top: Qcow2Image | null = await Qcow2Image.open(path, { writable: true });
+  // The undo journal, not the order of writes, makes a crash harmless, so the image flushes once, at the end.
+  let top: Qcow2Image | null = await Qcow2Image.open(path, { writable: true, writeOrdering: 'on-flush' });
   let next: Disk | null = null;
   try {
     const newPath = newBacking === null ? null : resolve(newBacking);
