@@ -158,9 +158,7 @@ export class Qcow2Image implements Disk {
     const writable = options.writable ?? false;
     const file = await ImageFile.open(path, writable);
     try {
-      const first = Buffer.alloc(Math.min(file.size, 2 * 1024 * 1024));
-      await file.readExact(first, 0, 'header');
-      const header = parseHeader(first, file.size, path);
+      const header = parseHeader(await readFirstCluster(file), file.size, path);
       const dirty = (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n;
       if (dirty && writable) {
         throw new ImageError('READ_ONLY', `${path} was not closed cleanly (dirty bit set); repair it with "vmsnap image check --repair" before writing to it.`, path);
@@ -1031,6 +1029,22 @@ interface Layout {
   extendedL2: boolean;
   backingFile: string | null;
   backingFormat: string | null;
+}
+
+/**
+ * The header, its extensions and the backing file's name lie in the first cluster (at least 4 KiB is read): not
+ * the 2 MiB of the largest cluster size, which would make every open of a small-cluster layer pay for it.
+ */
+async function readFirstCluster(file: ImageFile): Promise<Buffer> {
+  const head = Buffer.alloc(Math.min(file.size, 4096));
+  await file.readExact(head, 0, 'header');
+  const bits = head.length >= 24 ? head.readUInt32BE(20) : 0;
+  const want = bits >= 9 && bits <= 21 ? Math.min(file.size, 2 ** bits) : 0;
+  if (want <= head.length) return head;
+  const first = Buffer.alloc(want);
+  head.copy(first);
+  await file.readExact(first.subarray(head.length), head.length, 'header');
+  return first;
 }
 
 async function createImage(path: string, options: CreateOptions): Promise<void> {
