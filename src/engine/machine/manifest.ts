@@ -275,24 +275,43 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
   };
 }
 
+/**
+ * Manifests validated before, by file, with the text they came from: listing a big library again parses only the
+ * manifests that changed. They are frozen: every change is made to a cloneManifest() copy, never to one of these.
+ */
+const validated = new Map<string, { text: string; manifest: Manifest }>();
+
 export async function readManifest(folder: string): Promise<Manifest> {
   const file = join(folder, MANIFEST_FILE);
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
+    validated.delete(file);
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new MachineError('NOT_FOUND', `${file} does not exist: the folder is not a vmsnap machine.`);
     }
     throw new MachineError('IO_ERROR', `${file} cannot be read: ${(e as Error).message}`, [], { cause: e });
   }
+  const known = validated.get(file);
+  if (known?.text === text) return known.manifest;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
     throw new MachineError('INVALID_MANIFEST', `${file} is not valid JSON (${(e as Error).message}); restore it from a backup.`);
   }
-  return validateManifest(parsed, file);
+  const manifest = deepFreeze(validateManifest(parsed, file));
+  validated.set(file, { text, manifest });
+  return manifest;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /** Writes the manifest atomically with the next revision number and returns what was written. */
