@@ -12,6 +12,14 @@ import type { ShownError } from '../../src/extension/commands/context';
 import type { VmsnapApi } from '../../src/extension/extension';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
 import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
+
+/** The line a console writes between the replayed serial log and the live output. */
+const LIVE = '── Live ──';
+/** A console's live output, line ends as in a file. */
+const live = (transcript: string): string => {
+  const text = transcript.replace(/\r\n/g, '\n');
+  return text.includes(LIVE) ? text.slice(text.indexOf(LIVE) + LIVE.length) : text;
+};
 import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../engine/runtime/support';
 import { answering, extensionApi, until, useFreshLibrary } from './support';
 
@@ -182,7 +190,7 @@ describe('Power and console (QEMU on TCG)', function () {
     let written = '';
     const sub = c.pty.onDidWrite((s) => (written += s));
     try {
-      const counts = (): number[] => countsInLog(c.pty.transcript.replace(/\r\n/g, '\n'));
+      const counts = (): number[] => countsInLog(live(c.pty.transcript));
       await until(() => counts().length >= 5, 'the guest’s counts in the terminal', 20_000);
       const seen = counts();
       for (let i = 1; i < seen.length; i++) assert.equal(seen[i], seen[i - 1]! + 1, `consecutive counts: ${seen.join(',')}`);
@@ -222,7 +230,16 @@ describe('Power and console (QEMU on TCG)', function () {
     await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
     const again = api.consoles.get(machine.id)!;
     assert.notEqual(again.terminal, c.terminal);
-    await until(() => countsInLog(again.pty.transcript.replace(/\r\n/g, '\n')).length >= 2, 'output in the new terminal');
+    await until(() => countsInLog(live(again.pty.transcript)).length >= 2, 'output in the new terminal');
+    // It starts with what the guest printed while nobody was connected (the end of serial.log), then goes on live.
+    const [before = '', after] = again.pty.transcript.replace(/\r\n/g, '\n').split(LIVE);
+    assert.ok(before.includes('Earlier output (serial.log)') && after !== undefined, again.pty.transcript.slice(0, 400));
+    const earlier = countsInLog(before);
+    const later = countsInLog(after);
+    assert.ok(earlier.length > 0, 'the replayed log holds counts');
+    // The socket is connected before the log is read: a line may show twice (18 a second), but none is missing.
+    const [last, next] = [earlier.at(-1)!, later[0]!];
+    assert.ok(next <= last + 1 && next >= last - 18, `live output goes on from the log: ${last} then ${next}`);
     again.terminal.dispose();
     await vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id);
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');

@@ -144,7 +144,7 @@ export async function openConsole(ctx: CommandContext, consoles: ConsoleTerminal
     );
     if (!t) return undefined;
     const lib = await ctx.library();
-    const { terminal } = await consoles.show(t.machine.id, t.machine.name, () => lib.openConsole(t.machine.id));
+    const { terminal } = await consoles.show(t.machine.id, t.machine.name, () => lib.openConsole(t.machine.id), t.status.serialLog);
     return terminal.name;
   } catch (e) {
     return ctx.fail(e);

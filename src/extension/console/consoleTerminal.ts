@@ -1,8 +1,39 @@
 import * as vscode from 'vscode';
+import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 
 /** How much of a console's output is kept for `transcript` (tests, and a look back after the terminal closed). */
 const TRANSCRIPT_CHARS = 64 * 1024;
+/** How much of the serial log a new console shows first: what the guest printed before anyone was connected. */
+const HISTORY_BYTES = 8 * 1024;
+const HISTORY_LINES = 40;
+
+/**
+ * The last whole lines of a serial log (a login prompt printed at boot, say), or '' when there is none. The
+ * socket is connected before this is read, so a line printed in between may show twice, never not at all.
+ */
+export async function logTail(path: string): Promise<string> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.max(0, size - HISTORY_BYTES);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      let text = buf.toString('utf8');
+      if (start > 0) text = text.slice(text.indexOf('\n') + 1); // from the first whole line
+      const lines = text.split('\n');
+      return lines.slice(-HISTORY_LINES - 1).join('\n');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+/** The line between the replayed log and the live output. */
+export const LIVE_MARK = vscode.l10n.t('── Live ──');
 
 /**
  * A terminal joined to a machine's serial port: the guest's output is written to the terminal, what is typed goes
@@ -26,6 +57,8 @@ export class ConsolePty implements vscode.Pseudoterminal {
     readonly machineId: string,
     readonly machineName: string,
     private readonly socket: Socket,
+    /** What the guest printed before this connection (the end of its serial log), shown first. */
+    private readonly history = '',
     /** How long the closing line stays visible before the terminal closes. */
     private readonly closeDelayMs = 2000,
   ) {
@@ -47,6 +80,11 @@ export class ConsolePty implements vscode.Pseudoterminal {
 
   open(): void {
     this.write(`\x1b[2m${vscode.l10n.t('Serial console of “{0}”. Close the terminal to disconnect; the machine keeps running.', this.machineName)}\x1b[0m\r\n`);
+    if (this.history.trim() !== '') {
+      this.write(`\x1b[2m${vscode.l10n.t('── Earlier output (serial.log) ──')}\x1b[0m\r\n`);
+      this.write(this.toTerminal(Buffer.from(this.history.endsWith('\n') ? this.history : `${this.history}\n`)));
+      this.write(`\x1b[2m${LIVE_MARK}\x1b[0m\r\n`);
+    }
     this.socket.resume();
   }
 
@@ -113,15 +151,18 @@ export class ConsoleTerminals implements vscode.Disposable {
     return this.open.get(machineId);
   }
 
-  /** Shows the machine's console, connecting with `connect` when no live one is open. */
-  async show(machineId: string, machineName: string, connect: () => Promise<Socket>): Promise<{ terminal: vscode.Terminal; pty: ConsolePty }> {
+  /**
+   * Shows the machine's console, connecting with `connect` when no live one is open; it starts with the end of the
+   * serial log at `serialLog`.
+   */
+  async show(machineId: string, machineName: string, connect: () => Promise<Socket>, serialLog?: string): Promise<{ terminal: vscode.Terminal; pty: ConsolePty }> {
     const existing = this.open.get(machineId);
     if (existing && existing.pty.isOpen) {
       existing.terminal.show();
       return existing;
     }
     const socket = await connect();
-    const pty = new ConsolePty(machineId, machineName, socket);
+    const pty = new ConsolePty(machineId, machineName, socket, serialLog === undefined ? '' : await logTail(serialLog));
     const terminal = vscode.window.createTerminal({
       name: vscode.l10n.t('Console: {0}', machineName),
       pty,
