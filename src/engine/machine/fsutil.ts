@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { chmod, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MachineError } from './errors';
@@ -99,6 +99,28 @@ export async function setReadOnly(path: string, readOnly: boolean): Promise<void
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
+}
+
+/**
+ * When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat), or null where that cannot
+ * be read: with the pid it names one process, not whichever later one got the same pid.
+ */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2, the command name, is in parentheses and may hold spaces: count from after it (field 3).
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the process that recorded `pid` (and, when it did, its start) still runs: a reused pid is not it. */
+export function isSameProcessAlive(pid: number, started: string | undefined): boolean {
+  if (!isAlive(pid)) return false;
+  if (started === undefined) return true;
+  const now = processStart(pid);
+  return now === null || now === started;
 }
 
 export function isAlive(pid: number): boolean {

@@ -3,12 +3,14 @@ import { hostname } from 'node:os';
 import { link, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MachineError } from './errors';
-import { isAlive, toMachineIoError, unlinkIfExists } from './fsutil';
+import { isSameProcessAlive, processStart, toMachineIoError, unlinkIfExists } from './fsutil';
 
 export const LOCK_FILE = 'machine.lock';
 
 interface LockRecord {
   pid: number;
+  /** The holder's start (processStart), so that a crashed holder's pid, reused by another process, is not it. */
+  started?: string;
   host: string;
   operation: string;
   since: string;
@@ -17,7 +19,7 @@ interface LockRecord {
 
 /**
  * A machine's write lock, shared by every process on this host (the extension in two windows, the CLI): a lock
- * file made with O_EXCL holding pid, operation and time. A lock whose pid is dead is stale and taken over.
+ * file made with O_EXCL holding pid, operation and time. A lock whose process is gone is stale and taken over.
  */
 export class MachineLock {
   private constructor(
@@ -29,6 +31,7 @@ export class MachineLock {
     const file = join(folder, fileName);
     const record: LockRecord = {
       pid: process.pid,
+      ...(processStart(process.pid) !== null ? { started: processStart(process.pid)! } : {}),
       host: hostname(),
       operation,
       since: new Date().toISOString(),
@@ -57,7 +60,7 @@ export class MachineLock {
       }
       const holder = await readLock(file);
       if (holder === 'gone') continue;
-      if (holder !== 'unreadable' && (holder.host !== hostname() || isAlive(holder.pid))) {
+      if (holder !== 'unreadable' && (holder.host !== hostname() || isSameProcessAlive(holder.pid, holder.started))) {
         throw new MachineError(
           'BUSY',
           `Machine "${machineName}" is busy: ${holder.operation} since ${holder.since} (pid ${holder.pid}); wait for it to finish and try again.`,
@@ -93,7 +96,14 @@ async function readLock(file: string): Promise<LockRecord | 'gone' | 'unreadable
   try {
     const r = JSON.parse(text) as Partial<LockRecord>;
     if (typeof r.pid !== 'number' || typeof r.operation !== 'string' || typeof r.since !== 'string') return 'unreadable';
-    return { pid: r.pid, host: String(r.host ?? ''), operation: r.operation, since: r.since, token: String(r.token ?? '') };
+    return {
+      pid: r.pid,
+      ...(typeof r.started === 'string' ? { started: r.started } : {}),
+      host: String(r.host ?? ''),
+      operation: r.operation,
+      since: r.since,
+      token: String(r.token ?? ''),
+    };
   } catch {
     return 'unreadable';
   }

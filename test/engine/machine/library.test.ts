@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isMachineError, Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
+import { processStart } from '../../../src/engine/machine/fsutil';
 import { qemuImg, qemuIo, qemuSame, requireTool, scratchDir } from '../../support/qemu';
 import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './helpers';
 
@@ -428,6 +429,15 @@ describe('machine library', function () {
     // pid 2^22+ is beyond Linux's pid_max default, so no process has it.
     writeFileSync(lockFile, JSON.stringify({ pid: 4194303, host: (await import('node:os')).hostname(), operation: 'take snapshot', since, token: 'y' }));
     await lib.takeSnapshot(m.id, 's');
+    assert.equal(existsSync(lockFile), false);
+    // A live pid that another process got after the holder died: its start time differs, so the lock is stale.
+    const host = (await import('node:os')).hostname();
+    const parentStart = processStart(process.ppid);
+    assert.ok(parentStart !== null, '/proc tells when a process started');
+    writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, started: parentStart, host, operation: 'full clone', since, token: 'z' }));
+    await rejects(lib.takeSnapshot(m.id, 't'), 'BUSY', /is busy: full clone/);
+    writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, started: String(Number(parentStart) + 1), host, operation: 'full clone', since, token: 'w' }));
+    await lib.takeSnapshot(m.id, 't');
     assert.equal(existsSync(lockFile), false);
     // Two operations at once in one process: the second is refused, not interleaved.
     const results = await Promise.allSettled([lib.takeSnapshot(m.id, 'a'), lib.takeSnapshot(m.id, 'b')]);
