@@ -1189,8 +1189,8 @@ async function details(e: MachineEntry, all: MachineEntry[]): Promise<MachineDet
   delete base.diskCount;
   delete base.snapshotCount;
   const disks: DiskInfo[] = e.manifest.disks.map((d, index) => ({ index, path: join(e.folder, d.top), virtualSize: d.virtualSize }));
-  const snapshots: SnapshotInfo[] = [];
-  for (const s of e.manifest.snapshots) snapshots.push(await snapshotInfo(e, s, all));
+  // Every layer's size at once: one wait for the file system, not one per snapshot.
+  const snapshots = await Promise.all(e.manifest.snapshots.map((s) => snapshotInfo(e, s, all)));
   return {
     ...base,
     disks,

@@ -194,20 +194,18 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   /**
    * Sizes on disk come after the rows: a big library (thousands of layer files) lists at once, and each row's
-   * description gains its size a moment later.
+   * description gains its size a moment later. One folder at a time, so that what the user asks for meanwhile
+   * (expanding a machine) does not queue behind thousands of file-system calls.
    */
   private async measure(nodes: MachineNode[]): Promise<void> {
     const roots = this.roots;
-    for (let i = 0; i < nodes.length; i += 16) {
-      const batch = nodes.slice(i, i + 16);
-      const sizes = await Promise.all(batch.map((n) => folderBytes(n.machine.folder)));
+    for (const n of nodes) {
+      const size = await folderBytes(n.machine.folder);
       if (this.roots !== roots) return; // refreshed meanwhile: the new rows measure themselves
-      batch.forEach((n, j) => {
-        this.sizes.set(n.machine.id, sizes[j]);
-        if (n.sizeBytes === sizes[j]) return;
-        n.sizeBytes = sizes[j];
-        this.changed.fire(n);
-      });
+      this.sizes.set(n.machine.id, size);
+      if (n.sizeBytes === size) continue;
+      n.sizeBytes = size;
+      this.changed.fire(n);
     }
   }
 
