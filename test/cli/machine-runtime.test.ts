@@ -1,13 +1,15 @@
 // `vmsnap vm import|start|status|stop` on a raw bootable disk, through runCli in-process (TCG), and the --json shapes.
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { isAbsolute, join } from 'node:path';
 import type { CliIo } from '../../src/cli/output';
 import { runCli } from '../../src/cli/run';
 import { Library } from '../../src/engine/machine';
 import { stopMachine } from '../../src/engine/runtime';
-import { writeCountingGuest } from '../engine/runtime/guest';
+import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
 import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
 import { scratchDir } from '../support/qemu';
+import { buildCli, ROOT } from './vmsnap';
 
 describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', function () {
   this.timeout(60000);
@@ -76,5 +78,38 @@ describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', f
     const after = await json<{ powerState: string; pid: number | null }>(['vm', 'status', 'guest']);
     assert.deepEqual([after.powerState, after.pid], ['off', null]);
     assert.equal((await run(['vm', 'pause', 'guest'])).status, 1, 'pausing an off machine is refused');
+  });
+
+  it('vm console shows the end of the serial log, then the live output, until Ctrl-] leaves it', async () => {
+    await buildCli();
+    assert.equal((await run(['vm', 'start', 'guest'])).status, 0);
+    const { serialLog } = await json<{ serialLog: string }>(['vm', 'status', 'guest']);
+    await waitForCounts(serialLog, 3);
+    // The real binary with a pipe for a terminal: not a TTY, so no raw mode; Ctrl-] is a byte on stdin.
+    const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, 'vm', 'console', 'guest'], {
+      env: { ...process.env, VMSNAP_QEMU_ACCEL: ACCEL },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const until = async (check: () => boolean, what: string): Promise<void> => {
+      for (const deadline = Date.now() + 20_000; !check(); await new Promise((r) => setTimeout(r, 100))) {
+        if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}: ${stderr} ${stdout.slice(-200)}`);
+      }
+    };
+    // The log's last lines come first, then the live count goes on.
+    await until(() => stderr.includes('── Live ──') && countsInLog(stdout).length > 0, 'the replayed log');
+    const replayed = countsInLog(stdout).length;
+    await until(() => countsInLog(stdout).length >= replayed + 3, 'live output');
+    child.stdin.write(Buffer.from([0x1d]));
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, /Connected to the serial console of "guest"\. Press Ctrl-\] to leave\.\n── Earlier output \(serial\.log\) ──\n── Live ──\n/);
+    // Counts in order, none missing (one may show twice: the log is read just after connecting).
+    const counts = countsInLog(stdout);
+    for (let i = 1; i < counts.length; i++) assert.ok(counts[i]! - counts[i - 1]! <= 1 && counts[i]! >= counts[i - 1]! - 18, `counts: ${counts.join(',')}`);
+    assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'running', 'leaving the console leaves the machine running');
+    assert.equal((await run(['vm', 'stop', 'guest', '--force'])).status, 0);
   });
 });

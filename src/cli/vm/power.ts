@@ -1,5 +1,5 @@
 // `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
-import { attachConsole } from '../../engine/runtime';
+import { attachConsole, serialLogTail } from '../../engine/runtime';
 import type { Command } from '../args';
 import { emit } from '../image/shared';
 import type { CliContext } from '../output';
@@ -103,8 +103,16 @@ export const vmConsoleCommand: Command<CliContext> = {
   async run(inv, ctx) {
     const lib = await openLibrary(inv, ctx);
     const vm = inv.required('VM');
+    const { serialLog } = await lib.machineStatus(vm);
     const sock = await lib.openConsole(vm);
     ctx.out.io.stderr.write(`Connected to the serial console of "${vm}". Press Ctrl-] to leave.\n`);
+    // What the guest printed before we connected (a login prompt, say), then the live output.
+    const earlier = await serialLogTail(serialLog);
+    if (earlier.trim() !== '') {
+      ctx.out.io.stderr.write('── Earlier output (serial.log) ──\n');
+      process.stdout.write(earlier.endsWith('\n') ? earlier : `${earlier}\n`);
+      ctx.out.io.stderr.write('── Live ──\n');
+    }
     const stdin = process.stdin;
     const raw = stdin.isTTY === true;
     if (raw) stdin.setRawMode(true);

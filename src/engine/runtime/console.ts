@@ -1,11 +1,36 @@
 // The serial console of a running machine: its serial port as a unix socket (`vm console`, the extension's
 // terminal). QEMU serves one console client at a time; a second one waits until the first leaves.
+import { open } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { QemuError } from './errors';
 import { machineStatus } from './qemu';
 
 /** Ctrl-] leaves the console, as in telnet and virsh. */
 export const CONSOLE_ESCAPE = 0x1d;
+
+/**
+ * The last whole lines (at most `lines`, from the last `bytes`) of a serial log: what the guest printed while
+ * nobody was connected, a login prompt say. '' when there is none. A console connects first and reads this
+ * after, so a line printed in between may show twice, but none goes missing.
+ */
+export async function serialLogTail(path: string, lines = 40, bytes = 8 * 1024): Promise<string> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.max(0, size - bytes);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      let text = buf.toString('utf8');
+      if (start > 0) text = text.slice(text.indexOf('\n') + 1);
+      return text.split('\n').slice(-lines - 1).join('\n');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
 
 /** Connects to the machine's serial port; bytes read are the guest's output, bytes written its input. */
 export async function openConsole(folder: string, timeoutMs = 5000): Promise<Socket> {

@@ -32,5 +32,5 @@ export type {
 } from './qemu';
 export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
-export { attachConsole, CONSOLE_ESCAPE, openConsole } from './console';
+export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
 export type { ConsoleStreams } from './console';

@@ -1,37 +1,9 @@
 import * as vscode from 'vscode';
-import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { serialLogTail } from '../../engine/runtime';
 
 /** How much of a console's output is kept for `transcript` (tests, and a look back after the terminal closed). */
 const TRANSCRIPT_CHARS = 64 * 1024;
-/** How much of the serial log a new console shows first: what the guest printed before anyone was connected. */
-const HISTORY_BYTES = 8 * 1024;
-const HISTORY_LINES = 40;
-
-/**
- * The last whole lines of a serial log (a login prompt printed at boot, say), or '' when there is none. The
- * socket is connected before this is read, so a line printed in between may show twice, never not at all.
- */
-export async function logTail(path: string): Promise<string> {
-  try {
-    const fh = await open(path, 'r');
-    try {
-      const size = (await fh.stat()).size;
-      const start = Math.max(0, size - HISTORY_BYTES);
-      const buf = Buffer.alloc(size - start);
-      await fh.read(buf, 0, buf.length, start);
-      let text = buf.toString('utf8');
-      if (start > 0) text = text.slice(text.indexOf('\n') + 1); // from the first whole line
-      const lines = text.split('\n');
-      return lines.slice(-HISTORY_LINES - 1).join('\n');
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return '';
-  }
-}
-
 /** The line between the replayed log and the live output. */
 export const LIVE_MARK = vscode.l10n.t('── Live ──');
 
@@ -162,7 +134,7 @@ export class ConsoleTerminals implements vscode.Disposable {
       return existing;
     }
     const socket = await connect();
-    const pty = new ConsolePty(machineId, machineName, socket, serialLog === undefined ? '' : await logTail(serialLog));
+    const pty = new ConsolePty(machineId, machineName, socket, serialLog === undefined ? '' : await serialLogTail(serialLog));
     const terminal = vscode.window.createTerminal({
       name: vscode.l10n.t('Console: {0}', machineName),
       pty,
