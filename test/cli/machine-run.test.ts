@@ -1,19 +1,10 @@
 // runCli in-process for the machine layer's outcomes: MachineError codes, candidates, choices with a reason.
 import { strict as assert } from 'node:assert';
-import { parseArgs, Registry, UsageError, type Command } from '../../src/cli/args';
-import type { CliContext, CliIo } from '../../src/cli/output';
-import { registry as vmsnapRegistry, runCli } from '../../src/cli/run';
+import { parseArgs, Registry, UsageError } from '../../src/cli/args';
+import type { CliContext } from '../../src/cli/output';
+import { registry as vmsnapRegistry } from '../../src/cli/run';
 import { MachineError } from '../../src/engine/machine';
-
-const failing = (name: string, error: unknown): Command<CliContext> => ({
-  name,
-  summary: `fails with ${name}`,
-  args: [],
-  flags: [],
-  run: async () => {
-    throw error;
-  },
-});
+import { failing, runCaptured, type Captured } from './inProcess';
 
 const registry = new Registry<CliContext>([
   {
@@ -27,13 +18,7 @@ const registry = new Registry<CliContext>([
   },
 ]);
 
-async function run(argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: {} };
-  const status = await runCli(argv, io, new AbortController().signal, registry);
-  return { status, stdout, stderr };
-}
+const run = (argv: string[]): Promise<Captured> => runCaptured(argv, { registry });
 
 describe('cli outcomes of the machine layer', () => {
   it('prints a MachineError as one sentence, exit 1, with the candidates of an ambiguous name on the same line', async () => {

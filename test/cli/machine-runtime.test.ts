@@ -2,13 +2,12 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { isAbsolute, join } from 'node:path';
-import type { CliIo } from '../../src/cli/output';
-import { runCli } from '../../src/cli/run';
 import { Library } from '../../src/engine/machine';
 import { stopMachine } from '../../src/engine/runtime';
 import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
 import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
 import { scratchDir } from '../support/qemu';
+import { runCaptured, type Captured } from './inProcess';
 import { buildCli, ROOT } from './vmsnap';
 
 describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', function () {
@@ -16,13 +15,7 @@ describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', f
   const scratch = scratchDir('vmsnap-cli-runtime-');
   const libDir = join(scratch.dir, 'lib');
 
-  async function run(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: { VMSNAP_QEMU_ACCEL: ACCEL } };
-    const status = await runCli(['--library', libDir, ...args], io, new AbortController().signal);
-    return { status, stdout, stderr };
-  }
+  const run = (args: string[]): Promise<Captured> => runCaptured(['--library', libDir, ...args], { env: { VMSNAP_QEMU_ACCEL: ACCEL } });
 
   async function json<T>(args: string[]): Promise<T> {
     const r = await run([...args, '--json']);

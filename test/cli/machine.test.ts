@@ -4,61 +4,12 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { CompareRow, MachineDetails as Machine, SnapshotInfo as Snapshot, SnapshotTreeNode as TreeNode, StateDiff } from '../../src/engine/machine';
 import { qemuInfo, qemuSame, requireTool, run, scratchDir } from '../support/qemu';
 import { buildCli, interruptWhen, isOneSentence, vmsnap, vmsnapJson, type Result } from './vmsnap';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
-
-interface Snapshot {
-  id: string;
-  name: string;
-  description: string;
-  parentId: string | null;
-  createdAt: string;
-  sizeBytes: number;
-  lockedBy: string[];
-  /** Absolute paths of the snapshot's frozen layers: reading one reads the snapshot's state. */
-  layers: string[];
-}
-interface Machine {
-  id: string;
-  name: string;
-  folder: string;
-  macAddress: string;
-  powerState: string;
-  disks: { index: number; path: string; virtualSize: number }[];
-  snapshots: Snapshot[];
-  current: string | null;
-  clonedFrom: { machineId: string; snapshotId: string | null; kind: 'linked' | 'full' } | null;
-  currentChangedBytes: number;
-}
-interface TreeNode {
-  kind: 'snapshot' | 'current';
-  id: string;
-  name: string;
-  isCurrentParent: boolean;
-  lockedBy: string[];
-  children: TreeNode[];
-}
-interface CompareRow {
-  kind: string;
-  name: string;
-  machineId: string;
-  sizeBytes: number;
-  dependsOn: string;
-  canRunAlongsideSource: boolean;
-  uuid: string;
-  macAddress: string;
-  description: string;
-  depth: number;
-}
-interface StateDiff {
-  bytes: number;
-  a: { ref: string; snapshotId: string | null };
-  b: { ref: string; snapshotId: string | null };
-  disks: { index: number; bytes: number; ranges: { offset: number; length: number }[] }[];
-}
 
 /** Checks what a qcow2 file (with its chain) reads: [pattern byte, offset, length] per range; 0 for zeros. */
 function expectReads(file: string, ranges: [number, number, number][]): void {

@@ -1,26 +1,11 @@
 // runCli in-process: how every kind of outcome becomes an exit status, stderr sentence and JSON document.
 import { strict as assert } from 'node:assert';
-import { Registry, type Command } from '../../src/cli/args';
-import type { CliContext, CliIo } from '../../src/cli/output';
-import { registry as vmsnapRegistry, runCli } from '../../src/cli/run';
+import { Registry } from '../../src/cli/args';
+import type { CliContext } from '../../src/cli/output';
+import { registry as vmsnapRegistry } from '../../src/cli/run';
 import { parseSize } from '../../src/cli/units';
 import { ImageError } from '../../src/engine/qcow2/errors';
-
-interface Captured {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-const failing = (name: string, error: unknown): Command<CliContext> => ({
-  name,
-  summary: `fails with ${name}`,
-  args: [],
-  flags: [],
-  run: async () => {
-    throw error;
-  },
-});
+import { failing, runCaptured, type Captured } from './inProcess';
 
 const registry = new Registry<CliContext>([
   {
@@ -52,13 +37,7 @@ const registry = new Registry<CliContext>([
   },
 ]);
 
-async function run(argv: string[], env: Record<string, string> = {}): Promise<Captured> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env };
-  const status = await runCli(argv, io, new AbortController().signal, registry);
-  return { status, stdout, stderr };
-}
+const run = (argv: string[], env: Record<string, string> = {}): Promise<Captured> => runCaptured(argv, { env, registry });
 
 describe('cli outcomes', () => {
   it('registers the real verbs as one consistent grammar', () => {
