@@ -1,42 +1,34 @@
 // UI test: powering a machine on and off with the tree's buttons and menus, and its console in a terminal, in the
 // real workbench (code-server + Chromium). The guest is the counting boot sector on TCG; every QEMU is ended after.
 import * as assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { openChromium, type Chromium } from '../../scripts/vscode/browser';
-import { startCodeServer, type CodeServer } from '../../scripts/vscode/codeServer';
-import { ROOT } from '../../scripts/vscode/host';
-import { scratchWorkspace } from '../../scripts/vscode/workspace';
 import { Library } from '../../src/engine/machine';
 import { runningPid, stopMachine } from '../../src/engine/runtime';
 import { writeCountingGuest } from '../engine/runtime/guest';
 import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
-
-const ARTIFACTS = join(ROOT, 'test-artifacts');
+import { chooseFromContextMenu, openWorkbench, waitFor, type Workbench } from './workbench';
 
 describe('UI: power buttons and the serial console', function () {
   this.timeout(180_000);
-  let server: CodeServer;
-  let browser: Chromium;
+  let workbench: Workbench;
   let page: Page;
   let lib: Library;
   let libraryDir: string;
-  let workspace: string;
   let folder: string;
 
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  const shot = (name: string) => workbench.shot(name);
   const row = () => page.getByRole('treeitem', { name: /^guest/ }).first();
 
   /**
    * Runs a context-menu item of the machine's row and waits for its effect. A menu opened on a row the workbench is
-   * redrawing at that moment (a power state or size just changed) closes unused: try again then.
+   * redrawing at that moment (a power state just changed) closes unused: try again then.
    */
   async function fromContextMenu(item: string, done: () => Promise<boolean>, what: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      await row().click({ button: 'right' });
-      await page.getByRole('menuitem', { name: item }).click();
+      await chooseFromContextMenu(page, row(), item);
       try {
         await waitFor(done, what, 10_000);
         return;
@@ -51,33 +43,23 @@ describe('UI: power buttons and the serial console', function () {
   // would find the machine busy while the test holds it.
   before(async () => {
     requireQemu();
-    mkdirSync(ARTIFACTS, { recursive: true });
     libraryDir = mkdtempSync(join(tmpdir(), 'vmsnap-ui-power-'));
     lib = await Library.open(libraryDir, { qemu: { accel: ACCEL } });
     const raw = join(libraryDir, 'guest.raw');
     writeCountingGuest(raw);
     folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
-    workspace = scratchWorkspace();
-    server = await startCodeServer({
-      workspace,
-      settings: { 'vmsnap.libraryFolder': libraryDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg', 'workbench.colorTheme': 'Default Dark Modern' },
-    });
-    browser = await openChromium();
-    page = browser.page;
-    await page.goto(server.url(workspace, [['extensionDevelopmentPath', server.remote(ROOT)], ['skipWelcome', 'true']]));
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    workbench = await openWorkbench({ 'vmsnap.libraryFolder': libraryDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg' });
+    page = workbench.page;
   });
 
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed') await shot(`failed-${this.currentTest.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`).catch(() => {});
+    await workbench?.shotIfFailed(this.currentTest);
   });
 
   after(async () => {
     // Whatever happened, no QEMU outlives the suite.
     if (folder) await stopMachine(folder, { force: true }).catch(() => {});
-    await browser?.close();
-    await server?.stop();
-    if (workspace) rmSync(workspace, { recursive: true, force: true });
+    await workbench?.close();
     if (libraryDir) rmSync(libraryDir, { recursive: true, force: true });
   });
 
@@ -115,12 +97,3 @@ describe('UI: power buttons and the serial console', function () {
     await waitFor(async () => (await page.getByText('Console: guest').count()) === 0, 'the console terminal to close');
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}

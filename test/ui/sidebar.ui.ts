@@ -2,34 +2,27 @@
 // Run by `npm run test:vscode` (or alone: npx mocha --no-config --require tsx/cjs --extension ts test/ui/*.ui.ts).
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FrameLocator, Page } from 'playwright-core';
-import { openChromium, type Chromium } from '../../scripts/vscode/browser';
-import { startCodeServer, type CodeServer } from '../../scripts/vscode/codeServer';
-import { ROOT } from '../../scripts/vscode/host';
-import { scratchWorkspace } from '../../scripts/vscode/workspace';
 import { Library } from '../../src/engine/machine';
+import { chooseFromContextMenu, openWorkbench, waitFor, type Workbench } from './workbench';
 
-const ARTIFACTS = join(ROOT, 'test-artifacts');
 const MiB = 1024 * 1024;
 
 describe('UI: the extension in a real workbench', function () {
   this.timeout(180_000);
-  let server: CodeServer;
-  let browser: Chromium;
+  let workbench: Workbench;
   let page: Page;
   let lib: Library;
   let libraryDir: string;
-  let workspace: string;
   let machineId: string;
   let baseId: string;
 
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  const shot = (name: string) => workbench.shot(name);
 
   before(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
     libraryDir = mkdtempSync(join(tmpdir(), 'vmsnap-ui-library-'));
     lib = await Library.open(libraryDir);
     const m = await lib.createMachine('dev-vm', { diskSize: 256 * MiB, note: 'The machine I develop in' });
@@ -41,23 +34,16 @@ describe('UI: the extension in a real workbench', function () {
     await lib.clone(m.id, 'test-runner', { kind: 'linked', from: baseId });
     // Unsaved changes, so that Revert asks.
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x33 16M 1M', await lib.diskPath(m.id)], { stdio: 'ignore' });
-    workspace = scratchWorkspace();
-    server = await startCodeServer({ workspace, settings: { 'vmsnap.libraryFolder': libraryDir, 'workbench.colorTheme': 'Default Dark Modern' } });
-    browser = await openChromium();
-    page = browser.page;
-    await page.goto(server.url(workspace, [['extensionDevelopmentPath', server.remote(ROOT)], ['skipWelcome', 'true']]));
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    workbench = await openWorkbench({ 'vmsnap.libraryFolder': libraryDir });
+    page = workbench.page;
   });
 
   afterEach(async function () {
-    // A failure leaves a picture of what the workbench showed.
-    if (this.currentTest?.state === 'failed') await shot(`failed-${this.currentTest.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`).catch(() => {});
+    await workbench?.shotIfFailed(this.currentTest);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
-    if (workspace) rmSync(workspace, { recursive: true, force: true });
+    await workbench?.close();
     if (libraryDir) rmSync(libraryDir, { recursive: true, force: true });
   });
 
@@ -78,8 +64,7 @@ describe('UI: the extension in a real workbench', function () {
   });
 
   it('right-click a snapshot, Revert, confirm: the machine is back at that snapshot', async () => {
-    await row(/^Base/).click({ button: 'right' });
-    await page.getByRole('menuitem', { name: /Revert to Snapshot/ }).click();
+    await chooseFromContextMenu(page, row(/^Base/), /Revert to Snapshot/);
     const dialog = page.locator('.monaco-dialog-box');
     await dialog.waitFor();
     assert.match((await dialog.textContent()) ?? '', /Revert “dev-vm” to “Base”\?/);
@@ -166,13 +151,4 @@ function parseSize(text: string): number {
   const m = /([\d.]+)\s*(B|KiB|MiB|GiB)/.exec(text);
   if (!m) return 0;
   return Number(m[1]) * 1024 ** ['B', 'KiB', 'MiB', 'GiB'].indexOf(m[2]!);
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
