@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { OperationOptions } from '../disk';
-import { ImageError, isImageError } from '../errors';
+import { ImageError } from '../errors';
 import { probeFormat, Qcow2Image } from '../image';
 import { RawDisk } from '../raw';
 import { qcow2BytesAtRisk } from './at-risk';
@@ -8,7 +8,7 @@ import { closeQuietly } from './layers';
 import { CHUNK_BYTES, pipelined } from './pipeline';
 import { Progress } from './progress';
 import { mergeRanges, splitRanges, totalLength, type ByteRange } from './ranges';
-import { restoreFromJournal, UndoJournal } from './undo-journal';
+import { restoreFromJournal, withUndoJournal } from './undo-journal';
 
 export interface CommitOptions extends OperationOptions {
   /** Leave the top layer as it is instead of emptying it (like `qemu-img commit -d`). */
@@ -94,45 +94,31 @@ async function commitLayer(top: Qcow2Image, options: OperationOptions): Promise<
 
   const touched = mergeRanges([...data, ...zero]);
   const atRisk = baseFormat === 'qcow2' ? await qcow2BytesAtRisk(basePath, touched) : rawBytesAtRisk(baseSize, touched);
-  const journal = await UndoJournal.create(basePath, atRisk.fileLength, atRisk.ranges, () => progress.checkAborted());
-
-  let base: Qcow2Image | RawDisk | null = null;
-  try {
+  await withUndoJournal(basePath, atRisk, () => progress.checkAborted(), progressLabel, async () => {
     // With its own chain: a write into part of a cluster copies the rest from below. The undo journal makes a
     // crash recoverable, so the base needs no flushes between its own writes until the end.
-    base = baseFormat === 'qcow2' ? await Qcow2Image.open(basePath, { writable: true, writeOrdering: 'on-flush' }) : await RawDisk.open(basePath, true);
-    const target = base;
-    await pipelined(
-      dataPieces,
-      (buf, piece) => top.read(buf, piece.offset),
-      async (buf, piece) => {
-        await target.write(buf, piece.offset);
-        progress.step(piece.length);
-      },
-    );
-    for (const piece of zeroPieces) {
-      await target.writeZeroes(piece.offset, piece.length);
-      progress.step(piece.length);
-    }
-    await target.flush();
-    base = null;
-    await target.close();
-  } catch (e) {
-    await closeQuietly(base);
+    const base = baseFormat === 'qcow2' ? await Qcow2Image.open(basePath, { writable: true, writeOrdering: 'on-flush' }) : await RawDisk.open(basePath, true);
     try {
-      await journal.restore();
-    } catch (undoError) {
-      const why = isImageError(undoError) ? undoError.message : String(undoError);
-      throw new ImageError(
-        'IO_ERROR',
-        `Committing ${top.path} failed and ${basePath} could not be put back (${why}); its undo journal ${journal.path} is kept: run the commit again once the cause is fixed.`,
-        basePath,
+      await pipelined(
+        dataPieces,
+        (buf, piece) => top.read(buf, piece.offset),
+        async (buf, piece) => {
+          await base.write(buf, piece.offset);
+          progress.step(piece.length);
+        },
       );
+      for (const piece of zeroPieces) {
+        await base.writeZeroes(piece.offset, piece.length);
+        progress.step(piece.length);
+      }
+      await base.flush();
+    } catch (e) {
+      await closeQuietly(base);
+      throw e;
     }
-    throw e;
-  }
+    await base.close();
+  });
   // The base now holds everything the top does: from here on the commit is done even if emptying the top fails.
-  await journal.discard();
   progress.finish();
   return { base: basePath, dataBytes: totalLength(data), zeroBytes: totalLength(zero) };
 }

@@ -1,14 +1,14 @@
 import { resolve } from 'node:path';
 import { openDisk } from '../chain';
 import type { Disk, OperationOptions } from '../disk';
-import { ImageError, isImageError } from '../errors';
+import { ImageError } from '../errors';
 import { Qcow2Image } from '../image';
 import { qcow2BytesAtRisk } from './at-risk';
 import { chainLayers, chainRanges, closeQuietly, layerIdentity, layerRanges, readPadded } from './layers';
 import { CHUNK_BYTES, pipelined } from './pipeline';
 import { Progress } from './progress';
 import { mergeRanges, splitRanges, subtractRanges, totalLength, type ByteRange } from './ranges';
-import { restoreFromJournal, UndoJournal } from './undo-journal';
+import { restoreFromJournal, withUndoJournal } from './undo-journal';
 
 export interface RebaseOptions extends OperationOptions {
   /** Format recorded for the new backing file; default: what it is. */
@@ -37,37 +37,31 @@ export async function rebase(topPath: string, newBacking: string | null, options
   await restoreFromJournal(path);
   // Opened with its old chain: a write into part of a cluster copies the rest from there, which is the old content.
   // The undo journal, not the order of writes, makes a crash harmless, so the image flushes once, at the end.
-  let top: Qcow2Image | null = await Qcow2Image.open(path, { writable: true, writeOrdering: 'on-flush' });
+  const top = await Qcow2Image.open(path, { writable: true, writeOrdering: 'on-flush' });
   let next: Disk | null = null;
+  let handedOver = false; // from then on the change below closes the top, before a failure puts it back
   try {
     const newPath = newBacking === null ? null : resolve(newBacking);
     if (newPath !== null) next = await openDisk(newPath);
     const plan = await planRebase(top, next, options);
     const atRisk = await qcow2BytesAtRisk(path, plan.pieces);
-    const journal = await UndoJournal.create(path, atRisk.fileLength, atRisk.ranges, () => plan.progress.checkAborted());
-    let copiedBytes: number;
-    try {
-      copiedBytes = await copyPieces(top, next, plan.pieces, plan.progress);
-      await top.flush();
-      await top.setBacking(newPath, newPath === null ? undefined : (options.backingFormat ?? next?.format));
-      await top.close();
-      top = null;
-    } catch (e) {
-      await closeQuietly(top);
-      top = null;
+    handedOver = true;
+    const copiedBytes = await withUndoJournal(path, atRisk, () => plan.progress.checkAborted(), `Rebasing ${path}`, async () => {
       try {
-        await journal.restore();
-      } catch (undoError) {
-        const why = isImageError(undoError) ? undoError.message : String(undoError);
-        throw new ImageError('IO_ERROR', `Rebasing ${path} failed and it could not be put back (${why}); its undo journal ${journal.path} is kept: run the rebase again once the cause is fixed.`, path);
+        const copied = await copyPieces(top, next, plan.pieces, plan.progress);
+        await top.flush();
+        await top.setBacking(newPath, newPath === null ? undefined : (options.backingFormat ?? next?.format));
+        await top.close();
+        return copied;
+      } catch (e) {
+        await closeQuietly(top);
+        throw e;
       }
-      throw e;
-    }
-    await journal.discard();
+    });
     return { copiedBytes, fastPath: plan.fastPath };
   } finally {
     await closeQuietly(next);
-    await closeQuietly(top);
+    if (!handedOver) await closeQuietly(top);
   }
 }
 

@@ -1,6 +1,6 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ImageError, toImageError } from '../errors';
+import { ImageError, isImageError, toImageError } from '../errors';
 import { alignedBuffer } from './aligned-buffer';
 import { fsyncPath } from './atomic-file';
 import type { ByteRange } from './ranges';
@@ -89,6 +89,36 @@ export class UndoJournal {
     await rm(this.path, { force: true });
     await fsyncPath(dirname(this.path), 'r').catch(() => {});
   }
+}
+
+/**
+ * Runs `change`, which changes `file` in place only within `atRisk` (and past its length), under an undo journal:
+ * on any error or abort the file is put back byte for byte and the error goes on; if even that fails, the journal
+ * is kept (the next restoreFromJournal finishes it) and the error says so. `what` names the change for that
+ * message ("Committing a.qcow2 into b.qcow2").
+ */
+export async function withUndoJournal<T>(
+  file: string,
+  atRisk: { fileLength: number; ranges: readonly ByteRange[] },
+  checkAborted: () => void,
+  what: string,
+  change: () => Promise<T>,
+): Promise<T> {
+  const journal = await UndoJournal.create(file, atRisk.fileLength, atRisk.ranges, checkAborted);
+  let result: T;
+  try {
+    result = await change();
+  } catch (e) {
+    try {
+      await journal.restore();
+    } catch (undoError) {
+      const why = isImageError(undoError) ? undoError.message : String(undoError);
+      throw new ImageError('IO_ERROR', `${what} failed and ${file} could not be put back (${why}); its undo journal ${journal.path} is kept: run it again once the cause is fixed.`, file);
+    }
+    throw e;
+  }
+  await journal.discard();
+  return result;
 }
 
 /**
