@@ -5,16 +5,17 @@ import type { QemuOptions } from '../engine/runtime';
 import { LibraryWatcher } from './libraryWatcher';
 
 /**
- * Where a change came from: seen on disk (any process, this window's own changes included, after the watcher's
- * debounce), announced by this window right after it changed something, or the setting now names another folder.
+ * A change of the library: seen on disk in `folders` (any process, this window's own changes included, after the
+ * watcher's debounce), announced by this window right after it changed something, or the setting now names
+ * another folder.
  */
-export type ChangeOrigin = 'disk' | 'window' | 'setting';
+export type LibraryChange = { origin: 'disk'; folders: ReadonlySet<string> } | { origin: 'window' | 'setting' };
 
 /** The library the settings name, opened once, and an event that fires (debounced) whenever it changes on disk. */
 export class LibraryService implements vscode.Disposable {
   private opening: { key: string; library: Promise<Library> } | undefined;
-  private readonly changed = new vscode.EventEmitter<ChangeOrigin>();
-  private readonly watcher = new LibraryWatcher(() => void this.rewatchThenFire());
+  private readonly changed = new vscode.EventEmitter<LibraryChange>();
+  private readonly watcher = new LibraryWatcher((folders) => void this.rewatchThenFire(folders));
   private readonly subscriptions: vscode.Disposable[] = [];
   /** Fires after the library changed on disk (any process) or the setting now names another folder. */
   readonly onDidChange = this.changed.event;
@@ -25,7 +26,7 @@ export class LibraryService implements vscode.Disposable {
         if (e.affectsConfiguration('vmsnap.libraryFolder')) {
           this.opening = undefined;
           this.watcher.close();
-          this.changed.fire('setting');
+          this.changed.fire({ origin: 'setting' });
         } else if (e.affectsConfiguration('vmsnap.qemuPath') || e.affectsConfiguration('vmsnap.accelerator')) {
           // The next start uses the new QEMU; machines running now keep theirs.
           this.opening = undefined;
@@ -83,22 +84,22 @@ export class LibraryService implements vscode.Disposable {
    */
   private async rewatch(lib: Library): Promise<void> {
     try {
-      const [machines, broken] = await Promise.all([lib.list(), lib.broken()]);
+      const { machines, broken } = await lib.scan();
       this.watcher.watch([lib.dir, ...machines.map((m) => m.folder), ...broken.map((b) => b.folder)]);
     } catch {
       this.watcher.watch([lib.dir]);
     }
   }
 
-  private async rewatchThenFire(): Promise<void> {
+  private async rewatchThenFire(folders: ReadonlySet<string>): Promise<void> {
     const opening = this.opening;
     if (opening) await this.rewatch(await opening.library).catch(() => {});
-    this.changed.fire('disk');
+    this.changed.fire({ origin: 'disk', folders });
   }
 
   /** For changes this window just made: refresh now instead of waiting for the file-system events. */
   notifyChanged(): void {
-    this.changed.fire('window');
+    this.changed.fire({ origin: 'window' });
   }
 
   dispose(): void {

@@ -14,9 +14,11 @@ export class LibraryWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
   private timer: NodeJS.Timeout | undefined;
   private firstAt = 0;
+  /** The watched folders with changes since the last call. */
+  private changedFolders = new Set<string>();
 
   constructor(
-    private readonly onChange: () => void,
+    private readonly onChange: (folders: ReadonlySet<string>) => void,
     private readonly quietMs = 200,
     private readonly maxWaitMs = 1000,
   ) {}
@@ -33,12 +35,12 @@ export class LibraryWatcher {
     for (const folder of wanted) {
       if (this.watchers.has(folder)) continue;
       try {
-        const w = watch(folder, (_event, name) => this.seen(name === null ? null : String(name)));
+        const w = watch(folder, (_event, name) => this.seen(folder, name === null ? null : String(name)));
         // A folder deleted under the watch: the next refresh drops it.
         w.on('error', () => {
           w.close();
           this.watchers.delete(folder);
-          this.seen(null);
+          this.seen(folder, null);
         });
         this.watchers.set(folder, w);
       } catch {
@@ -47,7 +49,7 @@ export class LibraryWatcher {
     }
   }
 
-  private seen(name: string | null): void {
+  private seen(folder: string, name: string | null): void {
     // Lock files come and go around every operation without changing what the tree shows.
     if (name !== null) {
       const file = basename(name);
@@ -55,13 +57,16 @@ export class LibraryWatcher {
       // A running guest's serial output and QEMU's messages grow all the time; the tree shows neither.
       if (QUIET_FILES.has(file)) return;
     }
+    this.changedFolders.add(folder);
     const now = Date.now();
     if (this.timer === undefined) this.firstAt = now;
     else clearTimeout(this.timer);
     const wait = Math.min(this.quietMs, Math.max(0, this.firstAt + this.maxWaitMs - now));
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.onChange();
+      const folders = this.changedFolders;
+      this.changedFolders = new Set();
+      this.onChange(folders);
     }, wait);
   }
 

@@ -106,9 +106,15 @@ export class Library {
 
   /** All machines, oldest first. Reads manifests only (no image is opened), so it stays fast for big libraries. */
   async list(): Promise<MachineSummary[]> {
-    const { entries } = await this.store.loadAll();
+    return (await this.scan()).machines;
+  }
+
+  /** What list() and broken() give, from one read of the library (the extension's tree shows both). */
+  async scan(): Promise<{ machines: MachineSummary[]; broken: BrokenMachine[] }> {
+    const { entries, broken } = await this.store.loadAll();
     // One pidfile look per machine, all at once: a big library lists in the time of a few file reads.
-    return Promise.all(entries.map(async (e) => ({ ...summary(e), powerState: await livePower(e) })));
+    const machines = await Promise.all(entries.map(async (e) => ({ ...summary(e), powerState: await livePower(e) })));
+    return { machines, broken };
   }
 
   /** Machine folders whose manifest could not be read, with the reason (list() leaves them out). */

@@ -6,6 +6,8 @@ import { MachineError } from './errors';
 import { isSameProcessAlive, processStart, toMachineIoError, unlinkIfExists } from './fsutil';
 
 export const LOCK_FILE = 'machine.lock';
+/** This process's start, recorded in its locks (null where /proc is not there). */
+const OWN_START = processStart(process.pid);
 
 interface LockRecord {
   pid: number;
@@ -31,7 +33,7 @@ export class MachineLock {
     const file = join(folder, fileName);
     const record: LockRecord = {
       pid: process.pid,
-      ...(processStart(process.pid) !== null ? { started: processStart(process.pid)! } : {}),
+      ...(OWN_START !== null ? { started: OWN_START } : {}),
       host: hostname(),
       operation,
       since: new Date().toISOString(),

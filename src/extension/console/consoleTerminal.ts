@@ -5,7 +5,7 @@ import { serialLogTail } from '../../engine/runtime';
 /** How much of a console's output is kept for `transcript` (tests, and a look back after the terminal closed). */
 const TRANSCRIPT_CHARS = 64 * 1024;
 /** The line between the replayed log and the live output. */
-export const LIVE_MARK = vscode.l10n.t('── Live ──');
+const LIVE_MARK = vscode.l10n.t('── Live ──');
 
 /**
  * A terminal joined to a machine's serial port: the guest's output is written to the terminal, what is typed goes

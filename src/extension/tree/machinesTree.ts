@@ -49,7 +49,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     private readonly service: LibraryService,
     private readonly devMachine: () => string,
   ) {
-    this.subscription = service.onDidChange((origin) => (origin === 'disk' ? void this.refreshIfChanged() : this.refresh()));
+    this.subscription = service.onDidChange((change) => (change.origin === 'disk' ? void this.refreshIfChanged(change.folders) : this.refresh()));
   }
 
   /** Forgets what was read and asks VS Code to read the tree again (ids keep expansion and selection). */
@@ -61,22 +61,23 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   /**
-   * After files changed on disk: re-read, and redraw only what changed. Most events change no row (this window's
-   * own change, already shown; a running guest writing its disk), and every redraw the workbench does can drop a
-   * selection being made or close a context menu that is open.
+   * After files changed on disk in `folders`: re-read, and redraw only what changed. Most events change no row
+   * (this window's own change, already shown; a running guest writing its disk), and every redraw the workbench
+   * does can drop a selection being made or close a context menu that is open.
    */
-  private async refreshIfChanged(): Promise<void> {
+  private async refreshIfChanged(folders: ReadonlySet<string>): Promise<void> {
     const roots = this.roots;
     if (roots === undefined) return this.refresh();
     try {
       const lib = await this.service.library();
-      const [shown, now, broken] = await Promise.all([roots, lib.list(), lib.broken()]);
+      const [shown, { machines: now, broken }] = await Promise.all([roots, lib.scan()]);
       if (this.roots !== roots) return;
       if (JSON.stringify(shown.map((n) => n.machine)) !== JSON.stringify(now)) return this.refresh();
       if (JSON.stringify(this.brokenNodes.map((n) => [n.folder, n.message])) !== JSON.stringify(broken.map((b) => [b.folder, b.message]))) {
         return this.refresh();
       }
-      void this.measure(shown);
+      // Sizes change only where files did: a running guest writing its disk re-measures its own folder only.
+      void this.measure(shown.filter((n) => folders.has(n.machine.folder)));
       for (const [id, before] of [...this.shownDetails]) {
         const details = JSON.stringify(await lib.show(id));
         if (this.roots !== roots) return;
@@ -169,7 +170,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     let broken: BrokenMachine[];
     try {
       const lib = await this.service.library();
-      [machines, broken] = await Promise.all([lib.list(), lib.broken()]);
+      ({ machines, broken } = await lib.scan());
       this.lastError = undefined;
     } catch (e) {
       this.lastError = e;
