@@ -3,7 +3,7 @@ import type { Command } from '../args';
 import { emit } from '../image/shared';
 import type { CliContext } from '../output';
 import { formatSize, parseSize } from '../units';
-import { intOption, openLibrary, shortId } from './shared';
+import { hardwareOptions, openLibrary, shortId } from './shared';
 
 export const vmCreateCommand: Command<CliContext> = {
   name: 'create',
@@ -18,15 +18,9 @@ export const vmCreateCommand: Command<CliContext> = {
   ],
   examples: ['vmsnap vm create dev --disk-size 20G', 'vmsnap vm create "Windows 11 test" --cpus 4 --memory 8192'],
   async run(inv, ctx) {
-    const options: CreateMachineOptions = {};
+    const options: CreateMachineOptions = hardwareOptions(inv);
     const size = inv.value('disk-size');
     if (size !== undefined) options.diskSize = parseSize(size, '--disk-size');
-    const cpus = intOption(inv, 'cpus', 1);
-    if (cpus !== undefined) options.cpus = cpus;
-    const memory = intOption(inv, 'memory', 1);
-    if (memory !== undefined) options.memoryMiB = memory;
-    const note = inv.value('note');
-    if (note !== undefined) options.note = note;
     const dir = inv.value('dir');
     if (dir !== undefined) options.dir = dir;
     const lib = await openLibrary(inv, ctx);

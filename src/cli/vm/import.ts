@@ -3,7 +3,7 @@ import type { Command } from '../args';
 import { emit, longOperation } from '../image/shared';
 import type { CliContext } from '../output';
 import { formatSize } from '../units';
-import { intOption, openLibrary, plural, shortId } from './shared';
+import { hardwareOptions, openLibrary, plural, shortId } from './shared';
 
 export const vmImportCommand: Command<CliContext> = {
   name: 'import',
@@ -24,13 +24,7 @@ export const vmImportCommand: Command<CliContext> = {
   examples: ['vmsnap vm import debian debian-12.qcow2', 'vmsnap vm import old old-vm.qcow2 --convert-snapshots'],
   async run(inv, ctx) {
     const image = inv.required('IMAGE');
-    const options: ImportMachineOptions = { internalSnapshots: inv.flag('convert-snapshots') ? 'convert' : 'flatten' };
-    const cpus = intOption(inv, 'cpus', 1);
-    if (cpus !== undefined) options.cpus = cpus;
-    const memory = intOption(inv, 'memory', 1);
-    if (memory !== undefined) options.memoryMiB = memory;
-    const note = inv.value('note');
-    if (note !== undefined) options.note = note;
+    const options: ImportMachineOptions = { ...hardwareOptions(inv), internalSnapshots: inv.flag('convert-snapshots') ? 'convert' : 'flatten' };
     const lib = await openLibrary(inv, ctx);
     const r = await longOperation(ctx, `Importing ${image}`, (op) => lib.importMachine(inv.required('NAME'), image, { ...options, ...op }));
     const m = r.machine;

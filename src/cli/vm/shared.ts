@@ -33,6 +33,14 @@ export function intOption(inv: Invocation, name: string, min: number): number | 
   return Number(text);
 }
 
+/** --cpus, --memory and --note, as `vm create` and `vm import` take them. */
+export function hardwareOptions(inv: Invocation): { cpus?: number; memoryMiB?: number; note?: string } {
+  const cpus = intOption(inv, 'cpus', 1);
+  const memoryMiB = intOption(inv, 'memory', 1);
+  const note = inv.value('note');
+  return { ...(cpus !== undefined ? { cpus } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}), ...(note !== undefined ? { note } : {}) };
+}
+
 /** "linked clone of snapshot "Base" of "dev"", from a machine's lineage and the library's machines. */
 export function describeLineage(from: ClonedFrom, machines: readonly MachineSummary[]): string {
   const source = machines.find((m) => m.id === from.machineId);
