@@ -63,6 +63,7 @@ describe('Commands', () => {
     assert.match(api.commands.lastError?.message ?? '', /refused "": The snapshot name is empty/);
     const { result, asked } = await answering(api, ['=', 'clean install'], () => vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot', m.id));
     assert.match(asked[0]!, /\[Snapshot 1\]/);
+    assert.ok(result, `Take Snapshot failed: ${api.commands.lastError?.message}`);
     assert.equal(result.name, 'Snapshot 1');
     assert.equal(result.description, 'clean install');
     const shown = await library.lib.show(m.id);

@@ -3,6 +3,8 @@
 import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import * as vscode from 'vscode';
+import type { VmsnapApi } from '../../src/extension/extension';
 
 export function run(): Promise<void> {
   const mocha = new Mocha({ ui: 'bdd', color: false, timeout: 60_000, reporter: 'spec' });
@@ -17,6 +19,11 @@ export function run(): Promise<void> {
       console.log(`vmsnap-suite-result ${JSON.stringify({ passed, failed: failures, ms: Date.now() - started })}`);
       if (failures > 0) reject(new Error(`${failures} test(s) failed.`));
       else resolve();
+    });
+    // A command that fails shows its error and returns nothing: say which error, as a test sees only the nothing.
+    runner.on('fail', () => {
+      const shown = vscode.extensions.getExtension<VmsnapApi>('vmsnap.vmsnap')?.exports?.commands.lastError;
+      if (shown) console.log(`      the last error a command showed: ${shown.message}${shown.code ? ` (${shown.code})` : ''}`);
     });
   });
 }

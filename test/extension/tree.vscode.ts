@@ -4,6 +4,7 @@ import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
+import type { SnapshotInfo } from '../../src/engine/machine';
 import type { VmsnapApi } from '../../src/extension/extension';
 import type { SnapshotNode, TreeNode } from '../../src/extension/tree/nodes';
 import { contextValue } from '../../src/extension/tree/nodes';
@@ -105,6 +106,33 @@ describe('Machines tree', () => {
     // The commands' own path: reveal() walks getParent() up to the machine, then the row is selected.
     await api.commands.revealSnapshot(machine.id, installed.id);
     await until(() => api.view.selection[0]?.id === again.id, 'the snapshot row to be revealed and selected');
+  });
+
+  it('a command succeeds and selects its row while the tree is redrawing (a failed reveal is not a failed command)', async () => {
+    const m = await library.lib.createMachine('dev-vm', { diskSize: 64 * MiB });
+    await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    await until(() => api.view.visible, 'the Machines view to open');
+    const take = async (name: string): Promise<SnapshotInfo> => {
+      const s = await vscode.commands.executeCommand<SnapshotInfo | undefined>('vmsnap.takeSnapshot', m.id, { name });
+      assert.ok(s, `Take Snapshot "${name}" failed: ${api.commands.lastError?.message}`);
+      return s;
+    };
+    // Another window, the CLI or a guest writing its disk make the tree redraw at any moment: here just before
+    // and at different moments during the command's reveal.
+    for (let i = 0; i < 8; i++) {
+      api.tree.refresh();
+      const redraw = setTimeout(() => api.tree.refresh(), i * 6);
+      const s = await take(`S${i}`);
+      clearTimeout(redraw);
+      await until(() => api.view.selection[0]?.id === `snapshot/${m.id}/${s.id}`, `snapshot S${i} to be selected`);
+    }
+    // The workbench holds a reveal back until the tree stops redrawing: the command returns all the same.
+    const redraws = setInterval(() => api.tree.refresh(), 3);
+    try {
+      await take('During redraws');
+    } finally {
+      clearInterval(redraws);
+    }
   });
 
   it('refreshes by itself when the vmsnap CLI changes the library from another process', async function () {

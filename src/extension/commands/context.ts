@@ -51,24 +51,32 @@ export class CommandContext {
   /** After a change this window made: re-read the library now, then reveal and select the affected row. */
   async changedThenReveal(find: () => Promise<TreeNode | undefined>): Promise<void> {
     this.service.notifyChanged();
-    if (!this.view.visible) return;
-    const node = await find();
-    if (node) await this.select(node.id, find);
+    if (this.view.visible) await this.select(find);
   }
 
   /**
-   * Reveals and selects a row. The workbench drops a reveal, or the selection it made, when it is redrawing that
-   * part of the tree at the same moment (its refresh then reports an empty selection): select again, a few times
-   * within the next seconds, unless the user has chosen a row meanwhile.
+   * Reveals and selects a row; never fails, as the change it shows is done. The workbench refuses a reveal
+   * ("Data tree node not found") or drops the selection it made when it is redrawing that part of the tree at the
+   * same moment (its refresh then reports an empty selection): select again, a few times within the next
+   * seconds, unless the user has chosen a row meanwhile. A reveal waits until the tree stops redrawing, which
+   * may be never: the command does not wait past the deadline.
    */
-  private async select(id: string, find: () => Promise<TreeNode | undefined>): Promise<void> {
+  async select(find: () => Promise<TreeNode | undefined>, focus = false): Promise<void> {
     const deadline = Date.now() + 3000;
     let tries = 0;
+    let id: string | undefined;
     const again = async (): Promise<void> => {
-      const node = await find();
-      if (node === undefined || tries++ >= 4 || Date.now() > deadline) return;
-      await this.view.reveal(node, { select: true, focus: false, expand: true });
-      if (this.view.selection[0]?.id !== id) await new Promise((r) => setTimeout(r, 100 * tries)).then(again);
+      if (tries++ >= 4 || Date.now() > deadline) return;
+      try {
+        const node = await find();
+        if (node === undefined) return;
+        id = node.id;
+        const reveal = Promise.resolve(this.view.reveal(node, { select: true, focus, expand: true })).catch(() => undefined);
+        await Promise.race([reveal, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      } catch {
+        // Redrawing, or the library folder went away meanwhile: the next try (or the deadline) settles it.
+      }
+      if (id === undefined || this.view.selection[0]?.id !== id) await new Promise((r) => setTimeout(r, 100 * tries)).then(again);
     };
     const watch = this.view.onDidChangeSelection((e) => {
       if (e.selection.length === 0 && Date.now() <= deadline) void again();

@@ -260,8 +260,7 @@ export async function revealMachine(ctx: CommandContext, target: Target) {
   try {
     const machine = await ctx.machine(target);
     if (!machine) return undefined;
-    const node = await ctx.tree.machineNode(machine.id);
-    if (node) await ctx.view.reveal(node, { select: true, focus: true, expand: true });
+    await ctx.select(() => ctx.tree.machineNode(machine.id), true);
     return machine.id;
   } catch (e) {
     return ctx.fail(e);
@@ -279,7 +278,9 @@ export function lockedActions(ctx: CommandContext, e: unknown) {
         const all = await ctx.tree.machineNodes();
         const names = (e as { candidates?: readonly string[] }).candidates ?? [];
         const clones = all.filter((n) => names.some((c) => c === n.machine.id || c.includes(n.machine.id) || c === n.machine.name || c.startsWith(`${n.machine.name} `) || c.includes(`"${n.machine.name}"`)));
-        for (const [i, node] of clones.entries()) await ctx.view.reveal(node, { select: i === 0, focus: i === 0 });
+        // Each in sight, the first selected.
+        for (const node of clones.slice(1)) await Promise.resolve(ctx.view.reveal(node, { select: false, focus: false })).catch(() => undefined);
+        if (clones[0]) await ctx.select(async () => clones[0], true);
       },
     },
   ];

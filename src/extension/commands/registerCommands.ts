@@ -77,8 +77,7 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
       if (ref === '') return vscode.commands.executeCommand('vmsnap.setDevMachine');
       try {
         const m = await (await ctx.library()).show(ref);
-        const node = (await ctx.tree.currentNode(m.id)) ?? (await ctx.tree.machineNode(m.id));
-        if (node) await ctx.view.reveal(node, { select: true, focus: true, expand: true });
+        await ctx.select(async () => (await ctx.tree.currentNode(m.id)) ?? ctx.tree.machineNode(m.id), true);
         return m.id;
       } catch (e) {
         return ctx.fail(e);
