@@ -14,6 +14,17 @@ import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibra
 /** Longer than the watcher's debounce plus a re-read. */
 const settle = () => new Promise((r) => setTimeout(r, 1500));
 
+/** Until the tree has redrawn nothing for a settle's time (a slow machine's watcher events come late). */
+async function quiet(api: VmsnapApi): Promise<void> {
+  let last = Date.now();
+  const subscription = api.tree.onDidChangeTreeData(() => (last = Date.now()));
+  try {
+    await until(() => Date.now() - last >= 1500, 'the tree to stop redrawing', 20_000);
+  } finally {
+    subscription.dispose();
+  }
+}
+
 describe('Machines tree', () => {
   let api: VmsnapApi;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
@@ -158,7 +169,7 @@ describe('Machines tree', () => {
     await library.lib.createMachine('other-vm', { diskSize: 64 * MiB });
     api.tree.refresh();
     await treeText(api); // reads both machines' rows
-    await settle(); // the watcher's events of making them, and the sizes measured after the rows
+    await quiet(api); // the watcher's events of making them, and the sizes measured after the rows
     const redrawn: (TreeNode | undefined)[] = [];
     const subscription = api.tree.onDidChangeTreeData((n) => redrawn.push(n));
     try {
@@ -209,7 +220,7 @@ describe('Machines tree', () => {
     this.timeout(120_000);
     const ids = await bigLibrary(library.lib, 100, 100);
     // Let the file-system events of making it settle (the watcher's debounce), then measure a cold read.
-    await settle();
+    await quiet(api);
     api.tree.refresh();
     let t = performance.now();
     const roots = await api.tree.getChildren();
