@@ -1,15 +1,15 @@
 import * as vscode from 'vscode';
 import { resolve } from 'node:path';
-import { Library, defaultLibraryDir } from '../engine/machine';
+import { Library, defaultLibraryDir, type LibraryScan } from '../engine/machine';
 import type { QemuOptions } from '../engine/runtime';
 import { LibraryWatcher } from './libraryWatcher';
 
 /**
  * A change of the library: seen on disk in `folders` (any process, this window's own changes included, after the
- * watcher's debounce), announced by this window right after it changed something, or the setting now names
- * another folder.
+ * watcher's debounce) with the library as read right after (`scan`, unless that failed), announced by this window
+ * right after it changed something, or the setting now names another folder.
  */
-export type LibraryChange = { origin: 'disk'; folders: ReadonlySet<string> } | { origin: 'window' | 'setting' };
+export type LibraryChange = { origin: 'disk'; folders: ReadonlySet<string>; scan: LibraryScan | undefined } | { origin: 'window' | 'setting' };
 
 /** The library the settings name, opened once, and an event that fires (debounced) whenever it changes on disk. */
 export class LibraryService implements vscode.Disposable {
@@ -82,19 +82,23 @@ export class LibraryService implements vscode.Disposable {
    * Watches the library folder and every machine folder (machines come and go, so after every change), unreadable
    * ones too: the tree shows such a machine again as soon as its manifest is fixed.
    */
-  private async rewatch(lib: Library): Promise<void> {
+  private async rewatch(lib: Library): Promise<LibraryScan | undefined> {
     try {
-      const { machines, broken } = await lib.scan();
-      this.watcher.watch([lib.dir, ...machines.map((m) => m.folder), ...broken.map((b) => b.folder)]);
+      const scan = await lib.scan();
+      this.watcher.watch([lib.dir, ...scan.machines.map((m) => m.folder), ...scan.broken.map((b) => b.folder)]);
+      return scan;
     } catch {
       this.watcher.watch([lib.dir]);
+      return undefined;
     }
   }
 
+  /** The scan that finds the folders to watch goes with the event: the tree compares it with what it shows. */
   private async rewatchThenFire(folders: ReadonlySet<string>): Promise<void> {
     const opening = this.opening;
-    if (opening) await this.rewatch(await opening.library).catch(() => {});
-    this.changed.fire({ origin: 'disk', folders });
+    const scan = opening ? await opening.library.then((lib) => this.rewatch(lib)).catch(() => undefined) : undefined;
+    // Read from another library when the setting changed meanwhile: the tree then reads for itself.
+    this.changed.fire({ origin: 'disk', folders, scan: this.opening === opening ? scan : undefined });
   }
 
   /** For changes this window just made: refresh now instead of waiting for the file-system events. */

@@ -1,5 +1,5 @@
 // The library of machines: manifests, snapshot trees, clone lineage, locks and crash recovery (no vscode).
-export { Library } from './library';
+export { Library, type LibraryScan } from './library';
 export { MachineError, isMachineError, type MachineErrorCode } from './errors';
 export { defaultLibraryDir } from './libraryDir';
 export { formatSnapshotTree } from './format';

@@ -69,6 +69,12 @@ const GiB = 1024 * 1024 * 1024;
 const DEFAULT_DISK_SIZE = 16 * GiB;
 const MAX_DISK_SIZE = 64 * 1024 * GiB;
 
+/** The library's machines and the folders whose manifest cannot be read, from one read (Library.scan). */
+export interface LibraryScan {
+  machines: MachineSummary[];
+  broken: BrokenMachine[];
+}
+
 /**
  * A library of machines: a folder holding one folder per machine (`<slug>-<short id>/machine.json` plus its qcow2
  * layers). Every mutating method takes the machine's cross-process lock, journals its intent in the machine's
@@ -110,7 +116,7 @@ export class Library {
   }
 
   /** What list() and broken() give, from one read of the library (the extension's tree shows both). */
-  async scan(): Promise<{ machines: MachineSummary[]; broken: BrokenMachine[] }> {
+  async scan(): Promise<LibraryScan> {
     const { entries, broken } = await this.store.loadAll();
     // One pidfile look per machine, all at once: a big library lists in the time of a few file reads.
     const machines = await Promise.all(entries.map(async (e) => ({ ...summary(e), powerState: await livePower(e) })));

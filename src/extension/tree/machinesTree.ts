@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { BrokenMachine, MachineDetails, MachineSummary, PowerState } from '../../engine/machine';
+import type { BrokenMachine, LibraryScan, MachineDetails, MachineSummary, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import type { LibraryService } from '../libraryService';
 import {
@@ -49,7 +49,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     private readonly service: LibraryService,
     private readonly devMachine: () => string,
   ) {
-    this.subscription = service.onDidChange((change) => (change.origin === 'disk' ? void this.refreshIfChanged(change.folders) : this.refresh()));
+    this.subscription = service.onDidChange((change) => (change.origin === 'disk' ? void this.refreshIfChanged(change.folders, change.scan) : this.refresh()));
   }
 
   /** Forgets what was read and asks VS Code to read the tree again (ids keep expansion and selection). */
@@ -61,16 +61,16 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   /**
-   * After files changed on disk in `folders`: re-read, and redraw only what changed. Most events change no row
-   * (this window's own change, already shown; a running guest writing its disk), and every redraw the workbench
-   * does can drop a selection being made or close a context menu that is open.
+   * After files changed on disk in `folders` (the library as read right after: `scan`), redraw only what changed.
+   * Most events change no row (this window's own change, already shown; a running guest writing its disk), and
+   * every redraw the workbench does can drop a selection being made or close a context menu that is open.
    */
-  private async refreshIfChanged(folders: ReadonlySet<string>): Promise<void> {
+  private async refreshIfChanged(folders: ReadonlySet<string>, scan: LibraryScan | undefined): Promise<void> {
     const roots = this.roots;
     if (roots === undefined) return this.refresh();
     try {
       const lib = await this.service.library();
-      const [shown, { machines: now, broken }] = await Promise.all([roots, lib.scan()]);
+      const [shown, { machines: now, broken }] = await Promise.all([roots, scan ?? lib.scan()]);
       if (this.roots !== roots) return;
       if (JSON.stringify(shown.map((n) => n.machine)) !== JSON.stringify(now)) return this.refresh();
       if (JSON.stringify(this.brokenNodes.map((n) => [n.folder, n.message])) !== JSON.stringify(broken.map((b) => [b.folder, b.message]))) {
