@@ -267,7 +267,7 @@ export async function revealMachine(ctx: CommandContext, target: Target) {
   }
 }
 
-/** "Show Clones" next to a refusal naming linked clones: selects them in the tree. */
+/** "Show Clones" next to a refusal naming linked clones: selects the first of them in the tree (the message names all). */
 export function lockedActions(ctx: CommandContext, e: unknown) {
   const code = typeof e === 'object' && e !== null && 'code' in e ? (e as { code: unknown }).code : undefined;
   if (code !== 'LOCKED_BY_CLONES') return [];
@@ -278,8 +278,6 @@ export function lockedActions(ctx: CommandContext, e: unknown) {
         const all = await ctx.tree.machineNodes();
         const names = (e as { candidates?: readonly string[] }).candidates ?? [];
         const clones = all.filter((n) => names.some((c) => c === n.machine.id || c.includes(n.machine.id) || c === n.machine.name || c.startsWith(`${n.machine.name} `) || c.includes(`"${n.machine.name}"`)));
-        // Each in sight, the first selected.
-        for (const node of clones.slice(1)) await Promise.resolve(ctx.view.reveal(node, { select: false, focus: false })).catch(() => undefined);
         if (clones[0]) await ctx.select(async () => clones[0], true);
       },
     },
