@@ -120,7 +120,7 @@ export async function qcow2Section(dir: string): Promise<BenchRow[]> {
         () => commit(p('wtop.qcow2')),
         () => tool('qemu-img', 'commit', '-q', p('wtop.qcow2')),
       ),
-      null,
+      1.25,
     ),
   );
   for (const f of ['cbase.qcow2', 'ctop.qcow2', 'wbase.qcow2', 'wtop.qcow2']) rmSync(p(f), { force: true });
