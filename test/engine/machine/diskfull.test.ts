@@ -193,6 +193,20 @@ describe('a full disk', function () {
     assert.fail('the operation still failed with 2 MiB free');
   }
 
+  /**
+   * For operations that copy data: runs `op` with the disk filling up once it is underway; it must fail with
+   * NO_SPACE and change nothing. Then, with the space back, it runs again and its result is returned.
+   */
+  async function fillsUpUnderway<T>(what: string, op: (options: OperationOptions) => Promise<T>): Promise<{ before: Picture; result: T }> {
+    const before = await picture(lib, refs.dir);
+    const progress = fillWhenUnderway(filler);
+    await expectNoSpace(op(progress));
+    assert.ok(progress.filled(), `the disk filled up during the ${what}`);
+    await expectUnchanged(lib, before);
+    rmSync(filler);
+    return { before, result: await op({}) };
+  }
+
   it('taking a snapshot', async () => {
     const s = await sweep(() => lib.takeSnapshot(base.id, 'S2'));
     const m = await lib.show(base.id);
@@ -245,13 +259,7 @@ describe('a full disk', function () {
 
   it('deleting a snapshot whose child is committed into its layer', async () => {
     // The current state (8 MiB where S1 has nothing) is smaller than S1: it is committed into S1's layer.
-    const before = await picture(lib, refs.dir);
-    const progress = fillWhenUnderway(filler);
-    await expectNoSpace(lib.deleteSnapshot(base.id, 'S1', progress));
-    assert.ok(progress.filled(), 'the disk filled up during the merge');
-    await expectUnchanged(lib, before);
-    rmSync(filler);
-    const r = await lib.deleteSnapshot(base.id, 'S1');
+    const { before, result: r } = await fillsUpUnderway('merge', (options) => lib.deleteSnapshot(base.id, 'S1', options));
     assert.equal(r.merges[0]?.strategy, 'commit');
     const m = await lib.show(base.id);
     assert.deepEqual(m.snapshots, []);
@@ -265,13 +273,7 @@ describe('a full disk', function () {
     await lib.takeSnapshot(base.id, 'S2');
     qemuIo(await lib.diskPath(base.id), ['write -P 0x33 36M 24M']);
     base = await lib.show(base.id);
-    const before = await picture(lib, refs.dir);
-    const progress = fillWhenUnderway(filler);
-    await expectNoSpace(lib.deleteSnapshot(base.id, 'S2', progress));
-    assert.ok(progress.filled(), 'the disk filled up during the merge');
-    await expectUnchanged(lib, before);
-    rmSync(filler);
-    const r = await lib.deleteSnapshot(base.id, 'S2');
+    const { before, result: r } = await fillsUpUnderway('merge', (options) => lib.deleteSnapshot(base.id, 'S2', options));
     assert.equal(r.merges[0]?.strategy, 'rebase');
     const m = await lib.show(base.id);
     assert.deepEqual(m.snapshots.map((s) => s.name), ['S1']);
@@ -283,13 +285,7 @@ describe('a full disk', function () {
     // The clone reads S1's 20 MiB through its backing file: promoting copies them into the clone's own layer.
     const clone = (await lib.clone(base.id, 'Linked', { kind: 'linked', from: 'S1' })).machine;
     qemuIo(await lib.diskPath(clone.id), ['write -P 0x44 40M 2M']);
-    const before = await picture(lib, refs.dir);
-    const progress = fillWhenUnderway(filler);
-    await expectNoSpace(lib.promote(clone.id, progress));
-    assert.ok(progress.filled(), 'the disk filled up during the copy');
-    await expectUnchanged(lib, before);
-    rmSync(filler);
-    const m = await lib.promote(clone.id);
+    const { before, result: m } = await fillsUpUnderway('copy', (options) => lib.promote(clone.id, options));
     assert.equal(m.clonedFrom?.kind, 'full');
     assert.ok(qemuSame(m.disks[0]!.path, before.contents.get(clone.disks[0]!.path)!));
     await checkLibrary(lib);

@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../../../src/engine/qcow2/ops';
 import { convertToRaw, createQcow2, createRaw, expectImageError, type GuestOp, KiB, MiB, qemuApply } from '../../support/fixtures';
@@ -79,6 +79,29 @@ function expectClean(image: string): void {
 function topLayerData(image: string): number {
   const entries = JSON.parse(qemuImg('map', '-U', '--output=json', image)) as { length: number; depth: number; data: boolean; present: boolean }[];
   return entries.filter((e) => e.depth === 0 && e.present && e.data).reduce((n, e) => n + e.length, 0);
+}
+
+/**
+ * Runs `op` on `top` in a child process that kills itself (SIGKILL) at its `atChunk`th progress report with data,
+ * then checks that `changed` was changed and kept its undo journal, and that `rollBack` puts it back byte for
+ * byte, once.
+ */
+async function killHalfwayThenRollBack(op: 'commit' | 'rebase', top: string, atChunk: number, changed: string, rollBack: (file: string) => Promise<boolean>): Promise<void> {
+  const sha = sha256File(changed);
+  const script = join(dirname(top), `kill-${op}.ts`);
+  writeFileSync(
+    script,
+    `import { ${op} } from ${JSON.stringify(resolve('src/engine/qcow2/ops/index.ts'))};\n` +
+      `let chunks = 0;\n` +
+      `void ${op}(process.argv[2]!, ${op === 'rebase' ? 'null, ' : ''}{ onProgress: (done) => { if (done > 0 && ++chunks === ${atChunk}) process.kill(process.pid, 'SIGKILL'); } });\n`,
+  );
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, top], { encoding: 'utf8' });
+  assert.equal(r.signal, 'SIGKILL', `the child was to be killed mid-${op}: ${r.stderr}`);
+  assert.ok(existsSync(`${changed}.vmsnap-undo`), 'the journal survives the crash');
+  assert.notEqual(sha256File(changed), sha, `the crash happened after ${changed} was changed`);
+  assert.equal(await rollBack(changed), true);
+  assert.equal(sha256File(changed), sha, 'rolled back byte for byte');
+  assert.equal(await rollBack(changed), false, 'nothing left to roll back');
 }
 
 function abortAfterFirstChunk(): { controller: AbortController; onProgress: (done: number, total: number) => void; calls: () => number } {
@@ -286,22 +309,7 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
     it('a commit killed halfway is rolled back from its journal and can be run again', async () => {
       const a = fresh(false);
       const b = buildTwin(a, s.path(`twin-${n}`));
-      const midSha = sha256File(a.mid);
-      const script = join(a.dir, 'kill-commit.ts');
-      const opsModule = resolve('src/engine/qcow2/ops/index.ts');
-      writeFileSync(
-        script,
-        `import { commit } from ${JSON.stringify(opsModule)};\n` +
-          `let chunks = 0;\n` +
-          `void commit(process.argv[2]!, { onProgress: (done) => { if (done > 0 && ++chunks === 2) process.kill(process.pid, 'SIGKILL'); } });\n`,
-      );
-      const r = spawnSync(process.execPath, ['--import', 'tsx', script, a.top], { encoding: 'utf8' });
-      assert.equal(r.signal, 'SIGKILL', `the child was to be killed mid-commit: ${r.stderr}`);
-      assert.ok(existsSync(`${a.mid}.vmsnap-undo`), 'the journal survives the crash');
-      assert.notEqual(sha256File(a.mid), midSha, 'the crash happened after the backing image was changed');
-      assert.equal(await rollBackInterruptedCommit(a.mid), true);
-      assert.equal(sha256File(a.mid), midSha, 'rolled back byte for byte');
-      assert.equal(await rollBackInterruptedCommit(a.mid), false, 'nothing left to roll back');
+      await killHalfwayThenRollBack('commit', a.top, 2, a.mid, rollBackInterruptedCommit);
       await commit(a.top);
       qemuImg('commit', '-q', b.top);
       assert.ok(qemuSame(a.mid, b.mid));
@@ -387,20 +395,7 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
     it('killed halfway, is put back byte for byte from its undo journal and can be run again', async () => {
       const a = fresh();
       const b = buildTwin(a, s.path(`twin-${n}`));
-      const sha = sha256File(a.top);
-      const script = join(a.dir, 'kill-rebase.ts');
-      writeFileSync(
-        script,
-        `import { rebase } from ${JSON.stringify(resolve('src/engine/qcow2/ops/index.ts'))};\n` +
-          `void rebase(process.argv[2]!, null, { onProgress: (done) => { if (done > 0) process.kill(process.pid, 'SIGKILL'); } });\n`,
-      );
-      const r = spawnSync(process.execPath, ['--import', 'tsx', script, a.top], { encoding: 'utf8' });
-      assert.equal(r.signal, 'SIGKILL', `the child was to be killed mid-rebase: ${r.stderr}`);
-      assert.ok(existsSync(`${a.top}.vmsnap-undo`), 'the journal survives the crash');
-      assert.notEqual(sha256File(a.top), sha, 'the crash happened after the layer was changed');
-      assert.equal(await rollBackInterruptedRebase(a.top), true);
-      assert.equal(sha256File(a.top), sha, 'rolled back byte for byte');
-      assert.equal(await rollBackInterruptedRebase(a.top), false, 'nothing left to roll back');
+      await killHalfwayThenRollBack('rebase', a.top, 1, a.top, rollBackInterruptedRebase);
       await rebase(a.top, null);
       qemuImg('rebase', '-q', '-b', '', b.top);
       assert.ok(qemuSame(a.top, b.top));
