@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FrameLocator, Page } from 'playwright-core';
 import { Library } from '../../src/engine/machine';
-import { chooseFromContextMenu, openWorkbench, waitFor, type Workbench } from './workbench';
+import { chooseFromContextMenu, openWorkbench, runFromPalette, waitFor, type Workbench } from './workbench';
 
 const MiB = 1024 * 1024;
 
@@ -81,11 +81,8 @@ describe('UI: the extension in a real workbench', function () {
   });
 
   it('takes a snapshot from the command palette', async () => {
-    await page.keyboard.press('F1');
+    await runFromPalette(page, 'VM Snapshots: Take Snapshot');
     const input = page.locator('.quick-input-widget input');
-    await input.fill('>VM Snapshots: Take Snapshot');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'VM Snapshots: Take Snapshot' }).first().waitFor();
-    await page.keyboard.press('Enter');
     // The tree's selection ("You are here" of dev-vm) is the machine; otherwise the palette asks.
     const title = page.locator('.quick-input-widget .quick-input-title');
     await waitFor(async () => /Take Snapshot of|Which machine/.test((await title.textContent()) ?? ''), 'the first question');
@@ -136,11 +133,7 @@ describe('UI: the extension in a real workbench', function () {
   it('restores the comparison table after the window reloads', async () => {
     // Reload as a user does (Developer: Reload Window): the workbench saves its editor state before it goes,
     // which a bare page reload can cut short.
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.fill('>Developer: Reload Window');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Developer: Reload Window' }).first().waitFor();
-    await Promise.all([page.waitForEvent('framenavigated', { timeout: 60_000 }), page.keyboard.press('Enter')]);
+    await Promise.all([page.waitForEvent('framenavigated', { timeout: 60_000 }), runFromPalette(page, 'Developer: Reload Window')]);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     const frame: FrameLocator = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
     await frame.locator('table.rows tbody tr', { hasText: 'From the palette' }).waitFor({ timeout: 60_000 });

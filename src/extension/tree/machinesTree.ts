@@ -23,6 +23,8 @@ import {
 
 /** How often the power states of running machines are looked at again. */
 const POWER_POLL_MS = 4000;
+/** How long a listing of the machines waits for their sizes on disk before it shows the rows without them. */
+const SIZE_WAIT_MS = 50;
 
 /**
  * The Machines tree: every machine at the top, under each its snapshot tree in creation order with "You are
@@ -188,15 +190,24 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       sizeBytes: this.sizes.get(machine.id),
       isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
     }));
-    void this.measure(nodes);
+    // Rows measured in time show their size at once: after a change, the row redraws once, not again a moment
+    // later with its new size (each redraw of a focused tree can take the focus back from the command palette).
+    const deadline = Date.now() + SIZE_WAIT_MS;
+    let measured = 0;
+    for (; measured < nodes.length && Date.now() < deadline; measured++) {
+      const n = nodes[measured]!;
+      n.sizeBytes = await folderBytes(n.machine.folder);
+      this.sizes.set(n.machine.id, n.sizeBytes);
+    }
+    void this.measure(nodes.slice(measured));
     this.watchPower(nodes);
     return nodes;
   }
 
   /**
-   * Sizes on disk come after the rows: a big library (thousands of layer files) lists at once, and each row's
-   * description gains its size a moment later. One folder at a time, so that what the user asks for meanwhile
-   * (expanding a machine) does not queue behind thousands of file-system calls.
+   * Sizes on disk the rows could not wait for: a big library (thousands of layer files) lists at once, and each
+   * row's description gains its size a moment later. One folder at a time, so that what the user asks for
+   * meanwhile (expanding a machine) does not queue behind thousands of file-system calls.
    */
   private async measure(nodes: MachineNode[]): Promise<void> {
     const roots = this.roots;
