@@ -26,7 +26,8 @@ describe('Comparison table (webview)', () => {
     let last: Awaited<ReturnType<ComparePanel['probe']>> | undefined;
     await until(
       async () => {
-        last = await panel.probe();
+        // A webview that is slow to start (a busy machine) still answers within the wait.
+        last = await panel.probe(20_000);
         return check(last);
       },
       what,

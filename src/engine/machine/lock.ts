@@ -6,6 +6,13 @@ import { MachineError } from './errors';
 import { isSameProcessAlive, processStart, toMachineIoError, unlinkIfExists } from './fsutil';
 
 export const LOCK_FILE = 'machine.lock';
+/**
+ * How long a lock held by a live process is waited for before the machine is reported busy. Most operations take
+ * milliseconds (a snapshot, a status read, the recovery check another window makes when it opens the library):
+ * two of them meeting should both succeed, one after the other, and only a long one (a full clone) be refused.
+ */
+const BUSY_WAIT_MS = 2000;
+const BUSY_POLL_MS = 20;
 /** This process's start, recorded in its locks (null where /proc is not there). */
 const OWN_START = processStart(process.pid);
 
@@ -31,28 +38,29 @@ export class MachineLock {
 
   static async acquire(folder: string, machineName: string, operation: string, fileName = LOCK_FILE): Promise<MachineLock> {
     const file = join(folder, fileName);
-    const record: LockRecord = {
-      pid: process.pid,
-      ...(OWN_START !== null ? { started: OWN_START } : {}),
-      host: hostname(),
-      operation,
-      since: new Date().toISOString(),
-      token: randomBytes(8).toString('hex'),
-    };
-    const text = JSON.stringify(record);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    const token = randomBytes(8).toString('hex');
+    const waitUntil = Date.now() + BUSY_WAIT_MS;
+    for (let changes = 0; ; ) {
+      const record: LockRecord = {
+        pid: process.pid,
+        ...(OWN_START !== null ? { started: OWN_START } : {}),
+        host: hostname(),
+        operation,
+        since: new Date().toISOString(),
+        token,
+      };
       try {
         const fh = await open(file, 'wx', 0o644);
         let written = false;
         try {
-          await fh.writeFile(text);
+          await fh.writeFile(JSON.stringify(record));
           written = true;
         } finally {
           await fh.close();
           // A lock file without its record (the disk is full) would hold the machine for nobody: leave none.
           if (!written) await unlinkIfExists(file).catch(() => {});
         }
-        return new MachineLock(file, record.token);
+        return new MachineLock(file, token);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOSPC' || code === 'EDQUOT') throw toMachineIoError(e, `locking machine "${machineName}"`);
@@ -61,13 +69,18 @@ export class MachineLock {
         }
       }
       const holder = await readLock(file);
-      if (holder === 'gone') continue;
-      if (holder !== 'unreadable' && (holder.host !== hostname() || isSameProcessAlive(holder.pid, holder.started))) {
+      if (holder !== 'gone' && holder !== 'unreadable' && (holder.host !== hostname() || isSameProcessAlive(holder.pid, holder.started))) {
+        if (Date.now() < waitUntil) {
+          await new Promise((r) => setTimeout(r, BUSY_POLL_MS));
+          continue;
+        }
         throw new MachineError(
           'BUSY',
           `Machine "${machineName}" is busy: ${holder.operation} since ${holder.since} (pid ${holder.pid}); wait for it to finish and try again.`,
         );
       }
+      if (++changes > 5) throw new MachineError('BUSY', `Machine "${machineName}" is busy: its lock keeps changing hands; try again.`);
+      if (holder === 'gone') continue;
       if (holder === 'unreadable') {
         // A holder between O_EXCL create and its write: give it a moment before judging the file stale.
         await new Promise((r) => setTimeout(r, 50));
@@ -76,7 +89,6 @@ export class MachineLock {
       }
       await takeOverStale(file, holder);
     }
-    throw new MachineError('BUSY', `Machine "${machineName}" is busy: its lock keeps changing hands; try again.`);
   }
 
   async release(): Promise<void> {
