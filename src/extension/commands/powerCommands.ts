@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { isMachineError, type MachineDetails, type MachineStatus, type PowerState } from '../../engine/machine';
+import { type MachineDetails, type MachineStatus, type PowerState } from '../../engine/machine';
 import type { ConsoleTerminals } from '../console/consoleTerminal';
 import type { CommandContext, Target } from './context';
 
@@ -24,28 +24,12 @@ async function poweredTarget(
   const machine = await ctx.machine(target, placeHolder);
   if (!machine) return undefined;
   const lib = await ctx.library();
-  const status = await whenFree(() => lib.machineStatus(machine.id));
+  const status = await lib.machineStatus(machine.id);
   if (!allowed.includes(status.powerState)) {
     ctx.service.notifyChanged(); // the row showed a stale state: show the real one
     throw new Error(refusal(machine, status.powerState));
   }
   return { machine, status };
-}
-
-/**
- * Runs `fn`, trying again for a moment while the machine is busy: another window or the CLI often holds its lock
- * only for a status query. A long operation (a clone) still gets its BUSY message.
- */
-export async function whenFree<T>(fn: () => Promise<T>, waitMs = 2000): Promise<T> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (!isMachineError(e) || e.code !== 'BUSY' || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 /** A notification while QEMU starts or stops (seconds at most, or the shutdown time-out): nothing to cancel. */
@@ -62,7 +46,7 @@ export async function startMachine(ctx: CommandContext, target: Target) {
     if (!t) return undefined;
     const { machine } = t;
     const lib = await ctx.library();
-    const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => whenFree(() => lib.startMachine(machine.id)));
+    const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => lib.startMachine(machine.id));
     await ctx.revealMachine(machine.id);
     const openIt = vscode.l10n.t('Open Console');
     void vscode.window.showInformationMessage(vscode.l10n.t('“{0}” is running (QEMU process {1}).', machine.name, status.pid ?? '?'), openIt).then((chosen) => {
@@ -89,7 +73,7 @@ export async function stopMachine(ctx: CommandContext, target: Target, args: Sto
       ? vscode.l10n.t('Powering off “{0}” (forced)…', machine.name)
       : vscode.l10n.t('Shutting down “{0}”: the guest got the power button; QEMU is stopped if it has not shut down within {1} s…', machine.name, Math.round((args.powerdownTimeoutMs ?? 60000) / 1000));
     const options = { force, ...(args.powerdownTimeoutMs !== undefined ? { powerdownTimeoutMs: args.powerdownTimeoutMs } : {}) };
-    const result = await notify(title, () => whenFree(() => lib.stopMachine(machine.id, options)));
+    const result = await notify(title, () => lib.stopMachine(machine.id, options));
     const how =
       result.method === 'acpi'
         ? vscode.l10n.t('the guest shut down')
@@ -112,7 +96,7 @@ export async function pauseMachine(ctx: CommandContext, target: Target) {
       state === 'paused' ? vscode.l10n.t('“{0}” is already paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on first.', m.name),
     );
     if (!t) return undefined;
-    const status = await whenFree(async () => (await ctx.library()).pauseMachine(t.machine.id));
+    const status = await (await ctx.library()).pauseMachine(t.machine.id);
     vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is paused', t.machine.name), 4000);
     await ctx.revealMachine(t.machine.id);
     return status;
@@ -127,7 +111,7 @@ export async function resumeMachine(ctx: CommandContext, target: Target) {
       state === 'running' ? vscode.l10n.t('“{0}” is running, not paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on instead.', m.name),
     );
     if (!t) return undefined;
-    const status = await whenFree(async () => (await ctx.library()).resumeMachine(t.machine.id));
+    const status = await (await ctx.library()).resumeMachine(t.machine.id);
     vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is running again', t.machine.name), 4000);
     await ctx.revealMachine(t.machine.id);
     return status;
