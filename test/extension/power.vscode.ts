@@ -20,7 +20,7 @@ const live = (transcript: string): string => {
   const text = transcript.replace(/\r\n/g, '\n');
   return text.includes(LIVE) ? text.slice(text.indexOf(LIVE) + LIVE.length) : text;
 };
-import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../engine/runtime/support';
+import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../engine/runtime/support';
 import { answering, extensionApi, until, useFreshLibrary } from './support';
 
 const POWER_COMMANDS = ['startMachine', 'resumeMachine', 'pauseMachine', 'stopMachine', 'forceStopMachine', 'openConsole'].map((c) => `vmsnap.${c}`);
@@ -293,7 +293,7 @@ describe('Power and console (QEMU on TCG)', function () {
       assert.equal(lastError(), undefined, lastError()?.message);
       assert.equal(r.poweredOn, true, String(r.stateLoadError));
       assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'running');
-      const counts = await waitForCounts(log, 3, from);
+      const counts = await countsAfterRestart(log, from, later, 3);
       assert.ok(counts[0]! >= before + 1 && counts[0]! <= after + 2, `the count goes on from the snapshot (${before}..${after}), got ${counts[0]}`);
       assert.ok(counts[0]! < later - 10, `not from the later value ${later}`);
       await rowShows('running');

@@ -18,6 +18,8 @@ export class ComparePanel implements vscode.Disposable {
   private focusId: string | null = null;
   private nextRequest = 1;
   private readonly probes = new Map<number, (r: ProbeReply) => void>();
+  /** Probes asked before the webview's script listens: a message posted then would be lost. */
+  private readonly probesWaiting: number[] = [];
   private pushing: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -37,8 +39,9 @@ export class ComparePanel implements vscode.Disposable {
         if (isFromWebview(m)) void this.receive(m);
       }),
       service.onDidChange(() => this.push()),
+      // A hidden webview is torn down, and says 'ready' again once it is shown and listening.
       panel.onDidChangeViewState((e) => {
-        if (e.webviewPanel.visible) this.push();
+        if (!e.webviewPanel.visible) this.ready = false;
       }),
     );
   }
@@ -79,6 +82,7 @@ export class ComparePanel implements vscode.Disposable {
       case 'ready':
         this.ready = true;
         this.push();
+        for (const requestId of this.probesWaiting.splice(0)) void this.post({ type: 'probe', requestId });
         return;
       case 'selectMachine':
         this.machineId = m.machineId;
@@ -115,7 +119,8 @@ export class ComparePanel implements vscode.Disposable {
         clearTimeout(timer);
         resolve(r);
       });
-      void this.post({ type: 'probe', requestId });
+      if (this.ready) void this.post({ type: 'probe', requestId });
+      else this.probesWaiting.push(requestId);
     });
   }
 

@@ -10,7 +10,7 @@ import { validateManifest } from '../../../src/engine/machine/manifest';
 import { machineStatus as runtimeStatus, runningPid, runningTops, stopMachine } from '../../../src/engine/runtime';
 import { qemuCheck, scratchDir } from '../../support/qemu';
 import { writeCountingGuest } from '../runtime/guest';
-import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../runtime/support';
+import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../runtime/support';
 
 async function rejectsWith(p: Promise<unknown>, code: string, what: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -65,7 +65,7 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     const from = logSize(log);
     const r = await lib.revert('guest', 'live', { discardCurrent: true });
     assert.equal(r.poweredOn, true, String(r.stateLoadError));
-    const counts = await waitForCounts(log, 5, from);
+    const counts = await countsAfterRestart(log, from, later, 5);
     const first = counts[0]!;
     assert.ok(first >= before + 1 && first <= after + 2, `the count goes on from the snapshot (${before}..${after}), got ${first}`);
     assert.ok(first < later - 10, `not from the later value ${later}`);

@@ -84,6 +84,22 @@ export async function waitForCounts(log: string, n: number, from = 0, timeoutMs 
   }
 }
 
+/**
+ * The first `n` counts of a guest restarted from an earlier state while it ran (a revert to a running snapshot):
+ * the old guest may print a few more counts after byte `from` before it stops, so the restarted one begins where
+ * the count drops below the one before it (`lastBefore`: the last count before `from`).
+ */
+export async function countsAfterRestart(log: string, from: number, lastBefore: number, n: number, timeoutMs = 20000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const seen = [lastBefore, ...countsSince(log, from)];
+    const drop = seen.findIndex((c, i) => i > 0 && c < seen[i - 1]!);
+    if (drop > 0 && seen.length - drop >= n) return seen.slice(drop, drop + n);
+    if (Date.now() > deadline) throw new Error(`The restarted guest did not print ${n} counts in ${timeoutMs} ms (after ${lastBefore}: ${seen.slice(1).join(' ')}).`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 export function last(counts: number[]): number {
   const v = counts[counts.length - 1];
   if (v === undefined) throw new Error('no counts');
