@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { type MachineDetails, type MachineStatus, type PowerState } from '../../engine/machine';
+import type { MachineDetails, MachineStatus, PowerState } from '../../engine/machine';
 import type { ConsoleTerminals } from '../console/consoleTerminal';
 import type { CommandContext, Target } from './context';
 
