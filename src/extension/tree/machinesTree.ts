@@ -182,6 +182,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.brokenNodes = broken.map((b) => ({ kind: 'broken', id: brokenNodeId(b.folder), folder: b.folder, message: b.message }));
     // The welcome views follow this; the rows need not wait for the round trip to the workbench.
     void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length + broken.length === 0 ? 'empty' : 'ready');
+    const ids = new Set(machines.map((m) => m.id));
+    for (const id of this.sizes.keys()) if (!ids.has(id)) this.sizes.delete(id); // deleted machines
     const dev = this.devMachine();
     const nodes: MachineNode[] = machines.map((machine) => ({
       kind: 'machine',
