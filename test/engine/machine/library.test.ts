@@ -442,7 +442,12 @@ describe('machine library', function () {
     // A live holder that lets go within the wait (a status read, another window's recovery check): the operation
     // waits for it instead of failing.
     writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, started: parentStart, host, operation: 'status', since, token: 'v' }));
-    const released = new Promise<void>((r) => setTimeout(() => r(rmSync(lockFile)), 300));
+    const released = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        rmSync(lockFile);
+        resolve();
+      }, 300),
+    );
     await lib.takeSnapshot(m.id, 'after the wait');
     await released;
     // Two operations at once in one process: one after the other, not interleaved.
