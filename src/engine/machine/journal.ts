@@ -197,8 +197,9 @@ async function finish(folder: string, journal: Journal): Promise<void> {
     await unlinkIfExists(join(folder, `${f}.vmsnap-undo`));
     step(`${journal.operation}: removed ${f}`);
   }
+  // Not flushed: a journal that comes back after a power cut names the manifest's revision, so recovery rolls
+  // it forward again (all of the above is idempotent), and the next manifest write flushes this folder anyway.
   await rm(join(folder, JOURNAL_FILE), { force: true });
-  await fsyncDir(folder);
   step(`${journal.operation}: journal removed`);
 }
 
@@ -234,6 +235,12 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
     return null;
   }
   const manifest = await readManifest(folder);
+  if (manifest.revision > journal.after.revision) {
+    // Its operation finished and a later change was saved since: only the removal of its journal did not reach
+    // the disk before a power cut. Undoing it now would throw away that snapshot and what came after.
+    await rm(join(folder, JOURNAL_FILE), { force: true });
+    return 'rolled-forward';
+  }
   const companionMade = journal.companion !== undefined && (await exists(join(resolve(folder, journal.companion), MANIFEST_FILE)));
   if (manifest.revision === journal.after.revision || companionMade) {
     if (manifest.revision !== journal.after.revision) await writeManifest(folder, journal.after);

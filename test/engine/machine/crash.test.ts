@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
 import { Library } from '../../../src/engine/machine';
@@ -183,4 +183,35 @@ describe('machine library crash safety: killed at every step, the library recove
       assert.ok(states.size >= 1, `only ${states.size} interruption points: ${outcomes.join(' ')}`);
     });
   }
+
+  it('a finished operation whose journal comes back after a later change (its removal was not flushed) is not undone', async () => {
+    const work = join(scratch.dir, 'stale-journal');
+    const vmFolder = (): string => join(work, readdirSync(work).find((f) => f.startsWith('vm-'))!);
+    // The journal of a snapshot, as it stands once the new manifest is written: the step before its removal.
+    let journal: string | null = null;
+    for (let n = 1; n <= 60 && journal === null; n++) {
+      execFileSync('rm', ['-rf', work]);
+      execFileSync('cp', ['-a', template, work]);
+      const r = spawnSync(process.execPath, [child, work, 'take'], { encoding: 'utf8', env: { ...process.env, VMSNAP_CRASH_AFTER_STEP: String(n) } });
+      assert.notEqual(r.status, 0, 'the snapshot completed before its manifest step was found');
+      const file = join(vmFolder(), 'operation.json');
+      if (!existsSync(file)) continue;
+      const text = readFileSync(file, 'utf8');
+      const after = (JSON.parse(text) as { after: { revision: number } }).after.revision;
+      if ((JSON.parse(readFileSync(join(vmFolder(), 'machine.json'), 'utf8')) as { revision: number }).revision === after) journal = text;
+    }
+    assert.ok(journal !== null, 'no step left the journal next to its manifest');
+    const lib = await Library.open(work);
+    // Later work: data written in the current state (the snapshot's new top layer), and a change of the manifest.
+    await writeRegions(lib, 'vm', 3, 5, 9);
+    await lib.editSnapshot('vm', 'taken', { description: 'a later change' });
+    const state = await fingerprint(work, scratch.dir);
+    // A power cut before the folder was flushed: the journal's removal is lost, the later manifest is not.
+    writeFileSync(join(vmFolder(), 'operation.json'), journal);
+    const reopened = await Library.open(work);
+    expectNoLeftovers(work);
+    assert.equal(await fingerprint(work, scratch.dir), state, 'the snapshot and the later work are all kept');
+    assert.equal((await reopened.show('vm')).snapshots.find((x) => x.name === 'taken')?.description, 'a later change');
+    checkAllImages([vmFolder()]);
+  });
 });
