@@ -36,10 +36,11 @@ export class MachineLock {
     private readonly token: string,
   ) {}
 
-  static async acquire(folder: string, machineName: string, operation: string, fileName = LOCK_FILE): Promise<MachineLock> {
+  /** `waitMs`: how long a live holder is waited for (0: report busy at once, for checks that can be skipped). */
+  static async acquire(folder: string, machineName: string, operation: string, { file: fileName = LOCK_FILE, waitMs = BUSY_WAIT_MS } = {}): Promise<MachineLock> {
     const file = join(folder, fileName);
     const token = randomBytes(8).toString('hex');
-    const waitUntil = Date.now() + BUSY_WAIT_MS;
+    const waitUntil = Date.now() + waitMs;
     for (let changes = 0; ; ) {
       const record: LockRecord = {
         pid: process.pid,

@@ -72,7 +72,7 @@ export class Store {
 
   /** Changes the registry under the library lock. */
   async updateRegistry(change: (r: Registry) => void): Promise<void> {
-    const lock = await MachineLock.acquire(this.dir, 'library', 'update library', LIBRARY_LOCK);
+    const lock = await MachineLock.acquire(this.dir, 'library', 'update library', { file: LIBRARY_LOCK });
     try {
       const r = await this.readRegistry();
       change(r);
@@ -176,7 +176,8 @@ async function removeDeadWork(parent: string, prefix: string, name: string): Pro
 export async function recoverMachine(folder: string): Promise<void> {
   let lock: MachineLock;
   try {
-    lock = await MachineLock.acquire(folder, basename(folder), 'recover an interrupted operation');
+    // A live holder is working, not interrupted: opening a library does not wait for it.
+    lock = await MachineLock.acquire(folder, basename(folder), 'recover an interrupted operation', { waitMs: 0 });
   } catch (e) {
     if (isMachineError(e) && e.code === 'BUSY') return;
     throw e;

@@ -426,6 +426,11 @@ describe('machine library', function () {
     const since = new Date().toISOString();
     writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, host: (await import('node:os')).hostname(), operation: 'full clone', since, token: 'x' }));
     await rejects(lib.takeSnapshot(m.id, 's'), 'BUSY', new RegExp(`is busy: full clone since ${since.replace(/[.]/g, '\\.')} \\(pid ${process.ppid}\\)`));
+    // Opening the library meanwhile (another window, the CLI) leaves the holder alone and does not wait for it.
+    const opening = Date.now();
+    await Library.open(lib.dir);
+    assert.ok(Date.now() - opening < 1000, `opening waited ${Date.now() - opening} ms for the lock`);
+    assert.ok(existsSync(lockFile), 'the live holder keeps its lock');
     // pid 2^22+ is beyond Linux's pid_max default, so no process has it.
     writeFileSync(lockFile, JSON.stringify({ pid: 4194303, host: (await import('node:os')).hostname(), operation: 'take snapshot', since, token: 'y' }));
     await lib.takeSnapshot(m.id, 's');
