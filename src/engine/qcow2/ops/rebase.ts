@@ -39,14 +39,16 @@ export async function rebase(topPath: string, newBacking: string | null, options
   // The undo journal, not the order of writes, makes a crash harmless, so the image flushes once, at the end.
   const top = await Qcow2Image.open(path, { writable: true, writeOrdering: 'on-flush' });
   let next: Disk | null = null;
-  let handedOver = false; // from then on the change below closes the top, before a failure puts it back
+  // Once the change below runs, it closes the top itself (before a failure puts the file back); until then (the
+  // journal may fail to be made: a full disk), this function does.
+  let handedOver = false;
   try {
     const newPath = newBacking === null ? null : resolve(newBacking);
     if (newPath !== null) next = await openDisk(newPath);
     const plan = await planRebase(top, next, options);
     const atRisk = await qcow2BytesAtRisk(path, plan.pieces);
-    handedOver = true;
     const copiedBytes = await withUndoJournal(path, atRisk, () => plan.progress.checkAborted(), `Rebasing ${path}`, async () => {
+      handedOver = true;
       try {
         const copied = await copyPieces(top, next, plan.pieces, plan.progress);
         await top.flush();
