@@ -73,15 +73,27 @@ export function logSize(log: string): number {
   return existsSync(log) ? readFileSync(log).length : 0;
 }
 
-/** Waits until the guest has printed at least `n` counts since byte `from` of the log; returns them. */
-export async function waitForCounts(log: string, n: number, from = 0, timeoutMs = 20000): Promise<number[]> {
+/** Reads the counts since byte `from` every 25 ms until `pick` finds what it waits for in them. */
+async function watchCounts<T>(log: string, from: number, timeoutMs: number, pick: (counts: number[]) => T | undefined, failure: (counts: number[]) => string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
     const counts = countsSince(log, from);
-    if (counts.length >= n) return counts;
-    if (Date.now() > deadline) throw new Error(`The guest printed ${counts.length} of ${n} counts in ${timeoutMs} ms (${log}).`);
+    const found = pick(counts);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(failure(counts));
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Waits until the guest has printed at least `n` counts since byte `from` of the log; returns them. */
+export function waitForCounts(log: string, n: number, from = 0, timeoutMs = 20000): Promise<number[]> {
+  return watchCounts(
+    log,
+    from,
+    timeoutMs,
+    (counts) => (counts.length >= n ? counts : undefined),
+    (counts) => `The guest printed ${counts.length} of ${n} counts in ${timeoutMs} ms (${log}).`,
+  );
 }
 
 /**
@@ -89,15 +101,18 @@ export async function waitForCounts(log: string, n: number, from = 0, timeoutMs 
  * the old guest may print a few more counts after byte `from` before it stops, so the restarted one begins where
  * the count drops below the one before it (`lastBefore`: the last count before `from`).
  */
-export async function countsAfterRestart(log: string, from: number, lastBefore: number, n: number, timeoutMs = 20000): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const seen = [lastBefore, ...countsSince(log, from)];
-    const drop = seen.findIndex((c, i) => i > 0 && c < seen[i - 1]!);
-    if (drop > 0 && seen.length - drop >= n) return seen.slice(drop, drop + n);
-    if (Date.now() > deadline) throw new Error(`The restarted guest did not print ${n} counts in ${timeoutMs} ms (after ${lastBefore}: ${seen.slice(1).join(' ')}).`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+export function countsAfterRestart(log: string, from: number, lastBefore: number, n: number, timeoutMs = 20000): Promise<number[]> {
+  return watchCounts(
+    log,
+    from,
+    timeoutMs,
+    (counts) => {
+      const seen = [lastBefore, ...counts];
+      const drop = seen.findIndex((c, i) => i > 0 && c < seen[i - 1]!);
+      return drop > 0 && seen.length - drop >= n ? seen.slice(drop, drop + n) : undefined;
+    },
+    (counts) => `The restarted guest did not print ${n} counts in ${timeoutMs} ms (after ${lastBefore}: ${counts.join(' ')}).`,
+  );
 }
 
 export function last(counts: number[]): number {
