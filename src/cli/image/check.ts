@@ -5,7 +5,7 @@ import { emit } from './shared';
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 
-export const checkCommand: Command<CliContext> = {
+export const imageCheckCommand: Command<CliContext> = {
   name: 'check',
   summary: 'check a qcow2 image\'s metadata for corruption and leaked clusters (like qemu-img check)',
   description:

@@ -4,7 +4,7 @@ import type { CliContext } from '../output';
 import { formatSize } from '../units';
 import { emit, longOperation } from './shared';
 
-export const commitCommand: Command<CliContext> = {
+export const imageCommitCommand: Command<CliContext> = {
   name: 'commit',
   summary: 'merge an overlay into its backing file, then empty the overlay (like qemu-img commit)',
   description:

@@ -3,7 +3,7 @@ import type { Command } from '../args';
 import type { CliContext } from '../output';
 import { emit, longOperation } from './shared';
 
-export const compareCommand: Command<CliContext> = {
+export const imageCompareCommand: Command<CliContext> = {
   name: 'compare',
   summary: 'check whether two images read the same, through their chains (like qemu-img compare)',
   description:

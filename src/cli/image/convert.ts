@@ -4,7 +4,7 @@ import type { CliContext } from '../output';
 import { formatSize } from '../units';
 import { clusterSizeOption, emit, FORCE_FLAG, longOperation } from './shared';
 
-export const convertCommand: Command<CliContext> = {
+export const imageConvertCommand: Command<CliContext> = {
   name: 'convert',
   summary: 'flatten an image and its backing chain (or one internal snapshot) into a new standalone qcow2',
   description:

@@ -6,7 +6,7 @@ import type { CliContext } from '../output';
 import { formatSize, formatSizeExact, parseSize } from '../units';
 import { backingFormatOption, clusterSizeOption, emit, withImage } from './shared';
 
-export const createCommand: Command<CliContext> = {
+export const imageCreateCommand: Command<CliContext> = {
   name: 'create',
   summary: 'create a new qcow2 image, empty or as an overlay on a backing file',
   args: [

@@ -4,7 +4,7 @@ import type { CliContext } from '../output';
 import { describeLayer, layerText, type LayerInfo } from './describe';
 import { closeQuietly, emit } from './shared';
 
-export const infoCommand: Command<CliContext> = {
+export const imageInfoCommand: Command<CliContext> = {
   name: 'info',
   summary: 'show an image\'s format, sizes, backing file, state and internal snapshots',
   args: [{ name: 'FILE', description: 'a qcow2 or raw image' }],

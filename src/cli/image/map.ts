@@ -16,7 +16,7 @@ export interface MapEntry {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-export const mapCommand: Command<CliContext> = {
+export const imageMapCommand: Command<CliContext> = {
   name: 'map',
   summary: 'show which layer of the chain serves each range of the virtual disk (like qemu-img map)',
   args: [{ name: 'FILE', description: 'a qcow2 or raw image' }],

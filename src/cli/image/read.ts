@@ -5,7 +5,7 @@ import type { CliContext } from '../output';
 import { hexByte, parseBytePattern, parseSize } from '../units';
 import { closeQuietly, emit, STREAM_CHUNK } from './shared';
 
-export const readCommand: Command<CliContext> = {
+export const imageReadCommand: Command<CliContext> = {
   name: 'read',
   summary: 'read a range of the virtual disk through its chain: print its SHA-256, or verify a byte pattern',
   args: [

@@ -4,7 +4,7 @@ import type { CliContext } from '../output';
 import { formatSize } from '../units';
 import { backingFormatOption, emit, longOperation } from './shared';
 
-export const rebaseCommand: Command<CliContext> = {
+export const imageRebaseCommand: Command<CliContext> = {
   name: 'rebase',
   summary: 'point an overlay at another backing file, or none, keeping what it reads (like qemu-img rebase)',
   description:

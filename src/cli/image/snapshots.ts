@@ -3,7 +3,7 @@ import type { CliContext } from '../output';
 import { snapshotInfo, snapshotsTable } from './describe';
 import { emit, withImage } from './shared';
 
-export const snapshotsCommand: Command<CliContext> = {
+export const imageSnapshotsCommand: Command<CliContext> = {
   name: 'snapshots',
   summary: 'list the internal snapshots stored inside a qcow2 image (like qemu-img snapshot -l)',
   args: [{ name: 'FILE', description: 'a qcow2 image' }],

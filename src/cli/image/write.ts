@@ -4,7 +4,7 @@ import type { CliContext } from '../output';
 import { formatSize, hexByte, parseBytePattern, parseSize } from '../units';
 import { emit, STREAM_CHUNK, withImage } from './shared';
 
-export const writeCommand: Command<CliContext> = {
+export const imageWriteCommand: Command<CliContext> = {
   name: 'write',
   summary: 'write a byte pattern or zeros into a range of the virtual disk (like qemu-io write -P / -z)',
   args: [
