@@ -1,7 +1,6 @@
 // `vmsnap clone`: a new machine (new UUID, new MAC) from a machine's current state or one of its snapshots.
 import type { Command } from './args';
-import { emit, longOperation } from './image/shared';
-import type { CliContext } from './output';
+import { emit, longOperation, type CliContext } from './output';
 import { formatSize } from './units';
 import { openLibrary, shortId, VM_ARG } from './vm/shared';
 

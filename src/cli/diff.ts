@@ -1,7 +1,6 @@
 // `vmsnap diff`: what changed between two states of a machine, from the layers' allocation maps.
 import type { Command } from './args';
-import { emit, longOperation } from './image/shared';
-import type { CliContext } from './output';
+import { emit, longOperation, type CliContext } from './output';
 import { formatTable } from './table';
 import { formatSize, formatSizeExact } from './units';
 import { openLibrary, plural, VM_ARG } from './vm/shared';

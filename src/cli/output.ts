@@ -1,4 +1,5 @@
 // Where a command's results go: lines for people, or exactly one JSON document for programs, and a progress line.
+import type { OperationOptions } from '../engine/qcow2';
 
 export interface TextSink {
   write(text: string): unknown;
@@ -80,4 +81,23 @@ export interface CliContext {
   out: Output;
   /** Aborted on Ctrl-C; long operations pass it to the engine, which then stops cleanly. */
   signal: AbortSignal;
+}
+
+/** Prints a result: the JSON document under --json, the human text otherwise. */
+export function emit(ctx: CliContext, document: unknown, human: () => string): void {
+  if (ctx.out.json) ctx.out.document(document);
+  else ctx.out.print(human());
+}
+
+/**
+ * Runs a long engine operation with a progress line (on a terminal) and Ctrl-C wired to its AbortSignal.
+ * A cancellation surfaces as the engine's ABORTED error, which the caller lets through (exit 130).
+ */
+export async function longOperation<T>(ctx: CliContext, label: string, run: (options: OperationOptions) => Promise<T>): Promise<T> {
+  const progress = ctx.out.progress(label);
+  try {
+    return await run({ onProgress: (done, total) => progress.update(done, total), signal: ctx.signal });
+  } finally {
+    progress.finish();
+  }
 }

@@ -1,7 +1,6 @@
 import { check, checkExitStatus } from '../../engine/qcow2/check';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
-import { emit } from './shared';
+import { emit, type CliContext } from '../output';
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 

@@ -1,8 +1,7 @@
 import { commit, type CommitOptions } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';
-import { emit, longOperation } from './shared';
 
 export const imageCommitCommand: Command<CliContext> = {
   name: 'commit',

@@ -1,7 +1,6 @@
 import { compare } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
-import { emit, longOperation } from './shared';
+import { emit, longOperation, type CliContext } from '../output';
 
 export const imageCompareCommand: Command<CliContext> = {
   name: 'compare',

@@ -1,8 +1,8 @@
 import { flatten, type FlattenOptions } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';
-import { clusterSizeOption, emit, FORCE_FLAG, longOperation } from './shared';
+import { clusterSizeOption, FORCE_FLAG } from './shared';
 
 export const imageConvertCommand: Command<CliContext> = {
   name: 'convert',

@@ -2,9 +2,9 @@ import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ImageError, Qcow2Image, type CreateOptions } from '../../engine/qcow2';
 import { UsageError, type Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatSize, formatSizeExact, parseSize } from '../units';
-import { backingFormatOption, clusterSizeOption, emit, withImage } from './shared';
+import { backingFormatOption, clusterSizeOption, withImage } from './shared';
 
 export const imageCreateCommand: Command<CliContext> = {
   name: 'create',

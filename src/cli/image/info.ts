@@ -1,8 +1,8 @@
 import { openDisk, type Disk } from '../../engine/qcow2';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { describeLayer, layerText, type LayerInfo } from './describe';
-import { closeQuietly, emit } from './shared';
+import { closeQuietly } from './shared';
 
 export const imageInfoCommand: Command<CliContext> = {
   name: 'info',

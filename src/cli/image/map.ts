@@ -1,8 +1,8 @@
 import { chainMap, openDisk } from '../../engine/qcow2';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatTable } from '../table';
-import { closeQuietly, emit } from './shared';
+import { closeQuietly } from './shared';
 
 export interface MapEntry {
   start: number;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { ImageError, openDisk, throwIfAborted } from '../../engine/qcow2';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { hexByte, parseBytePattern, parseSize } from '../units';
-import { closeQuietly, emit, STREAM_CHUNK } from './shared';
+import { closeQuietly, STREAM_CHUNK } from './shared';
 
 export const imageReadCommand: Command<CliContext> = {
   name: 'read',

@@ -1,8 +1,8 @@
 import { rebase, type RebaseOptions } from '../../engine/qcow2/ops';
 import { UsageError, type Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';
-import { backingFormatOption, emit, longOperation } from './shared';
+import { backingFormatOption } from './shared';
 
 export const imageRebaseCommand: Command<CliContext> = {
   name: 'rebase',

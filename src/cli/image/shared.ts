@@ -1,7 +1,6 @@
-// Helpers the `vmsnap image` commands share: option values, opening and closing images, long operations.
-import { Qcow2Image, type OpenOptions, type OperationOptions } from '../../engine/qcow2';
+// Helpers the `vmsnap image` commands share: option values, opening and closing images, stream chunks.
+import { Qcow2Image, type OpenOptions } from '../../engine/qcow2';
 import { UsageError, type FlagSpec, type Invocation } from '../args';
-import type { CliContext } from '../output';
 import { parseSize } from '../units';
 
 export const FORCE_FLAG: FlagSpec = { name: 'force', kind: 'boolean', description: 'replace the file if it exists' };
@@ -15,12 +14,6 @@ export function backingFormatOption(inv: Invocation): 'qcow2' | 'raw' | undefine
 export function clusterSizeOption(inv: Invocation): number | undefined {
   const v = inv.value('cluster-size');
   return v === undefined ? undefined : parseSize(v, '--cluster-size');
-}
-
-/** Prints a result: the JSON document under --json, the human text otherwise. */
-export function emit(ctx: CliContext, document: unknown, human: () => string): void {
-  if (ctx.out.json) ctx.out.document(document);
-  else ctx.out.print(human());
 }
 
 /** Opens a qcow2 image, runs `use`, and closes it; a failure to close is reported unless `use` failed first. */
@@ -42,18 +35,8 @@ export async function closeQuietly(disk: { close(): Promise<void> }): Promise<vo
   await disk.close().catch(() => {});
 }
 
-/**
- * Runs a long engine operation with a progress line (on a terminal) and Ctrl-C wired to its AbortSignal.
- * A cancellation surfaces as the engine's ABORTED error, which the caller lets through (exit 130).
- */
-export async function longOperation<T>(ctx: CliContext, label: string, run: (options: OperationOptions) => Promise<T>): Promise<T> {
-  const progress = ctx.out.progress(label);
-  try {
-    return await run({ onProgress: (done, total) => progress.update(done, total), signal: ctx.signal });
-  } finally {
-    progress.finish();
-  }
-}
-
 /** Chunk size for streaming reads and writes: large enough for throughput, small enough for prompt Ctrl-C. */
 export const STREAM_CHUNK = 4 * 1024 * 1024;
+
+// Transitional: src/cli/compare.ts still imports emit from here; once it imports from '../output', remove this.
+export { emit } from '../output';

@@ -1,7 +1,7 @@
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { snapshotInfo, snapshotsTable } from './describe';
-import { emit, withImage } from './shared';
+import { withImage } from './shared';
 
 export const imageSnapshotsCommand: Command<CliContext> = {
   name: 'snapshots',

@@ -1,8 +1,8 @@
 import { throwIfAborted } from '../../engine/qcow2';
 import type { Command } from '../args';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatSize, hexByte, parseBytePattern, parseSize } from '../units';
-import { emit, STREAM_CHUNK, withImage } from './shared';
+import { STREAM_CHUNK, withImage } from './shared';
 
 export const imageWriteCommand: Command<CliContext> = {
   name: 'write',

@@ -1,6 +1,5 @@
 import type { Command } from '../args';
-import { emit, longOperation } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';
 import { openLibrary, plural, SNAP_ARG, VM_ARG } from '../vm/shared';
 

@@ -1,7 +1,6 @@
 import type { EditSnapshotOptions } from '../../engine/machine';
 import { UsageError, type Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { openLibrary, shortId, SNAP_ARG, VM_ARG } from '../vm/shared';
 
 export const snapshotEditCommand: Command<CliContext> = {

@@ -1,7 +1,6 @@
 import type { RevertOptions } from '../../engine/machine';
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatSize } from '../units';
 import { openLibrary, shortId, SNAP_ARG, VM_ARG } from '../vm/shared';
 

@@ -1,6 +1,5 @@
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { openLibrary, shortId, VM_ARG } from '../vm/shared';
 
 export const snapshotTakeCommand: Command<CliContext> = {

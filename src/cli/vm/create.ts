@@ -1,7 +1,6 @@
 import type { CreateMachineOptions } from '../../engine/machine';
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatSize, parseSize } from '../units';
 import { hardwareOptions, openLibrary, shortId } from './shared';
 

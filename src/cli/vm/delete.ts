@@ -1,7 +1,6 @@
 import { isMachineError, MachineError } from '../../engine/machine';
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { openLibrary, plural, VM_ARG } from './shared';
 
 export const vmDeleteCommand: Command<CliContext> = {

@@ -1,6 +1,5 @@
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { intOption, openLibrary, VM_ARG } from './shared';
 
 export const vmDiskCommand: Command<CliContext> = {

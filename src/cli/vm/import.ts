@@ -1,7 +1,6 @@
 import type { ImportMachineOptions } from '../../engine/machine';
 import type { Command } from '../args';
-import { emit, longOperation } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';
 import { hardwareOptions, openLibrary, plural, shortId } from './shared';
 

@@ -1,6 +1,5 @@
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { formatTable } from '../table';
 import { formatDate, openLibrary, shortId } from './shared';
 

@@ -1,8 +1,7 @@
 // `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
 import { attachConsole, serialLogTail } from '../../engine/runtime';
 import type { Command } from '../args';
-import { emit } from '../image/shared';
-import type { CliContext } from '../output';
+import { emit, type CliContext } from '../output';
 import { openLibrary, VM_ARG } from './shared';
 
 const STOP_WORDS: Record<string, string> = {
