@@ -46,13 +46,14 @@ export interface Invocation {
   /** The words that named the command: ['image', 'create']. */
   readonly path: readonly string[];
   readonly global: GlobalOptions;
+  // Each accessor throws a plain Error (a bug, not wrong usage) for a name the command does not declare.
   /** A positional argument by its spec name (undefined only for optional ones left out). */
   arg(name: string): string | undefined;
   /** A positional argument the spec declares required. */
   required(name: string): string;
-  /** Whether a boolean flag was given. */
+  /** Whether a declared boolean flag was given. */
   flag(name: string): boolean;
-  /** A value flag's value, or undefined. */
+  /** A declared value flag's value, or undefined. */
   value(name: string): string | undefined;
 }
 
@@ -318,17 +319,29 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
     }
   }
 
-  const flagValue = (name: string): string | undefined => second.flags.get(name)?.[0];
+  // Asking for a name the command does not declare is a typo in its code: throw rather than answer "not given".
+  const undeclared = (what: string): Error => new Error(`"${label}" does not declare the ${what}.`);
+  const declaredArg = (name: string): string => {
+    if (!command.args.some((a) => a.name === name)) throw undeclared(`argument ${name}`);
+    return name;
+  };
+  const flagValue = (name: string): string | undefined => {
+    if (own.get(name) !== 'value') throw undeclared(`value flag --${name}`);
+    return second.flags.get(name)?.[0];
+  };
   const invocation: Invocation = {
     path,
     global: { json: second.flags.has('json'), library: flagValue('library') },
-    arg: (name) => values.get(name),
+    arg: (name) => values.get(declaredArg(name)),
     required: (name) => {
-      const v = values.get(name);
+      const v = values.get(declaredArg(name));
       if (v === undefined) throw new UsageError(`"${label}" is missing its ${name} argument.`, path);
       return v;
     },
-    flag: (name) => second.flags.has(name),
+    flag: (name) => {
+      if (own.get(name) !== 'boolean') throw undeclared(`flag --${name}`);
+      return second.flags.has(name);
+    },
     value: flagValue,
   };
   return { kind: 'run', command, invocation };

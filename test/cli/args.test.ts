@@ -52,6 +52,15 @@ function usageError(argv: string[]): { message: string; helpPath: readonly strin
   assert.fail(`expected a usage error for ${argv.join(' ')}`);
 }
 
+function catchError(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  return assert.fail('expected an error');
+}
+
 describe('cli argument parser', () => {
   it('resolves verb, subverb, positionals and flags', () => {
     const { command, inv } = invocation(['image', 'create', 'a.qcow2', '10G', '--backing', 'b.qcow2', '--extended-l2']);
@@ -90,6 +99,22 @@ describe('cli argument parser', () => {
     assert.equal(command, 'clone');
     assert.deepEqual(inv.path, ['clone']);
     assert.equal(inv.flag('linked'), true);
+  });
+
+  it('treats asking for a flag or argument the command does not declare as a programming error, not as absent', () => {
+    const { inv } = invocation(['image', 'create', 'a.qcow2', '--extended-l2']);
+    // A typo in a command's code must not read as "not given".
+    assert.throws(() => inv.flag('extended-l3'), /does not declare the flag --extended-l3/);
+    assert.throws(() => inv.value('backign'), /does not declare the value flag --backign/);
+    assert.throws(() => inv.arg('SIEZ'), /does not declare the argument SIEZ/);
+    assert.throws(() => inv.required('FIEL'), /does not declare the argument FIEL/);
+    // Each accessor reads its own kind: a value flag is not a boolean one, nor the reverse.
+    assert.throws(() => inv.flag('backing'), /does not declare the flag --backing/);
+    assert.throws(() => inv.value('extended-l2'), /does not declare the value flag --extended-l2/);
+    assert.ok(!isUsageError(catchError(() => inv.flag('extended-l3'))), 'a programming error is not the user\'s wrong usage');
+    // Global flags are declared for every command.
+    assert.equal(inv.flag('json'), false);
+    assert.equal(inv.value('library'), undefined);
   });
 
   it('answers help requests at every level', () => {
