@@ -9,7 +9,7 @@ import { snapshotRunning, startFromState } from '../../src/engine/runtime/live-s
 import { sleep } from '../../src/engine/runtime/process';
 import { QmpClient } from '../../src/engine/runtime/qmp';
 import { qemuArgs, qemuPath, runtimeFiles, startMachine, stopMachine, type MachineConfig } from '../../src/engine/runtime/qemu';
-import { writeCountingGuest } from '../engine/runtime/guest';
+import { writeCountingGuest } from '../support/counting-guest';
 import { median, type BenchRow } from './report';
 
 const RUNS = 5;

@@ -1,6 +1,6 @@
 // Running machines from VS Code: the power commands, the rows' state, the serial console in a terminal, and a
 // snapshot of a running machine reverted into its running state. The guest is the counting boot sector
-// (test/engine/runtime/guest.ts), imported as a raw bootable disk, on TCG. Every QEMU is ended in after().
+// (test/support/counting-guest.ts), imported as a raw bootable disk, on TCG. Every QEMU is ended in after().
 import * as assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../.
 import type { ShownError } from '../../src/extension/commands/context';
 import type { VmsnapApi } from '../../src/extension/extension';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
-import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
+import { countsInLog, writeCountingGuest } from '../support/counting-guest';
 
 /** The line a console writes between the replayed serial log and the live output. */
 const LIVE = '── Live ──';
@@ -20,7 +20,7 @@ const live = (transcript: string): string => {
   const text = transcript.replace(/\r\n/g, '\n');
   return text.includes(LIVE) ? text.slice(text.indexOf(LIVE) + LIVE.length) : text;
 };
-import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../engine/runtime/support';
+import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../support/guest-machines';
 import { answering, extensionApi, until, useFreshLibrary } from './support';
 
 const POWER_COMMANDS = ['startMachine', 'resumeMachine', 'pauseMachine', 'stopMachine', 'forceStopMachine', 'openConsole'].map((c) => `vmsnap.${c}`);

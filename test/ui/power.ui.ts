@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Library } from '../../src/engine/machine';
 import { runningPid, stopMachine } from '../../src/engine/runtime';
-import { writeCountingGuest } from '../engine/runtime/guest';
-import { ACCEL, requireQemu, waitForCounts } from '../engine/runtime/support';
+import { writeCountingGuest } from '../support/counting-guest';
+import { ACCEL, requireQemu, waitForCounts } from '../support/guest-machines';
 import { chooseFromContextMenu, openWorkbench, waitFor, type Workbench } from './workbench';
 
 describe('UI: power buttons and the serial console', function () {

@@ -10,7 +10,7 @@ import { requireTool, scratchDir } from '../../support/qemu';
 
 const exec = promisify(execFile);
 import { operations } from './crash-child';
-import { checkAllImages, DISK_SIZE, writeRegions } from './helpers';
+import { checkAllImages, DISK_SIZE, writeRegions } from './library-oracles';
 
 interface RawManifest {
   id: string;

@@ -9,7 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { isMachineError, Library, type MachineDetails, type MachineSummary } from '../../../src/engine/machine';
 import type { OperationOptions } from '../../../src/engine/qcow2/disk';
 import { qemuImg, qemuIo, qemuSame, requireTool, run, scratchDir } from '../../support/qemu';
-import { checkLibrary, MiB } from './helpers';
+import { checkLibrary, MiB } from './library-oracles';
 
 /** Big enough that the up-front free-space checks (which want 64 MiB of slack) pass, so the disk fills mid-way. */
 const TMPFS_MIB = 160;

@@ -4,7 +4,7 @@ import { join, relative } from 'node:path';
 import { isMachineError, Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
 import { processStart } from '../../../src/engine/machine/fsutil';
 import { qemuImg, qemuIo, qemuSame, requireTool, scratchDir } from '../../support/qemu';
-import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './helpers';
+import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './library-oracles';
 
 async function rejects(p: Promise<unknown>, code: MachineErrorCode, message?: RegExp): Promise<Error & { candidates?: readonly string[] }> {
   try {

@@ -1,5 +1,5 @@
 // Running machines through the library: start, live snapshot with memory, revert into the running state, stop.
-// The guest is the counting boot sector (test/engine/runtime/guest.ts), imported as a raw bootable disk; TCG.
+// The guest is the counting boot sector (test/support/counting-guest.ts), imported as a raw bootable disk; TCG.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -9,8 +9,8 @@ import { Library, isMachineError, type MachineDetails } from '../../../src/engin
 import { validateManifest } from '../../../src/engine/machine/manifest';
 import { machineStatus as runtimeStatus, runningPid, runningTops, stopMachine } from '../../../src/engine/runtime';
 import { qemuCheck, scratchDir } from '../../support/qemu';
-import { writeCountingGuest } from '../runtime/guest';
-import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../runtime/support';
+import { writeCountingGuest } from '../../support/counting-guest';
+import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
 
 async function rejectsWith(p: Promise<unknown>, code: string, what: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {

@@ -5,7 +5,7 @@ import { isQemuError, isQmpError } from '../../../src/engine/runtime/errors';
 import { QmpClient } from '../../../src/engine/runtime/qmp';
 import { runtimeFiles, startMachine } from '../../../src/engine/runtime/qemu';
 import { scratchDir } from '../../support/qemu';
-import { ACCEL, Machines, requireQemu } from './support';
+import { ACCEL, Machines, requireQemu } from '../../support/guest-machines';
 
 const GREETING = '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"}, "capabilities": []}}\n';
 

@@ -21,7 +21,7 @@ import {
 } from '../../../src/engine/runtime/qemu';
 import { Qcow2Image } from '../../../src/engine/qcow2/image';
 import { qemuCheck, qemuInfo, run, scratchDir } from '../../support/qemu';
-import { ACCEL, countsSince, last, logSize, Machines, requireQemu, waitForCounts } from './support';
+import { ACCEL, countsSince, last, logSize, Machines, requireQemu, waitForCounts } from '../../support/guest-machines';
 
 const opts = { accel: ACCEL };
 

@@ -1,11 +1,12 @@
-// Shared by the runtime tests: the tools they need, machines they start (always ended afterwards).
+// Machines that run the counting guest, for any suite: the tools they need, machines a suite starts (always ended
+// afterwards), and waiting for the guest's counts in its serial log.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { machineStatus, stopMachine, type MachineConfig } from '../../../src/engine/runtime/qemu';
-import { isProcessAlive } from '../../../src/engine/runtime/process';
-import { requireTool } from '../../support/qemu';
-import { countsInLog, writeCountingGuest } from './guest';
+import { machineStatus, stopMachine, type MachineConfig } from '../../src/engine/runtime/qemu';
+import { isProcessAlive } from '../../src/engine/runtime/process';
+import { countsInLog, writeCountingGuest } from './counting-guest';
+import { requireTool } from './qemu';
 
 /** Tests run on TCG by default (KVM is never required; under nested virtualisation it can be far slower). */
 export const ACCEL = process.env['VMSNAP_QEMU_ACCEL'] ?? 'tcg';
