@@ -1,3 +1,4 @@
+// `vmsnap image check`: metadata consistency, and its repair (like qemu-img check).
 import { check, checkExitStatus } from '../../engine/qcow2/check';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

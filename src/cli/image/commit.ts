@@ -1,3 +1,4 @@
+// `vmsnap image commit`: an overlay merged into its backing file (like qemu-img commit).
 import { commit, type CommitOptions } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap image compare`: whether two images read the same (like qemu-img compare).
 import { compare } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap image convert`: a chain (or one internal snapshot) flattened into a new standalone qcow2.
 import { flatten, type FlattenOptions } from '../../engine/qcow2/ops';
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';

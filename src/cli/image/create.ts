@@ -1,3 +1,4 @@
+// `vmsnap image create`: a new qcow2 image, empty or as an overlay.
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ImageError, Qcow2Image, type CreateOptions } from '../../engine/qcow2';

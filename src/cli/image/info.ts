@@ -1,3 +1,4 @@
+// `vmsnap image info`: what an image is (like qemu-img info), for one layer or its whole chain.
 import { openDisk, type Disk } from '../../engine/qcow2';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap image map`: which layer serves each range of the virtual disk (like qemu-img map).
 import { chainMap, openDisk } from '../../engine/qcow2';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap image read`: a range read through the chain, hashed or checked against a byte pattern.
 import { createHash } from 'node:crypto';
 import { ImageError, openDisk, throwIfAborted } from '../../engine/qcow2';
 import type { Command } from '../args';

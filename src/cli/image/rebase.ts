@@ -1,3 +1,4 @@
+// `vmsnap image rebase`: an overlay pointed at another backing file, reading the same (like qemu-img rebase).
 import { rebase, type RebaseOptions } from '../../engine/qcow2/ops';
 import { UsageError, type Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap image snapshots`: the internal snapshots inside a qcow2 image (like qemu-img snapshot -l).
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { snapshotInfo, snapshotsTable } from './describe';

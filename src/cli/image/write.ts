@@ -1,3 +1,4 @@
+// `vmsnap image write`: a byte pattern or zeros into a range of the virtual disk (like qemu-io write).
 import { throwIfAborted } from '../../engine/qcow2';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

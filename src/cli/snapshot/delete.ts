@@ -1,3 +1,4 @@
+// `vmsnap snapshot delete`: a snapshot (or its subtree) merged away; every other state reads as before.
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';

@@ -1,3 +1,4 @@
+// `vmsnap snapshot edit`: a snapshot's name and description.
 import type { EditSnapshotOptions } from '../../engine/machine';
 import { UsageError, type Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap snapshot list`: a machine's snapshot tree, with "You are here".
 import { formatSnapshotTree } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap snapshot revert`: back to a snapshot, the current state discarded or saved first.
 import type { RevertOptions } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

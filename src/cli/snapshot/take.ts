@@ -1,3 +1,4 @@
+// `vmsnap snapshot take`: a snapshot of the current state.
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { openLibrary, shortId, VM_ARG } from '../vm/shared';

@@ -1,3 +1,4 @@
+// `vmsnap vm create`: a new machine with one empty sparse disk.
 import type { CreateMachineOptions } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap vm delete`: a machine and its folder (or with --with-clones, its linked clones too).
 import { isMachineError, MachineError } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';

@@ -1,3 +1,4 @@
+// `vmsnap vm disk`: the path of a disk's current top layer, for QEMU's tools to write into.
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { intOption, openLibrary, VM_ARG } from './shared';

@@ -1,3 +1,4 @@
+// `vmsnap vm import`: a new machine from a copy of a qcow2 or raw image.
 import type { ImportMachineOptions } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';

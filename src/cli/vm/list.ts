@@ -1,3 +1,4 @@
+// `vmsnap vm list`: the machines of the library, one row each.
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatTable } from '../table';

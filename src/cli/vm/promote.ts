@@ -1,3 +1,4 @@
+// `vmsnap vm promote`: a linked clone made full, independent of its source.
 import type { Command } from '../args';
 import { emit, longOperation, type CliContext } from '../output';
 import { formatSize } from '../units';

@@ -1,3 +1,4 @@
+// `vmsnap vm rename`: a machine's display name.
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { openLibrary, VM_ARG } from './shared';

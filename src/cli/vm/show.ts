@@ -1,3 +1,4 @@
+// `vmsnap vm show`: one machine in full: identity, disks, snapshots, lineage and sizes.
 import { formatSnapshotTree } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
