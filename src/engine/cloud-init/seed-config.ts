@@ -147,11 +147,12 @@ function cloudConfig(o: { user: string; hostname: string; authorizedKeys: string
 }
 
 /**
- * JSON as a YAML document (flow style). PyYAML (what cloud-init parses with) refuses a few characters JSON leaves raw
- * (DEL, C1 controls, U+FFFE/U+FFFF), so those are escaped too; the result is still valid JSON.
+ * JSON as a YAML document (flow style). JSON leaves some characters raw that YAML 1.1 (PyYAML, what cloud-init
+ * parses with) refuses (DEL, C1 controls, U+FFFE/U+FFFF) or reads as line breaks inside a quoted string, changing
+ * the value (NEL, U+2028, U+2029); those are escaped too, and the result is still valid JSON.
  */
 function yamlDocument(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(/[\u007f-\u0084\u0086-\u009f\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n';
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -197,7 +198,8 @@ function checkAuthorizedKeys(keys: readonly string[]): string[] {
   return keys.map((raw, i) => {
     const key = typeof raw === 'string' ? raw.trim() : '';
     // eslint-disable-next-line no-control-regex
-    if (/[\x00-\x1f\x7f]/.test(key) || !AUTHORIZED_KEY.test(key)) {
+    const wellFormed = Buffer.from(key, 'utf8').toString('utf8') === key; // no lone UTF-16 surrogates
+    if (!wellFormed || /[\x00-\x1f\x7f]/.test(key) || !AUTHORIZED_KEY.test(key)) {
       throw new SeedError('INVALID_KEY', `SSH public key ${i + 1} is not one line "TYPE AAAA… [comment]" (as in a .pub file): "${shown(key)}".`);
     }
     return key;
