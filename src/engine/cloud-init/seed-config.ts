@@ -197,8 +197,8 @@ function checkAuthorizedKeys(keys: readonly string[]): string[] {
   }
   return keys.map((raw, i) => {
     const key = typeof raw === 'string' ? raw.trim() : '';
-    // eslint-disable-next-line no-control-regex
     const wellFormed = Buffer.from(key, 'utf8').toString('utf8') === key; // no lone UTF-16 surrogates
+    // eslint-disable-next-line no-control-regex
     if (!wellFormed || /[\x00-\x1f\x7f]/.test(key) || !AUTHORIZED_KEY.test(key)) {
       throw new SeedError('INVALID_KEY', `SSH public key ${i + 1} is not one line "TYPE AAAA… [comment]" (as in a .pub file): "${shown(key)}".`);
     }
