@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
-import type { ShownError } from '../../src/extension/commands/context';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
 import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
 
@@ -51,21 +50,21 @@ function offered(menus: MenuItem[], viewItem: string, inline: boolean): string[]
   ].sort();
 }
 
-function iconId(api: VmsnapApi, node: TreeNode): string {
+function iconId(api: TestHandle, node: TreeNode): string {
   const icon = api.tree.getTreeItem(node).iconPath;
   return icon instanceof vscode.ThemeIcon ? icon.id : '';
 }
 
 describe('Power and console (QEMU on TCG)', function () {
   this.timeout(120_000);
-  let api: VmsnapApi;
+  let api: TestHandle;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
   let machine: MachineDetails;
   let scratch: string;
   let menus: MenuItem[];
 
   // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
-  const lastError = (): ShownError | undefined => api.commands.lastError;
+  const lastError = (): ShownError | undefined => api.lastError;
   const machineRow = async (): Promise<TreeNode> => {
     const n = await api.tree.machineNode(machine.id);
     assert.ok(n, 'the machine has a row');
@@ -93,7 +92,7 @@ describe('Power and console (QEMU on TCG)', function () {
   });
 
   beforeEach(() => {
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
   });
 
   after(async () => {
@@ -109,7 +108,7 @@ describe('Power and console (QEMU on TCG)', function () {
         }
       }
     }
-    api.consoles.get(machine.id)?.terminal.dispose();
+    api.console(machine.id)?.terminal.dispose();
     await library.dispose();
     rmSync(scratch, { recursive: true, force: true });
   });
@@ -125,7 +124,7 @@ describe('Power and console (QEMU on TCG)', function () {
     assert.match(lastError()?.message ?? '', /“guest” is off: power it on first/);
     assert.equal(await vscode.commands.executeCommand('vmsnap.openConsole', machine.id), undefined);
     assert.match(lastError()?.message ?? '', /is off: power it on, then open its console/);
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
 
     const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
     assert.equal(lastError(), undefined, lastError()?.message);
@@ -148,7 +147,7 @@ describe('Power and console (QEMU on TCG)', function () {
 
     assert.equal(await vscode.commands.executeCommand('vmsnap.startMachine', machine.id), undefined);
     assert.match(lastError()?.message ?? '', /already running/);
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
     const log = started.serialLog;
     await waitForCounts(log, 3);
 
@@ -185,7 +184,7 @@ describe('Power and console (QEMU on TCG)', function () {
     const name = await vscode.commands.executeCommand<string>('vmsnap.openConsole', machine.id);
     assert.equal(lastError(), undefined, lastError()?.message);
     assert.equal(name, 'Console: guest');
-    const c = api.consoles.get(machine.id);
+    const c = api.console(machine.id);
     assert.ok(c, 'the console is registered');
     let written = '';
     const sub = c.pty.onDidWrite((s) => (written += s));
@@ -200,7 +199,7 @@ describe('Power and console (QEMU on TCG)', function () {
 
       // A second Open Console shows the same terminal (QEMU serves one console client at a time).
       await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-      assert.equal(api.consoles.get(machine.id)?.terminal, c.terminal);
+      assert.equal(api.console(machine.id)?.terminal, c.terminal);
       assert.equal(vscode.window.terminals.filter((t) => t.name === 'Console: guest').length, 1);
       c.pty.handleInput('\r'); // typed keys go to the serial port (the boot sector ignores them)
 
@@ -210,7 +209,7 @@ describe('Power and console (QEMU on TCG)', function () {
       assert.equal(await ended, 'machine');
       assert.match(c.pty.transcript, /The machine stopped: the console is closed/);
       await until(() => !vscode.window.terminals.includes(c.terminal), 'the console terminal to close');
-      assert.equal(api.consoles.get(machine.id), undefined);
+      assert.equal(api.console(machine.id), undefined);
       await rowShows('off');
     } finally {
       sub.dispose();
@@ -220,7 +219,7 @@ describe('Power and console (QEMU on TCG)', function () {
   it('closing the console terminal disconnects and leaves the machine running', async () => {
     await vscode.commands.executeCommand('vmsnap.startMachine', machine.id);
     await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-    const c = api.consoles.get(machine.id)!;
+    const c = api.console(machine.id)!;
     await until(() => countsInLog(c.pty.transcript.replace(/\r\n/g, '\n')).length >= 2, 'output in the terminal');
     const ended = new Promise<string>((r) => c.pty.onDidEnd(r));
     c.terminal.dispose();
@@ -228,7 +227,7 @@ describe('Power and console (QEMU on TCG)', function () {
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'running');
     // The console can be opened again: the first connection is gone.
     await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-    const again = api.consoles.get(machine.id)!;
+    const again = api.console(machine.id)!;
     assert.notEqual(again.terminal, c.terminal);
     await until(() => countsInLog(live(again.pty.transcript)).length >= 2, 'output in the new terminal');
     // It starts with what the guest printed while nobody was connected (the end of serial.log), then goes on live.
@@ -266,7 +265,7 @@ describe('Power and console (QEMU on TCG)', function () {
       const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
       const log = started.serialLog;
       await waitForCounts(log, 3, logSize(log));
-      await until(() => api.status.item.text.startsWith('$(vm-running) guest · running · '), `the status bar to show the running state (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(vm-running) guest · running · '), `the status bar to show the running state (${api.statusText})`);
 
       const before = last(countsSince(log));
       const snap = await vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot', machine.id, { name: 'live' });
@@ -299,9 +298,9 @@ describe('Power and console (QEMU on TCG)', function () {
       await rowShows('running');
 
       await vscode.commands.executeCommand('vmsnap.pauseMachine', machine.id);
-      await until(() => api.status.item.text.startsWith('$(debug-pause) guest · paused · live · '), `the status bar to show paused (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(debug-pause) guest · paused · live · '), `the status bar to show paused (${api.statusText})`);
       await vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id);
-      await until(() => api.status.item.text.startsWith('$(vm) guest · live · '), `the status bar to show off (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(vm) guest · live · '), `the status bar to show off (${api.statusText})`);
       assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
     } finally {
       await vscode.workspace.getConfiguration('vmsnap').update('devMachine', undefined, target);
