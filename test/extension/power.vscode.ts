@@ -10,6 +10,7 @@ import type { MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMac
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
+import { POWER_POLL_MS } from '../../src/extension/tree/power-watch';
 import { countsInLog, writeCountingGuest } from '../engine/runtime/guest';
 
 /** The line a console writes between the replayed serial log and the live output. */
@@ -254,6 +255,35 @@ describe('Power and console (QEMU on TCG)', function () {
     process.kill(started.pid!, 'SIGKILL');
     await until(async () => contextValue(await machineRow()).startsWith('machine:off:'), 'the row to show off', 15_000);
     console.log(`      the row showed off ${Date.now() - shownAt} ms after QEMU was killed`);
+    assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
+  });
+
+  it('a hidden Machines view polls nothing; shown again, it shows a QEMU killed meanwhile as off at once', async () => {
+    const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
+    assert.equal(lastError(), undefined, lastError()?.message);
+    await rowShows('running');
+    // Let the start's file events settle: from here on, only a power poll could redraw the tree.
+    await new Promise((r) => setTimeout(r, 1500));
+    await vscode.commands.executeCommand('workbench.action.closeSidebar');
+    try {
+      await until(() => !api.view.visible, 'the sidebar to close');
+      const redrawn: (TreeNode | undefined)[] = [];
+      const subscription = api.tree.onDidChangeTreeData((n) => redrawn.push(n));
+      try {
+        process.kill(started.pid!, 'SIGKILL');
+        // Two poll periods and more: a poll would see the power state move and redraw the tree.
+        await new Promise((r) => setTimeout(r, 2 * POWER_POLL_MS + 1000));
+        assert.equal(redrawn.length, 0, 'the hidden tree was redrawn: something polled QEMU while the view was hidden');
+      } finally {
+        subscription.dispose();
+      }
+    } finally {
+      await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    }
+    await until(() => api.view.visible, 'the Machines view to open');
+    const shownAt = Date.now();
+    await until(async () => contextValue(await machineRow()).startsWith('machine:off:'), 'the row to show off', POWER_POLL_MS);
+    console.log(`      the row showed off ${Date.now() - shownAt} ms after the view was shown again`);
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
   });
 
