@@ -39,8 +39,6 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly shown = new ShownState();
   private readonly sizes = new FolderSizes();
   private readonly power: PowerWatch;
-  /** Set after each load: the state shown by the welcome views ('empty', 'error', 'ready'). */
-  private lastError: unknown;
   private readonly subscription: vscode.Disposable;
 
   constructor(
@@ -167,9 +165,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     try {
       const lib = await this.service.library();
       ({ machines, broken } = await lib.scan());
-      this.lastError = undefined;
     } catch (e) {
-      this.lastError = e;
+      // The welcome view that says the library cannot be read (vmsnap.state == error).
       void vscode.commands.executeCommand('setContext', 'vmsnap.state', 'error');
       throw e;
     }
@@ -204,11 +201,6 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       () => this.roots === roots,
       (n) => this.changed.fire(n),
     );
-  }
-
-  /** Why the library could not be read, for the welcome view; undefined when it could. */
-  get error(): unknown {
-    return this.lastError;
   }
 
   private machineChildren(node: MachineNode): Promise<TreeNode[]> {

@@ -1,3 +1,4 @@
+// The questions commands ask (input boxes, quick picks, modal dialogs), behind one interface tests can answer.
 import * as vscode from 'vscode';
 
 export interface PickItem<T> extends vscode.QuickPickItem {
