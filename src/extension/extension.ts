@@ -1,3 +1,4 @@
+// The extension's entry: builds the pieces of one activation and registers them with VS Code.
 import * as vscode from 'vscode';
 import { CommandContext } from './commands/context';
 import { registerCommands } from './commands/registerCommands';
@@ -6,26 +7,11 @@ import { ComparePanel, registerCompareSerializer } from './compare/comparePanel'
 import { DevMachineStatus, devMachineSetting } from './dev/devMachine';
 import { LibraryService } from './libraryService';
 import { MachinesTree } from './tree/machinesTree';
-import type { TreeNode } from './tree/nodes';
+import { ExtensionTestHandle, type TestHandle } from './test-handle';
 import { Prompts } from './ui/prompter';
 
-/** What activate() returns: the pieces integration tests look at (and other extensions may use). */
-export interface VmsnapApi {
-  service: LibraryService;
-  tree: MachinesTree;
-  view: vscode.TreeView<TreeNode>;
-  prompts: Prompts;
-  commands: CommandContext;
-  status: DevMachineStatus;
-  /** Open serial-console terminals, by machine id (tests read what the guest printed from them). */
-  consoles: ConsoleTerminals;
-  comparePanel(): ComparePanel | undefined;
-  /** Milliseconds activate() took. */
-  activationMs: number;
-}
-
 /** Activated lazily: when the Machines view opens, a command runs, or a comparison panel is restored. */
-export function activate(context: vscode.ExtensionContext): VmsnapApi {
+export function activate(context: vscode.ExtensionContext): TestHandle {
   const started = performance.now();
   // Nothing is read from disk here: the library opens on first use (the view asking for rows, a command).
   const service = new LibraryService();
@@ -33,12 +19,14 @@ export function activate(context: vscode.ExtensionContext): VmsnapApi {
   const view = vscode.window.createTreeView('vmsnap.machines', { treeDataProvider: tree, showCollapseAll: true });
   const prompts = new Prompts();
   const commands = new CommandContext(service, tree, view, prompts, context.extensionUri);
-  const status = new DevMachineStatus(commands);
+  const status = new DevMachineStatus(service);
   const consoles = new ConsoleTerminals();
   context.subscriptions.push(
     service,
     tree,
     view,
+    tree.pollPowerWhileVisible(view),
+    commands,
     status,
     consoles,
     ...registerCommands(commands, consoles),
@@ -48,17 +36,12 @@ export function activate(context: vscode.ExtensionContext): VmsnapApi {
     }),
     { dispose: () => ComparePanel.disposeAll() },
   );
-  return {
-    service,
-    tree,
-    view,
-    prompts,
-    commands,
-    status,
-    consoles,
-    comparePanel: () => ComparePanel.current(service.dir),
-    activationMs: performance.now() - started,
-  };
+  const handle = new ExtensionTestHandle(
+    { service, tree, view, prompts, commands, status, consoles, comparePanel: () => ComparePanel.current(service.dir) },
+    performance.now() - started,
+  );
+  context.subscriptions.push(handle);
+  return handle;
 }
 
 export function deactivate(): void {

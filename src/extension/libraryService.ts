@@ -1,3 +1,4 @@
+// The library the settings name: opened once, reopened when the settings change, and its changes as one event.
 import * as vscode from 'vscode';
 import { resolve } from 'node:path';
 import { Library, defaultLibraryDir, type LibraryScan } from '../engine/machine';

@@ -1,3 +1,4 @@
+// File-system watching of the library and its machine folders, debounced into one call per burst.
 import { watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
 

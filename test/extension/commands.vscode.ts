@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { CloneResult, DeleteMachineResult, DeleteSnapshotResult, MachineDetails, RevertResult, SnapshotInfo, StateDiff } from '../../src/engine/machine';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { answering, extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './support';
 
@@ -22,7 +22,7 @@ function readGuest(path: string, offset: number, pattern: number, length = 64 * 
 }
 
 describe('Commands', () => {
-  let api: VmsnapApi;
+  let api: TestHandle;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
 
   before(async () => {
@@ -32,7 +32,7 @@ describe('Commands', () => {
 
   beforeEach(async () => {
     library = await useFreshLibrary(api);
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
   });
 
   afterEach(async () => {
@@ -60,10 +60,10 @@ describe('Commands', () => {
     const m = await library.lib.createMachine('dev-vm', { diskSize: 64 * MiB });
     // An empty name is refused by the input box's validation.
     assert.equal(await answering(api, [''], () => vscode.commands.executeCommand('vmsnap.takeSnapshot', m.id)).then((r) => r.result), undefined);
-    assert.match(api.commands.lastError?.message ?? '', /refused "": The snapshot name is empty/);
+    assert.match(api.lastError?.message ?? '', /refused "": The snapshot name is empty/);
     const { result, asked } = await answering(api, ['=', 'clean install'], () => vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot', m.id));
     assert.match(asked[0]!, /\[Snapshot 1\]/);
-    assert.ok(result, `Take Snapshot failed: ${api.commands.lastError?.message}`);
+    assert.ok(result, `Take Snapshot failed: ${api.lastError?.message}`);
     assert.equal(result.name, 'Snapshot 1');
     assert.equal(result.description, 'clean install');
     const shown = await library.lib.show(m.id);
@@ -144,7 +144,7 @@ describe('Commands', () => {
     assert.ok((await treeText(api)).includes('      dev-vm linked clone'));
     const refused = await vscode.commands.executeCommand('vmsnap.deleteSnapshot', { machine: machine.id, snapshot: installed.id }, { confirmed: true });
     assert.equal(refused, undefined);
-    assert.equal(api.commands.lastError?.code, 'LOCKED_BY_CLONES');
+    assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
     assert.equal((await library.lib.show(machine.id)).snapshots.length, 2);
   });
 
@@ -165,7 +165,7 @@ describe('Commands', () => {
     assert.equal((await api.tree.snapshotNode(machine.id, installed.id))?.locked, false);
     // Promoting a machine that is no linked clone is refused in one sentence.
     assert.equal(await vscode.commands.executeCommand('vmsnap.promoteClone', machine.id), undefined);
-    assert.match(api.commands.lastError?.message ?? '', /is not a linked clone/);
+    assert.match(api.lastError?.message ?? '', /is not a linked clone/);
   });
 
   it('Rename Machine, Rename Snapshot and Edit Description change the names the tree shows', async () => {
@@ -217,7 +217,7 @@ describe('Commands', () => {
     const { machine, installed } = await machineWithSnapshots(library.lib);
     const clone = await library.lib.clone(machine.id, 'lc', { kind: 'linked', from: installed.id });
     assert.equal(await vscode.commands.executeCommand('vmsnap.deleteMachine', machine.id, { confirmed: true }), undefined);
-    assert.equal(api.commands.lastError?.code, 'LOCKED_BY_CLONES');
+    assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
     const { asked, result } = await answering(api, ['Delete with 1 Clone'], () => vscode.commands.executeCommand<DeleteMachineResult>('vmsnap.deleteMachine', machine.id));
     assert.match(asked[0]!, /Linked clones depend on it: “lc”/);
     assert.deepEqual(result.deleted.map((d) => d.id).sort(), [machine.id, clone.machine.id].sort());
@@ -261,7 +261,7 @@ describe('Commands', () => {
         assert.match(snap.description, /on branch .*, commit [0-9a-f]{40}/);
       }
       assert.equal((await library.lib.show(machine.id)).current, snap.id);
-      await until(() => api.status.item.text.startsWith(`$(vm) dev-vm · ${snap.name} · `), 'the status bar to show the checkpoint');
+      await until(() => api.statusText.startsWith(`$(vm) dev-vm · ${snap.name} · `), 'the status bar to show the checkpoint');
       assert.equal(await vscode.commands.executeCommand('vmsnap.showDevMachine'), machine.id);
       await until(() => api.view.selection[0]?.id === `current/${machine.id}`, 'Show Dev Machine to select "You are here"');
     } finally {
@@ -274,7 +274,7 @@ describe('Commands', () => {
     assert.equal(await vscode.commands.executeCommand('vmsnap.revealMachine', machine.id), machine.id);
     await vscode.commands.executeCommand('vmsnap.refresh');
     await vscode.commands.executeCommand('vmsnap.openReadme');
-    assert.equal(api.commands.lastError, undefined);
+    assert.equal(api.lastError, undefined);
   });
 
   it('menus offer only what is valid: the tree rows carry their state', async () => {

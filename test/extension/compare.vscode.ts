@@ -1,11 +1,11 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ComparePanel } from '../../src/extension/compare/comparePanel';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { TestHandle } from '../../src/extension/test-handle';
 import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './support';
 
 describe('Comparison table (webview)', () => {
-  let api: VmsnapApi;
+  let api: TestHandle;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
 
   before(async () => {

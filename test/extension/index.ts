@@ -4,7 +4,7 @@ import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { TestHandle } from '../../src/extension/test-handle';
 
 export function run(): Promise<void> {
   const mocha = new Mocha({ ui: 'bdd', color: false, timeout: 60_000, reporter: 'spec' });
@@ -22,7 +22,7 @@ export function run(): Promise<void> {
     });
     // A command that fails shows its error and returns nothing: say which error, as a test sees only the nothing.
     runner.on('fail', () => {
-      const shown = vscode.extensions.getExtension<VmsnapApi>('vmsnap.vmsnap')?.exports?.commands.lastError;
+      const shown = vscode.extensions.getExtension<TestHandle>('vmsnap.vmsnap')?.exports?.lastError;
       if (shown) console.log(`      the last error a command showed: ${shown.message}${shown.code ? ` (${shown.code})` : ''}`);
     });
   });

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
-import type { ShownError } from '../../src/extension/commands/context';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
+import { POWER_POLL_MS } from '../../src/extension/tree/power-watch';
 import { countsInLog, writeCountingGuest } from '../support/counting-guest';
 
 /** The line a console writes between the replayed serial log and the live output. */
@@ -51,21 +51,21 @@ function offered(menus: MenuItem[], viewItem: string, inline: boolean): string[]
   ].sort();
 }
 
-function iconId(api: VmsnapApi, node: TreeNode): string {
+function iconId(api: TestHandle, node: TreeNode): string {
   const icon = api.tree.getTreeItem(node).iconPath;
   return icon instanceof vscode.ThemeIcon ? icon.id : '';
 }
 
 describe('Power and console (QEMU on TCG)', function () {
   this.timeout(120_000);
-  let api: VmsnapApi;
+  let api: TestHandle;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
   let machine: MachineDetails;
   let scratch: string;
   let menus: MenuItem[];
 
   // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
-  const lastError = (): ShownError | undefined => api.commands.lastError;
+  const lastError = (): ShownError | undefined => api.lastError;
   const machineRow = async (): Promise<TreeNode> => {
     const n = await api.tree.machineNode(machine.id);
     assert.ok(n, 'the machine has a row');
@@ -93,7 +93,7 @@ describe('Power and console (QEMU on TCG)', function () {
   });
 
   beforeEach(() => {
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
   });
 
   after(async () => {
@@ -109,7 +109,7 @@ describe('Power and console (QEMU on TCG)', function () {
         }
       }
     }
-    api.consoles.get(machine.id)?.terminal.dispose();
+    api.console(machine.id)?.terminal.dispose();
     await library.dispose();
     rmSync(scratch, { recursive: true, force: true });
   });
@@ -125,7 +125,7 @@ describe('Power and console (QEMU on TCG)', function () {
     assert.match(lastError()?.message ?? '', /“guest” is off: power it on first/);
     assert.equal(await vscode.commands.executeCommand('vmsnap.openConsole', machine.id), undefined);
     assert.match(lastError()?.message ?? '', /is off: power it on, then open its console/);
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
 
     const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
     assert.equal(lastError(), undefined, lastError()?.message);
@@ -148,7 +148,7 @@ describe('Power and console (QEMU on TCG)', function () {
 
     assert.equal(await vscode.commands.executeCommand('vmsnap.startMachine', machine.id), undefined);
     assert.match(lastError()?.message ?? '', /already running/);
-    api.commands.lastError = undefined;
+    api.lastError = undefined;
     const log = started.serialLog;
     await waitForCounts(log, 3);
 
@@ -185,7 +185,7 @@ describe('Power and console (QEMU on TCG)', function () {
     const name = await vscode.commands.executeCommand<string>('vmsnap.openConsole', machine.id);
     assert.equal(lastError(), undefined, lastError()?.message);
     assert.equal(name, 'Console: guest');
-    const c = api.consoles.get(machine.id);
+    const c = api.console(machine.id);
     assert.ok(c, 'the console is registered');
     let written = '';
     const sub = c.pty.onDidWrite((s) => (written += s));
@@ -200,7 +200,7 @@ describe('Power and console (QEMU on TCG)', function () {
 
       // A second Open Console shows the same terminal (QEMU serves one console client at a time).
       await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-      assert.equal(api.consoles.get(machine.id)?.terminal, c.terminal);
+      assert.equal(api.console(machine.id)?.terminal, c.terminal);
       assert.equal(vscode.window.terminals.filter((t) => t.name === 'Console: guest').length, 1);
       c.pty.handleInput('\r'); // typed keys go to the serial port (the boot sector ignores them)
 
@@ -210,7 +210,7 @@ describe('Power and console (QEMU on TCG)', function () {
       assert.equal(await ended, 'machine');
       assert.match(c.pty.transcript, /The machine stopped: the console is closed/);
       await until(() => !vscode.window.terminals.includes(c.terminal), 'the console terminal to close');
-      assert.equal(api.consoles.get(machine.id), undefined);
+      assert.equal(api.console(machine.id), undefined);
       await rowShows('off');
     } finally {
       sub.dispose();
@@ -220,7 +220,7 @@ describe('Power and console (QEMU on TCG)', function () {
   it('closing the console terminal disconnects and leaves the machine running', async () => {
     await vscode.commands.executeCommand('vmsnap.startMachine', machine.id);
     await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-    const c = api.consoles.get(machine.id)!;
+    const c = api.console(machine.id)!;
     await until(() => countsInLog(c.pty.transcript.replace(/\r\n/g, '\n')).length >= 2, 'output in the terminal');
     const ended = new Promise<string>((r) => c.pty.onDidEnd(r));
     c.terminal.dispose();
@@ -228,7 +228,7 @@ describe('Power and console (QEMU on TCG)', function () {
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'running');
     // The console can be opened again: the first connection is gone.
     await vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-    const again = api.consoles.get(machine.id)!;
+    const again = api.console(machine.id)!;
     assert.notEqual(again.terminal, c.terminal);
     await until(() => countsInLog(live(again.pty.transcript)).length >= 2, 'output in the new terminal');
     // It starts with what the guest printed while nobody was connected (the end of serial.log), then goes on live.
@@ -258,6 +258,35 @@ describe('Power and console (QEMU on TCG)', function () {
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
   });
 
+  it('a hidden Machines view polls nothing; shown again, it shows a QEMU killed meanwhile as off at once', async () => {
+    const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
+    assert.equal(lastError(), undefined, lastError()?.message);
+    await rowShows('running');
+    // Let the start's file events settle: from here on, only a power poll could redraw the tree.
+    await new Promise((r) => setTimeout(r, 1500));
+    await vscode.commands.executeCommand('workbench.action.closeSidebar');
+    try {
+      await until(() => !api.view.visible, 'the sidebar to close');
+      const redrawn: (TreeNode | undefined)[] = [];
+      const subscription = api.tree.onDidChangeTreeData((n) => redrawn.push(n));
+      try {
+        process.kill(started.pid!, 'SIGKILL');
+        // Two poll periods and more: a poll would see the power state move and redraw the tree.
+        await new Promise((r) => setTimeout(r, 2 * POWER_POLL_MS + 1000));
+        assert.equal(redrawn.length, 0, 'the hidden tree was redrawn: something polled QEMU while the view was hidden');
+      } finally {
+        subscription.dispose();
+      }
+    } finally {
+      await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    }
+    await until(() => api.view.visible, 'the Machines view to open');
+    const shownAt = Date.now();
+    await until(async () => contextValue(await machineRow()).startsWith('machine:off:'), 'the row to show off', POWER_POLL_MS);
+    console.log(`      the row showed off ${Date.now() - shownAt} ms after the view was shown again`);
+    assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
+  });
+
   it('a snapshot taken while running is marked; reverting to it brings the machine back running, where it was', async () => {
     // Where Set as Dev Machine writes it (a workspace value would hide a global one).
     const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
@@ -266,7 +295,7 @@ describe('Power and console (QEMU on TCG)', function () {
       const started = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
       const log = started.serialLog;
       await waitForCounts(log, 3, logSize(log));
-      await until(() => api.status.item.text.startsWith('$(vm-running) guest · running · '), `the status bar to show the running state (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(vm-running) guest · running · '), `the status bar to show the running state (${api.statusText})`);
 
       const before = last(countsSince(log));
       const snap = await vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot', machine.id, { name: 'live' });
@@ -299,9 +328,9 @@ describe('Power and console (QEMU on TCG)', function () {
       await rowShows('running');
 
       await vscode.commands.executeCommand('vmsnap.pauseMachine', machine.id);
-      await until(() => api.status.item.text.startsWith('$(debug-pause) guest · paused · live · '), `the status bar to show paused (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(debug-pause) guest · paused · live · '), `the status bar to show paused (${api.statusText})`);
       await vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id);
-      await until(() => api.status.item.text.startsWith('$(vm) guest · live · '), `the status bar to show off (${api.status.item.text})`);
+      await until(() => api.statusText.startsWith('$(vm) guest · live · '), `the status bar to show off (${api.statusText})`);
       assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
     } finally {
       await vscode.workspace.getConfiguration('vmsnap').update('devMachine', undefined, target);

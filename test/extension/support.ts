@@ -1,4 +1,4 @@
-// Helpers for the extension-host suite: the running extension's API, a fresh library per test, scripted answers.
+// Helpers for the extension-host suite: the running extension's test handle, a fresh library per test, scripted answers.
 import * as assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -6,24 +6,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import { Library } from '../../src/engine/machine';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { TestHandle } from '../../src/extension/test-handle';
 import type { TreeNode } from '../../src/extension/tree/nodes';
 import type { PickItem, Prompter } from '../../src/extension/ui/prompter';
 
 export const EXTENSION_ID = 'vmsnap.vmsnap';
 export const MiB = 1024 * 1024;
 
-export async function extensionApi(): Promise<VmsnapApi> {
-  const ext = vscode.extensions.getExtension<VmsnapApi>(EXTENSION_ID);
+export async function extensionApi(): Promise<TestHandle> {
+  const ext = vscode.extensions.getExtension<TestHandle>(EXTENSION_ID);
   assert.ok(ext, `extension ${EXTENSION_ID} is not loaded`);
   return ext.isActive ? ext.exports : ext.activate();
 }
 
 /** A new, empty library the extension is pointed at (setting vmsnap.libraryFolder), removed by the returned function. */
-export async function useFreshLibrary(api: VmsnapApi): Promise<{ dir: string; lib: Library; dispose(): Promise<void> }> {
+export async function useFreshLibrary(api: TestHandle): Promise<{ dir: string; lib: Library; dispose(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'vmsnap-ext-'));
   await vscode.workspace.getConfiguration('vmsnap').update('libraryFolder', dir, vscode.ConfigurationTarget.Global);
-  await until(() => api.service.dir === dir, 'the extension to follow the libraryFolder setting');
+  await until(() => api.libraryDir === dir, 'the extension to follow the libraryFolder setting');
   const lib = await Library.open(dir);
   return {
     dir,
@@ -53,7 +53,7 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
 }
 
 /** The tree as text, one line per row, indented: what a person sees in the view. */
-export async function treeText(api: VmsnapApi): Promise<string[]> {
+export async function treeText(api: TestHandle): Promise<string[]> {
   const lines: string[] = [];
   const walk = async (nodes: TreeNode[], depth: number): Promise<void> => {
     for (const n of nodes) {
@@ -129,16 +129,15 @@ export class ScriptedPrompter implements Prompter {
 }
 
 /** Runs `fn` with scripted answers, then checks every answer was used. */
-export async function answering<T>(api: VmsnapApi, answers: (string | undefined)[], fn: () => Thenable<T>): Promise<{ result: T; asked: string[] }> {
+export async function answering<T>(api: TestHandle, answers: (string | undefined)[], fn: () => Thenable<T>): Promise<{ result: T; asked: string[] }> {
   const p = new ScriptedPrompter(...answers);
-  const previous = api.prompts.current;
-  api.prompts.current = p;
+  const answeringNow = api.answerWith(p);
   try {
     const result = await fn();
     assert.equal(p.remaining, 0, `unused answers; asked: ${p.asked.join('\n')}`);
     return { result, asked: p.asked };
   } finally {
-    api.prompts.current = previous;
+    answeringNow.dispose();
   }
 }
 

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
 import type { SnapshotInfo } from '../../src/engine/machine';
-import type { VmsnapApi } from '../../src/extension/extension';
+import type { TestHandle } from '../../src/extension/test-handle';
 import type { SnapshotNode, TreeNode } from '../../src/extension/tree/nodes';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { bigLibrary } from './bigLibrary';
@@ -15,7 +15,7 @@ import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibra
 const settle = () => new Promise((r) => setTimeout(r, 1500));
 
 /** Until the tree has redrawn nothing for a settle's time (a slow machine's watcher events come late). */
-async function quiet(api: VmsnapApi): Promise<void> {
+async function quiet(api: TestHandle): Promise<void> {
   let last = Date.now();
   const subscription = api.tree.onDidChangeTreeData(() => (last = Date.now()));
   try {
@@ -26,7 +26,7 @@ async function quiet(api: VmsnapApi): Promise<void> {
 }
 
 describe('Machines tree', () => {
-  let api: VmsnapApi;
+  let api: TestHandle;
   let library: Awaited<ReturnType<typeof useFreshLibrary>>;
 
   before(async () => {
@@ -115,7 +115,7 @@ describe('Machines tree', () => {
     await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
     await until(() => api.view.visible, 'the Machines view to open');
     // The commands' own path: reveal() walks getParent() up to the machine, then the row is selected.
-    await api.commands.revealSnapshot(machine.id, installed.id);
+    await api.revealSnapshot(machine.id, installed.id);
     await until(() => api.view.selection[0]?.id === again.id, 'the snapshot row to be revealed and selected');
   });
 
@@ -125,7 +125,7 @@ describe('Machines tree', () => {
     await until(() => api.view.visible, 'the Machines view to open');
     const take = async (name: string): Promise<SnapshotInfo> => {
       const s = await vscode.commands.executeCommand<SnapshotInfo | undefined>('vmsnap.takeSnapshot', m.id, { name });
-      assert.ok(s, `Take Snapshot "${name}" failed: ${api.commands.lastError?.message}`);
+      assert.ok(s, `Take Snapshot "${name}" failed: ${api.lastError?.message}`);
       return s;
     };
     // Another window, the CLI or a guest writing its disk make the tree redraw at any moment: here just before
@@ -211,7 +211,7 @@ describe('Machines tree', () => {
     // No menu offers anything on it, and a command given it anyway refuses with the reason.
     assert.equal(contextValue(row), 'broken:');
     await vscode.commands.executeCommand('vmsnap.takeSnapshot', row);
-    assert.match(api.commands.lastError?.message ?? '', /cpus/);
+    assert.match(api.lastError?.message ?? '', /cpus/);
     await writeFile(manifest, good);
     await until(async () => (await treeText(api)).join('|') === 'dev-vm|  Base|    Installed|      You are here', 'the fixed machine to show again');
   });

@@ -1,26 +1,30 @@
+// What every command shares (the library, the tree and its view, the questions it asks, the way it fails), and how
+// a command finds the machine or snapshot it acts on.
 import * as vscode from 'vscode';
-import type { Library, MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
+import type { Library, MachineDetails, SnapshotInfo } from '../../engine/machine';
 import { isMachineError } from '../../engine/machine';
-import { formatDate, formatRelativeTime } from '../format';
 import type { LibraryService } from '../libraryService';
 import type { MachinesTree } from '../tree/machinesTree';
 import type { TreeNode } from '../tree/nodes';
 import { errorMessage, showError, type ErrorAction } from '../ui/errors';
-import type { Prompts, PickItem } from '../ui/prompter';
+import type { Prompts } from '../ui/prompter';
+import { machinePickItem, snapshotPickItems } from './pick-items';
 
 /** What a command was invoked on: a tree row, a machine reference (id or name), `{machine, snapshot}` (the
  * comparison table, tests), or nothing (the command palette: use the tree's selection, else ask). */
 export type Target = TreeNode | string | { machine: string; snapshot?: string } | undefined;
 
+/** An error a command showed: its sentence, and the engine's code when it has one. */
 export interface ShownError {
   message: string;
   code: string | undefined;
 }
 
-/** Everything commands share; one instance per activation. */
-export class CommandContext {
-  /** The last error a command showed, for tests that check refusals. */
-  lastError: ShownError | undefined;
+/** Everything commands share: the library, the tree and its view, the prompts; one instance per activation. */
+export class CommandContext implements vscode.Disposable {
+  private readonly failed = new vscode.EventEmitter<ShownError>();
+  /** Fires for each error a command shows (the test handle keeps the last). */
+  readonly onDidFail = this.failed.event;
 
   constructor(
     readonly service: LibraryService,
@@ -39,11 +43,11 @@ export class CommandContext {
   }
 
   /**
-   * Shows an error as one message (with actions where one helps) and remembers it. The command ends now: the
-   * message stays until the user reads it, and an action runs when chosen.
+   * Shows an error as one message (with actions where one helps). The command ends now: the message stays until
+   * the user reads it, and an action runs when chosen.
    */
   fail(e: unknown, actions: ErrorAction[] = []): undefined {
-    this.lastError = { message: errorMessage(e), code: isMachineError(e) || (e instanceof Error && 'code' in e) ? String((e as { code: unknown }).code) : undefined };
+    this.failed.fire({ message: errorMessage(e), code: isMachineError(e) || (e instanceof Error && 'code' in e) ? String((e as { code: unknown }).code) : undefined });
     void showError(e, actions);
     return undefined;
   }
@@ -150,6 +154,10 @@ export class CommandContext {
     const picked = await this.ask.pick(snapshotPickItems(machine), { placeHolder, title: `${machine.name}: ${placeHolder}` });
     return picked ? { machine, snapshot: picked.value } : undefined;
   }
+
+  dispose(): void {
+    this.failed.dispose();
+  }
 }
 
 /** A snapshot by id or name, as the engine resolves references (ambiguous names are refused). */
@@ -162,45 +170,4 @@ function findSnapshot(machine: MachineDetails, ref: string): SnapshotInfo {
   const byPrefix = ref.length >= 6 ? machine.snapshots.filter((s) => s.id.startsWith(ref)) : [];
   if (byPrefix.length === 1) return byPrefix[0]!;
   throw new Error(vscode.l10n.t('Machine “{0}” has no snapshot “{1}” any more: the tree was refreshed.', machine.name, ref));
-}
-
-export function machinePickItem(m: MachineSummary): PickItem<MachineSummary> {
-  const kind = m.clonedFrom ? (m.clonedFrom.kind === 'linked' ? vscode.l10n.t('linked clone') : vscode.l10n.t('full clone')) : '';
-  return {
-    label: `$(vm) ${m.name}`,
-    description: [kind, vscode.l10n.t('{0} snapshots', m.snapshotCount), m.powerState === 'running' ? vscode.l10n.t('running') : m.powerState === 'paused' ? vscode.l10n.t('paused') : ''].filter(Boolean).join(' · '),
-    detail: m.note || undefined,
-    value: m,
-  } as PickItem<MachineSummary>;
-}
-
-/** Snapshots in tree order with their path and date, the one the current state descends from marked. */
-export function snapshotPickItems(machine: MachineDetails): PickItem<SnapshotInfo>[] {
-  const byId = new Map(machine.snapshots.map((s) => [s.id, s]));
-  const path = (s: SnapshotInfo): string => {
-    const names: string[] = [];
-    for (let at: SnapshotInfo | undefined = s; at; at = at.parentId ? byId.get(at.parentId) : undefined) names.unshift(at.name);
-    return names.join(' › ');
-  };
-  return machine.snapshots.map((s) => ({
-    label: `${s.lockedBy.length > 0 ? '$(lock)' : '$(device-camera)'} ${s.name}`,
-    description: `${formatRelativeTime(s.createdAt)} · ${formatDate(s.createdAt)}${machine.current === s.id ? ` · ${vscode.l10n.t('you are here')}` : ''}`,
-    detail: path(s),
-    value: s,
-  }));
-}
-
-/** Validation for names typed in input boxes: the engine's rule, and a warning for a name already in use. */
-export function nameValidator(validate: (name: string) => void, taken: string[]): (value: string) => vscode.InputBoxValidationMessage | undefined {
-  return (value) => {
-    try {
-      validate(value);
-    } catch (e) {
-      return { message: errorMessage(e), severity: vscode.InputBoxValidationSeverity.Error };
-    }
-    if (taken.includes(value.trim())) {
-      return { message: vscode.l10n.t('“{0}” is already in use here; a second one is allowed, and is then named by its id.', value.trim()), severity: vscode.InputBoxValidationSeverity.Warning };
-    }
-    return undefined;
-  };
 }

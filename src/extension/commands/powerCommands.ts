@@ -1,3 +1,4 @@
+// Power commands: power on and off, pause, resume, and the serial console of a running machine.
 import * as vscode from 'vscode';
 import type { MachineDetails, MachineStatus, PowerState } from '../../engine/machine';
 import type { ConsoleTerminals } from '../console/consoleTerminal';
@@ -39,98 +40,78 @@ function notify<T>(title: string, run: () => Promise<T>): Promise<T> {
 
 /** Power On: QEMU starts detached (it outlives this window); the notification offers the console. */
 export async function startMachine(ctx: CommandContext, target: Target) {
-  try {
-    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power on?'), ['off'], (m, state) =>
-      state === 'paused' ? vscode.l10n.t('“{0}” is paused: resume it instead.', m.name) : vscode.l10n.t('“{0}” is already running.', m.name),
-    );
-    if (!t) return undefined;
-    const { machine } = t;
-    const lib = await ctx.library();
-    const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => lib.startMachine(machine.id));
-    await ctx.revealMachine(machine.id);
-    const openIt = vscode.l10n.t('Open Console');
-    void vscode.window.showInformationMessage(vscode.l10n.t('“{0}” is running (QEMU process {1}).', machine.name, status.pid ?? '?'), openIt).then((chosen) => {
-      if (chosen === openIt) return vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
-      return undefined;
-    });
-    return status;
-  } catch (e) {
-    return ctx.fail(e);
-  }
+  const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power on?'), ['off'], (m, state) =>
+    state === 'paused' ? vscode.l10n.t('“{0}” is paused: resume it instead.', m.name) : vscode.l10n.t('“{0}” is already running.', m.name),
+  );
+  if (!t) return undefined;
+  const { machine } = t;
+  const lib = await ctx.library();
+  const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => lib.startMachine(machine.id));
+  await ctx.revealMachine(machine.id);
+  const openIt = vscode.l10n.t('Open Console');
+  void vscode.window.showInformationMessage(vscode.l10n.t('“{0}” is running (QEMU process {1}).', machine.name, status.pid ?? '?'), openIt).then((chosen) => {
+    if (chosen === openIt) return vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
+    return undefined;
+  });
+  return status;
 }
 
 /** Power Off: the ACPI power button, then QEMU quits after the time-out; Force Power Off quits at once. */
 export async function stopMachine(ctx: CommandContext, target: Target, args: StopArgs = {}) {
-  try {
-    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power off?'), ['running', 'paused'], (m) =>
-      vscode.l10n.t('“{0}” is already off.', m.name),
-    );
-    if (!t) return undefined;
-    const { machine } = t;
-    const lib = await ctx.library();
-    const force = args.force === true;
-    const title = force
-      ? vscode.l10n.t('Powering off “{0}” (forced)…', machine.name)
-      : vscode.l10n.t('Shutting down “{0}”: the guest got the power button; QEMU is stopped if it has not shut down within {1} s…', machine.name, Math.round((args.powerdownTimeoutMs ?? 60000) / 1000));
-    const options = { force, ...(args.powerdownTimeoutMs !== undefined ? { powerdownTimeoutMs: args.powerdownTimeoutMs } : {}) };
-    const result = await notify(title, () => lib.stopMachine(machine.id, options));
-    const how =
-      result.method === 'acpi'
-        ? vscode.l10n.t('the guest shut down')
-        : result.method === 'quit'
-          ? vscode.l10n.t('QEMU quit')
-          : result.method === 'kill'
-            ? vscode.l10n.t('QEMU was killed')
-            : vscode.l10n.t('it was already off');
-    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is off ({1}, {2} ms)', machine.name, how, Math.round(result.ms)), 6000);
-    await ctx.revealMachine(machine.id);
-    return result;
-  } catch (e) {
-    return ctx.fail(e);
-  }
+  const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power off?'), ['running', 'paused'], (m) =>
+    vscode.l10n.t('“{0}” is already off.', m.name),
+  );
+  if (!t) return undefined;
+  const { machine } = t;
+  const lib = await ctx.library();
+  const force = args.force === true;
+  const title = force
+    ? vscode.l10n.t('Powering off “{0}” (forced)…', machine.name)
+    : vscode.l10n.t('Shutting down “{0}”: the guest got the power button; QEMU is stopped if it has not shut down within {1} s…', machine.name, Math.round((args.powerdownTimeoutMs ?? 60000) / 1000));
+  const options = { force, ...(args.powerdownTimeoutMs !== undefined ? { powerdownTimeoutMs: args.powerdownTimeoutMs } : {}) };
+  const result = await notify(title, () => lib.stopMachine(machine.id, options));
+  const how =
+    result.method === 'acpi'
+      ? vscode.l10n.t('the guest shut down')
+      : result.method === 'quit'
+        ? vscode.l10n.t('QEMU quit')
+        : result.method === 'kill'
+          ? vscode.l10n.t('QEMU was killed')
+          : vscode.l10n.t('it was already off');
+  vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is off ({1}, {2} ms)', machine.name, how, Math.round(result.ms)), 6000);
+  await ctx.revealMachine(machine.id);
+  return result;
 }
 
 export async function pauseMachine(ctx: CommandContext, target: Target) {
-  try {
-    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to pause?'), ['running'], (m, state) =>
-      state === 'paused' ? vscode.l10n.t('“{0}” is already paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on first.', m.name),
-    );
-    if (!t) return undefined;
-    const status = await (await ctx.library()).pauseMachine(t.machine.id);
-    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is paused', t.machine.name), 4000);
-    await ctx.revealMachine(t.machine.id);
-    return status;
-  } catch (e) {
-    return ctx.fail(e);
-  }
+  const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to pause?'), ['running'], (m, state) =>
+    state === 'paused' ? vscode.l10n.t('“{0}” is already paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on first.', m.name),
+  );
+  if (!t) return undefined;
+  const status = await (await ctx.library()).pauseMachine(t.machine.id);
+  vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is paused', t.machine.name), 4000);
+  await ctx.revealMachine(t.machine.id);
+  return status;
 }
 
 export async function resumeMachine(ctx: CommandContext, target: Target) {
-  try {
-    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to resume?'), ['paused'], (m, state) =>
-      state === 'running' ? vscode.l10n.t('“{0}” is running, not paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on instead.', m.name),
-    );
-    if (!t) return undefined;
-    const status = await (await ctx.library()).resumeMachine(t.machine.id);
-    vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is running again', t.machine.name), 4000);
-    await ctx.revealMachine(t.machine.id);
-    return status;
-  } catch (e) {
-    return ctx.fail(e);
-  }
+  const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to resume?'), ['paused'], (m, state) =>
+    state === 'running' ? vscode.l10n.t('“{0}” is running, not paused.', m.name) : vscode.l10n.t('“{0}” is off: power it on instead.', m.name),
+  );
+  if (!t) return undefined;
+  const status = await (await ctx.library()).resumeMachine(t.machine.id);
+  vscode.window.setStatusBarMessage(vscode.l10n.t('“{0}” is running again', t.machine.name), 4000);
+  await ctx.revealMachine(t.machine.id);
+  return status;
 }
 
 /** Open Console: a terminal on the machine's serial port (a second Open Console shows the same terminal). */
 export async function openConsole(ctx: CommandContext, consoles: ConsoleTerminals, target: Target) {
-  try {
-    const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine’s console?'), ['running', 'paused'], (m) =>
-      vscode.l10n.t('“{0}” is off: power it on, then open its console.', m.name),
-    );
-    if (!t) return undefined;
-    const lib = await ctx.library();
-    const { terminal } = await consoles.show(t.machine.id, t.machine.name, () => lib.openConsole(t.machine.id), t.status.serialLog);
-    return terminal.name;
-  } catch (e) {
-    return ctx.fail(e);
-  }
+  const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine’s console?'), ['running', 'paused'], (m) =>
+    vscode.l10n.t('“{0}” is off: power it on, then open its console.', m.name),
+  );
+  if (!t) return undefined;
+  const lib = await ctx.library();
+  const { terminal } = await consoles.show(t.machine.id, t.machine.name, () => lib.openConsole(t.machine.id), t.status.serialLog);
+  return terminal.name;
 }

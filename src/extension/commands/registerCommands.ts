@@ -1,22 +1,13 @@
+// Every command of the extension, registered in one place, and the one place a failing command shows its error.
 import * as vscode from 'vscode';
 import type { ConsoleTerminals } from '../console/consoleTerminal';
-import { checkpoint, setDevMachineSetting, devMachineSetting, type CheckpointArgs } from '../dev/devMachine';
+import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
+import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './libraryCommands';
-import {
-  cloneMachine,
-  copyDiskPath,
-  deleteMachine,
-  promoteClone,
-  renameMachine,
-  revealMachine,
-  revealMachineFolder,
-  takeSnapshot,
-  type CloneArgs,
-  type DeleteMachineArgs,
-  type TakeSnapshotArgs,
-} from './machineCommands';
+import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machineCommands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './powerCommands';
+import { lockedActions } from './refusals';
 import {
   cloneSnapshot,
   compareWithCurrent,
@@ -24,9 +15,13 @@ import {
   editSnapshotDescription,
   renameSnapshot,
   revert,
+  takeSnapshot,
   type DeleteSnapshotArgs,
   type RevertArgs,
+  type TakeSnapshotArgs,
 } from './snapshotCommands';
+
+type Command = (...args: never[]) => unknown;
 
 /**
  * Every command in one place. Each takes what it acts on first (a tree row, a machine reference, or
@@ -34,7 +29,7 @@ import {
  * comparison table, other extensions).
  */
 export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals): vscode.Disposable[] {
-  const commands: Record<string, (...args: never[]) => unknown> = {
+  const commands: Record<string, Command> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
     'vmsnap.importImage': (args?: ImportArgs) => importImage(ctx, args),
@@ -61,30 +56,25 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.compareWithCurrent': (target?: Target) => compareWithCurrent(ctx, target),
     'vmsnap.showInComparison': (target?: Target) => showInComparison(ctx, target),
     'vmsnap.checkpoint': (args?: CheckpointArgs) => checkpoint(ctx, args),
-    'vmsnap.setDevMachine': async (target?: Target) => {
-      try {
-        const m = await ctx.machine(target, vscode.l10n.t('Which machine do you develop in?'));
-        if (!m) return undefined;
-        await setDevMachineSetting(m.name);
-        ctx.service.notifyChanged();
-        return m.name;
-      } catch (e) {
-        return ctx.fail(e);
-      }
-    },
-    'vmsnap.showDevMachine': async () => {
-      const ref = devMachineSetting();
-      if (ref === '') return vscode.commands.executeCommand('vmsnap.setDevMachine');
-      try {
-        const m = await (await ctx.library()).show(ref);
-        await ctx.select(async () => (await ctx.tree.currentNode(m.id)) ?? ctx.tree.machineNode(m.id), true);
-        return m.id;
-      } catch (e) {
-        return ctx.fail(e);
-      }
-    },
+    'vmsnap.setDevMachine': (target?: Target) => setDevMachine(ctx, target),
+    'vmsnap.showDevMachine': () => showDevMachine(ctx),
     'vmsnap.revealMachine': (target?: Target) => revealMachine(ctx, target),
     'vmsnap.openReadme': () => openReadme(ctx),
   };
-  return Object.entries(commands).map(([id, run]) => vscode.commands.registerCommand(id, run as (...args: unknown[]) => unknown));
+  return Object.entries(commands).map(([id, run]) => registerCommand(ctx, id, run));
+}
+
+/**
+ * A command that fails shows its error here, as one message, and returns undefined: whoever ran it (a menu, the
+ * palette, the comparison table, a test) gets nothing back, the user reads one sentence, with "Show Clones" next to
+ * a refusal that names linked clones.
+ */
+function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.Disposable {
+  return vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+    try {
+      return await (run as (...args: unknown[]) => unknown)(...args);
+    } catch (e) {
+      return ctx.fail(e, lockedActions(ctx, e));
+    }
+  });
 }

@@ -1,3 +1,4 @@
+// The comparison table's panel (extension side): one per library, fed live, restored after a window reload.
 import * as vscode from 'vscode';
 import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';

@@ -1,3 +1,4 @@
+// Serial consoles of running machines as VS Code terminals, one per machine.
 import * as vscode from 'vscode';
 import type { Socket } from 'node:net';
 import { serialLogTail } from '../../engine/runtime';

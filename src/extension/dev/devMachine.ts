@@ -1,10 +1,8 @@
+// The machine the developer works in: the setting that names it, and its status-bar item.
 import * as vscode from 'vscode';
-import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
-import type { CommandContext } from '../commands/context';
-import { machinePickItem } from '../commands/context';
 import { formatBytes, formatDate } from '../format';
-import { powerLabel } from '../tree/machinesTree';
-import { gitPosition } from './git';
+import { powerLabel } from '../labels';
+import type { LibraryService } from '../libraryService';
 
 export function devMachineSetting(): string {
   return vscode.workspace.getConfiguration('vmsnap').get<string>('devMachine', '').trim();
@@ -16,11 +14,11 @@ export class DevMachineStatus implements vscode.Disposable {
   private readonly subscriptions: vscode.Disposable[] = [];
   private updating: Promise<void> = Promise.resolve();
 
-  constructor(private readonly ctx: CommandContext) {
+  constructor(private readonly service: LibraryService) {
     this.item.name = vscode.l10n.t('Dev Machine');
     this.item.command = 'vmsnap.showDevMachine';
     this.subscriptions.push(
-      ctx.service.onDidChange(() => this.update()),
+      service.onDidChange(() => this.update()),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration('vmsnap')) this.update();
       }),
@@ -40,7 +38,7 @@ export class DevMachineStatus implements vscode.Disposable {
       return;
     }
     try {
-      const m = await (await this.ctx.library()).show(ref);
+      const m = await (await this.service.library()).show(ref);
       const on = m.snapshots.find((s) => s.id === m.current);
       const parts = [
         m.name,
@@ -71,56 +69,7 @@ export class DevMachineStatus implements vscode.Disposable {
   }
 }
 
-export interface CheckpointArgs {
-  /** The machine (default: the vmsnap.devMachine setting, else asked). */
-  machine?: string;
-}
-
-/**
- * Checkpoint: snapshots the dev machine in one keystroke, named from the time (and git branch and commit when the
- * workspace is a repository), then offers Revert and Rename.
- */
-export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {}): Promise<SnapshotInfo | undefined> {
-  try {
-    const machine = await devMachine(ctx, args.machine);
-    if (!machine) return undefined;
-    const now = new Date();
-    const time = formatDate(now.toISOString()).slice(0, 16);
-    const git = await gitPosition();
-    const short = git?.commit.slice(0, 7);
-    const name = git ? `${vscode.l10n.t('Checkpoint')} ${time} · ${git.branch ?? vscode.l10n.t('detached')}@${short}` : `${vscode.l10n.t('Checkpoint')} ${time}`;
-    const description = git
-      ? vscode.l10n.t('Checkpoint taken {0} while working in {1} on branch {2}, commit {3} ({4}).', formatDate(now.toISOString()), git.root, git.branch ?? vscode.l10n.t('(detached HEAD)'), git.commit, git.subject)
-      : vscode.l10n.t('Checkpoint taken {0}.', formatDate(now.toISOString()));
-    const snapshot = await (await ctx.library()).takeSnapshot(machine.id, name, { description });
-    await ctx.revealSnapshot(machine.id, snapshot.id);
-    const revert = vscode.l10n.t('Revert');
-    const rename = vscode.l10n.t('Rename');
-    void vscode.window.showInformationMessage(vscode.l10n.t('Checkpoint “{0}” of “{1}” taken.', snapshot.name, machine.name), revert, rename).then((chosen) => {
-      const target = { machine: machine.id, snapshot: snapshot.id };
-      if (chosen === revert) return vscode.commands.executeCommand('vmsnap.revert', target);
-      if (chosen === rename) return vscode.commands.executeCommand('vmsnap.renameSnapshot', target);
-      return undefined;
-    });
-    return snapshot;
-  } catch (e) {
-    return ctx.fail(e);
-  }
-}
-
-/** The dev machine: from the argument, the setting, or asked (and then remembered in the workspace settings). */
-async function devMachine(ctx: CommandContext, ref: string | undefined): Promise<MachineDetails | undefined> {
-  const lib = await ctx.library();
-  const configured = ref ?? devMachineSetting();
-  if (configured !== '') return lib.show(configured);
-  const machines = await lib.list();
-  if (machines.length === 0) throw new Error(vscode.l10n.t('The library has no machines yet: create one with “New Machine” first.'));
-  const picked = await ctx.ask.pick(machines.map(machinePickItem), { title: vscode.l10n.t('Which machine do you develop in?'), placeHolder: vscode.l10n.t('It becomes the dev machine (setting vmsnap.devMachine)') });
-  if (!picked) return undefined;
-  await setDevMachineSetting(picked.value.name);
-  return lib.show(picked.value.id);
-}
-
+/** Remembers the dev machine in the workspace's settings (the user's when no folder is open). */
 export async function setDevMachineSetting(name: string): Promise<void> {
   const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
   await vscode.workspace.getConfiguration('vmsnap').update('devMachine', name, target);

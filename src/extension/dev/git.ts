@@ -1,3 +1,4 @@
+// Where the workspace's git repository stands (branch, commit), read through the built-in git extension.
 import * as vscode from 'vscode';
 
 // The few parts of the built-in git extension's API (extensions/git/src/api/git.d.ts, version 1) used here.

@@ -1,3 +1,4 @@
+// The rows of the Machines tree: their kinds, stable ids, how a machine's rows are built, and the state menus match.
 import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
 
 /**
@@ -59,6 +60,42 @@ export const snapshotNodeId = (machineId: string, snapshotId: string): string =>
 export const currentNodeId = (machineId: string): string => `current/${machineId}`;
 export const cloneRefNodeId = (snapshotId: string, cloneId: string): string => `clone/${snapshotId}/${cloneId}`;
 export const brokenNodeId = (folder: string): string => `broken/${folder}`;
+
+/**
+ * The rows under one machine: its snapshots in creation order (the engine keeps them so), "You are here" after the
+ * children of the snapshot the current state descends from, and the linked clones hanging on each snapshot.
+ */
+export function buildSubtree(machineNode: MachineNode, details: MachineDetails, all: MachineNode[]): TreeNode[] {
+  const byId = new Map(all.map((n) => [n.machine.id, n.machine]));
+  const build = (parentId: string | null, parent: MachineNode | SnapshotNode, path: string): TreeNode[] => {
+    const out: TreeNode[] = [];
+    for (const info of details.snapshots) {
+      if (info.parentId !== parentId) continue;
+      const here = path === '' ? info.name : `${path} > ${info.name}`;
+      const node: SnapshotNode = {
+        kind: 'snapshot',
+        id: snapshotNodeId(details.id, info.id),
+        machine: details,
+        snapshot: info,
+        parent,
+        children: [],
+        locked: false,
+        isCurrentParent: details.current === info.id,
+        path: here,
+      };
+      node.children = build(info.id, node, here);
+      for (const cloneId of info.lockedBy) {
+        const clone = byId.get(cloneId);
+        if (clone) node.children.push({ kind: 'cloneRef', id: cloneRefNodeId(info.id, cloneId), clone, parent: node });
+      }
+      node.locked = info.lockedBy.length > 0 || node.children.some((c) => c.kind === 'snapshot' && c.locked);
+      out.push(node);
+    }
+    if (details.current === parentId) out.push({ kind: 'current', id: currentNodeId(details.id), machine: details, parent });
+    return out;
+  };
+  return build(null, machineNode, '');
+}
 
 export type CloneKindLabel = 'plain' | 'linked' | 'full';
 

@@ -1,3 +1,4 @@
+// Long engine operations under a VS Code notification with progress and Cancel.
 import * as vscode from 'vscode';
 import type { OperationOptions } from '../../engine/qcow2/disk';
 

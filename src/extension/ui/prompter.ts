@@ -1,3 +1,4 @@
+// The questions commands ask (input boxes, quick picks, modal dialogs), behind one interface tests can answer.
 import * as vscode from 'vscode';
 
 export interface PickItem<T> extends vscode.QuickPickItem {
@@ -6,7 +7,7 @@ export interface PickItem<T> extends vscode.QuickPickItem {
 
 /**
  * Every question a command asks goes through here, so integration tests can answer them (see the extension's
- * test API) while users get VS Code's own input boxes, quick picks and modal dialogs.
+ * test handle) while users get VS Code's own input boxes, quick picks and modal dialogs.
  */
 export interface Prompter {
   input(options: vscode.InputBoxOptions): Promise<string | undefined>;

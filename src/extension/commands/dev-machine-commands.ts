@@ -1,0 +1,72 @@
+// Commands for the machine the developer works in: Checkpoint (one keystroke), Set Dev Machine, Show Dev Machine.
+import * as vscode from 'vscode';
+import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
+import { devMachineSetting, setDevMachineSetting } from '../dev/devMachine';
+import { gitPosition } from '../dev/git';
+import { formatDate } from '../format';
+import type { CommandContext, Target } from './context';
+import { machinePickItem } from './pick-items';
+
+export interface CheckpointArgs {
+  /** The machine (default: the vmsnap.devMachine setting, else asked). */
+  machine?: string;
+}
+
+/**
+ * Checkpoint: snapshots the dev machine in one keystroke, named from the time (and git branch and commit when the
+ * workspace is a repository), then offers Revert and Rename.
+ */
+export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {}): Promise<SnapshotInfo | undefined> {
+  const machine = await devMachine(ctx, args.machine);
+  if (!machine) return undefined;
+  const now = new Date();
+  const time = formatDate(now.toISOString()).slice(0, 16);
+  const git = await gitPosition();
+  const short = git?.commit.slice(0, 7);
+  const name = git ? `${vscode.l10n.t('Checkpoint')} ${time} · ${git.branch ?? vscode.l10n.t('detached')}@${short}` : `${vscode.l10n.t('Checkpoint')} ${time}`;
+  const description = git
+    ? vscode.l10n.t('Checkpoint taken {0} while working in {1} on branch {2}, commit {3} ({4}).', formatDate(now.toISOString()), git.root, git.branch ?? vscode.l10n.t('(detached HEAD)'), git.commit, git.subject)
+    : vscode.l10n.t('Checkpoint taken {0}.', formatDate(now.toISOString()));
+  const snapshot = await (await ctx.library()).takeSnapshot(machine.id, name, { description });
+  await ctx.revealSnapshot(machine.id, snapshot.id);
+  const revert = vscode.l10n.t('Revert');
+  const rename = vscode.l10n.t('Rename');
+  void vscode.window.showInformationMessage(vscode.l10n.t('Checkpoint “{0}” of “{1}” taken.', snapshot.name, machine.name), revert, rename).then((chosen) => {
+    const target = { machine: machine.id, snapshot: snapshot.id };
+    if (chosen === revert) return vscode.commands.executeCommand('vmsnap.revert', target);
+    if (chosen === rename) return vscode.commands.executeCommand('vmsnap.renameSnapshot', target);
+    return undefined;
+  });
+  return snapshot;
+}
+
+/** The dev machine: from the argument, the setting, or asked (and then remembered in the workspace settings). */
+async function devMachine(ctx: CommandContext, ref: string | undefined): Promise<MachineDetails | undefined> {
+  const lib = await ctx.library();
+  const configured = ref ?? devMachineSetting();
+  if (configured !== '') return lib.show(configured);
+  const machines = await lib.list();
+  if (machines.length === 0) throw new Error(vscode.l10n.t('The library has no machines yet: create one with “New Machine” first.'));
+  const picked = await ctx.ask.pick(machines.map(machinePickItem), { title: vscode.l10n.t('Which machine do you develop in?'), placeHolder: vscode.l10n.t('It becomes the dev machine (setting vmsnap.devMachine)') });
+  if (!picked) return undefined;
+  await setDevMachineSetting(picked.value.name);
+  return lib.show(picked.value.id);
+}
+
+/** Set as Dev Machine: the setting names it by name (readable in settings.json). */
+export async function setDevMachine(ctx: CommandContext, target: Target) {
+  const m = await ctx.machine(target, vscode.l10n.t('Which machine do you develop in?'));
+  if (!m) return undefined;
+  await setDevMachineSetting(m.name);
+  ctx.service.notifyChanged();
+  return m.name;
+}
+
+/** Show Dev Machine (the status-bar item's click): selects its "You are here"; asks which one when none is set. */
+export async function showDevMachine(ctx: CommandContext) {
+  const ref = devMachineSetting();
+  if (ref === '') return vscode.commands.executeCommand('vmsnap.setDevMachine');
+  const m = await (await ctx.library()).show(ref);
+  await ctx.select(async () => (await ctx.tree.currentNode(m.id)) ?? ctx.tree.machineNode(m.id), true);
+  return m.id;
+}

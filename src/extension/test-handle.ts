@@ -1,0 +1,104 @@
+// What activate() returns: the handle the extension-host tests (test/extension) hold. Not an API for other
+// extensions: it gives the tests what a person sees and does, and nothing of the extension's insides.
+import type * as vscode from 'vscode';
+import type { CommandContext, ShownError } from './commands/context';
+import type { ComparePanel } from './compare/comparePanel';
+import type { ConsolePty, ConsoleTerminals } from './console/consoleTerminal';
+import type { DevMachineStatus } from './dev/devMachine';
+import type { LibraryService } from './libraryService';
+import type { MachinesTree } from './tree/machinesTree';
+import type { TreeNode } from './tree/nodes';
+import type { Prompter, Prompts } from './ui/prompter';
+
+export type { ShownError };
+
+/** The Machines tree's rows as the view reads them, and how tests find one and make the tree read again. */
+export type TreeRows = Pick<
+  MachinesTree,
+  'onDidChangeTreeData' | 'refresh' | 'getChildren' | 'getTreeItem' | 'getParent' | 'machineNodes' | 'machineNode' | 'snapshotNode' | 'currentNode' | 'descendants'
+>;
+
+export interface TestHandle {
+  /** Milliseconds activate() took. */
+  readonly activationMs: number;
+  /** The library folder the settings name now (it follows `vmsnap.libraryFolder`). */
+  readonly libraryDir: string;
+  readonly tree: TreeRows;
+  /** The Machines view: whether it is in sight, and the selected row. */
+  readonly view: Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection'>;
+  /** The text of the dev machine's status-bar item. */
+  readonly statusText: string;
+  /** The last error a command showed (commands return undefined then); tests clear it before a step. */
+  lastError: ShownError | undefined;
+  /** Until disposed, the commands' questions go to `prompter` instead of the user. */
+  answerWith(prompter: Prompter): vscode.Disposable;
+  /** Reveals and selects a snapshot's row, as a command does after changing it. */
+  revealSnapshot(machineId: string, snapshotId: string): Promise<void>;
+  /** A machine's open serial-console terminal, with what the guest printed into it. */
+  console(machineId: string): { terminal: vscode.Terminal; pty: ConsolePty } | undefined;
+  /** The comparison panel of the library open now, when one is shown. */
+  comparePanel(): ComparePanel | undefined;
+}
+
+/** The parts of one activation the handle reads from. */
+export interface Activation {
+  service: LibraryService;
+  tree: MachinesTree;
+  view: vscode.TreeView<TreeNode>;
+  prompts: Prompts;
+  commands: CommandContext;
+  status: DevMachineStatus;
+  consoles: ConsoleTerminals;
+  comparePanel(): ComparePanel | undefined;
+}
+
+export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
+  lastError: ShownError | undefined;
+  private readonly subscription: vscode.Disposable;
+
+  constructor(
+    private readonly parts: Activation,
+    readonly activationMs: number,
+  ) {
+    this.subscription = parts.commands.onDidFail((shown) => (this.lastError = shown));
+  }
+
+  get libraryDir(): string {
+    return this.parts.service.dir;
+  }
+
+  get tree(): TreeRows {
+    return this.parts.tree;
+  }
+
+  get view(): Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection'> {
+    return this.parts.view;
+  }
+
+  get statusText(): string {
+    return this.parts.status.item.text;
+  }
+
+  answerWith(prompter: Prompter): vscode.Disposable {
+    const prompts = this.parts.prompts;
+    const previous = prompts.current;
+    prompts.current = prompter;
+    return { dispose: () => (prompts.current = previous) };
+  }
+
+  revealSnapshot(machineId: string, snapshotId: string): Promise<void> {
+    return this.parts.commands.revealSnapshot(machineId, snapshotId);
+  }
+
+  console(machineId: string): { terminal: vscode.Terminal; pty: ConsolePty } | undefined {
+    return this.parts.consoles.get(machineId);
+  }
+
+  comparePanel(): ComparePanel | undefined {
+    return this.parts.comparePanel();
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+  }
+}
