@@ -37,8 +37,9 @@ export interface SshArgsOptions {
  */
 export function sshArgs(target: SshTarget, options: SshArgsOptions = {}): string[] {
   const t = checkTarget(target);
-  // `-i` is a plain argument (no config quoting), but ssh still expands `%x` and `${VAR}` in it.
-  const args = ['-p', String(t.port), '-l', t.user, '-i', percentEscaped(checkedPath(t.identityFile))];
+  // IdentityFile as `-o`, not `-i`: ssh checks a `-i` path as written but opens it after expanding `%x`, so a
+  // path with '%' in it cannot be given through `-i` at all.
+  const args = ['-p', String(t.port), '-l', t.user, '-o', `IdentityFile=${expandedPath(t.identityFile)}`];
   for (const [key, value] of clientOptions(t)) args.push('-o', `${key}=${value}`);
   if (options.batchMode) args.push('-o', 'BatchMode=yes');
   if (options.connectTimeoutSeconds !== undefined) {
@@ -72,16 +73,16 @@ export function sshConfigBlock(name: string, target: SshTarget): string {
 
 /**
  * `vmsnap-NAME` with NAME reduced to what a Host pattern and a Remote-SSH authority carry safely: lowercase ASCII
- * letters, digits, '.', '_' and '-'. Different names can reduce to the same host name; the caller keeps them apart.
+ * letters, digits, '_' and '-'. Different names can reduce to the same host name; the caller keeps them apart.
  */
 export function sshHostName(name: string): string {
   const slug = name
     .normalize('NFKD')
     .replace(/[\u0300-\u036f]/g, '')
     .toLowerCase()
-    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/[^a-z0-9_-]+/g, '-')
     .replace(/-+/g, '-')
-    .replace(/^[-.]+|[-.]+$/g, '');
+    .replace(/^[-_]+|[-_]+$/g, '');
   if (slug === '') throw new SshError('INVALID_ARGUMENT', `The machine name "${name}" has no letters or digits to make an SSH host name from.`);
   return `vmsnap-${slug}`;
 }
