@@ -32,6 +32,8 @@ const MAX_PRE_BANNER_BYTES = 8 * 1024;
  */
 export async function waitForSsh(host: string, port: number, options: WaitForSshOptions): Promise<SshAnswer> {
   const { timeoutMs, signal } = options;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new SshError('INVALID_ARGUMENT', `${port} is not a TCP port (1-65535).`);
+  if (!(timeoutMs >= 0)) throw new SshError('INVALID_ARGUMENT', `The SSH wait needs a time-out in milliseconds, not ${timeoutMs}.`);
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 5000;
   const retryDelayMs = options.retryDelayMs ?? 250;
   const started = Date.now();

@@ -67,7 +67,8 @@ export async function startSshd(dir: string): Promise<Sshd> {
     'ListenAddress 127.0.0.1',
     `Port ${port}`,
     `HostKey ${q(hostKeyFile)}`,
-    `AuthorizedKeysFile ${q(authorizedKeys)}`,
+    // sshd expands %-tokens in AuthorizedKeysFile (not in HostKey).
+    `AuthorizedKeysFile ${q(authorizedKeys.replace(/%/g, '%%'))}`,
     'UsePAM no',
     'PidFile none',
     'StrictModes no',
