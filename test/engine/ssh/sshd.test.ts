@@ -96,6 +96,20 @@ describe('logging into a machine with the system ssh (real sshd)', function () {
     assert.doesNotMatch(readFileSync(target.knownHostsFile, 'utf8'), new RegExp(target.hostKeyAlias));
   });
 
+  it('no other known_hosts file can widen what is accepted: the global file is the machine file too', async function () {
+    // Why: ssh accepts a key found in *any* of its known_hosts files, without a warning about a different key in
+    // another. So a system-wide file (/etc/ssh/ssh_known_hosts) naming the alias could let another key in.
+    const impostorFile = join(dir, 'other_known_hosts');
+    await writeKnownHosts(impostorFile, target.hostKeyAlias, [sshd.hostKey.publicKey]);
+    await writeKnownHosts(target.knownHostsFile, target.hostKeyAlias, [generateEd25519KeyPair('wrong').publicKey]);
+    const args = sshArgs(target, { batchMode: true, command: ['echo', 'ok'] });
+    const global = args.findIndex((a) => a.startsWith('GlobalKnownHostsFile='));
+    const widened = [...args];
+    widened[global] = `GlobalKnownHostsFile="${impostorFile}"`;
+    assert.equal((await runSsh(widened)).status, 0, 'ssh took the key from the other file');
+    assert.equal((await runSsh(args)).status, 255);
+  });
+
   it('the key is found under the alias whatever the port: the entry does not name 127.0.0.1 or the port', async function () {
     const text = readFileSync(target.knownHostsFile, 'utf8');
     assert.doesNotMatch(text, /127\.0\.0\.1|\[/);
