@@ -21,7 +21,8 @@ import {
 import { isImageError } from '../qcow2/errors';
 import { changedRanges, flatten } from '../qcow2/ops';
 import { MachineError, isMachineError } from './errors';
-import { bytesOnDisk, fsyncDir, setReadOnly, toMachineIoError } from './fsutil';
+import { fsyncDir } from '../os';
+import { bytesOnDisk, setReadOnly, toMachineIoError } from './fsutil';
 import { newId, newMacAddress, shortId } from './identity';
 import { importImage } from './importer';
 import { recoverFolder, Transaction, type MergeStep } from './journal';

@@ -1,22 +1,11 @@
 // The machine layer's side of the runtime: the QEMU config a manifest describes, and QEMU's errors as MachineErrors.
 import { join } from 'node:path';
-import { isQemuError, type MachineConfig } from '../runtime';
+import { isQemuError, RUNTIME_FILE_NAMES, type MachineConfig } from '../runtime';
 import { MachineError, isMachineError } from './errors';
 import type { Manifest, SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
 
-/** Files the runtime keeps in a machine folder; never leftovers (`*.state` files belong to snapshots). */
-export const RUNTIME_FILE_NAMES: readonly string[] = [
-  'qemu.pid',
-  'runtime.json',
-  'qmp.sock',
-  'console.sock',
-  'qemu.starting',
-  'serial.log',
-  'serial.log.1',
-  'qemu.log',
-];
-
+/** Files the runtime keeps in a machine folder are never leftovers (`*.state` files belong to snapshots). */
 export function isRuntimeFileName(name: string): boolean {
   return RUNTIME_FILE_NAMES.includes(name) || name.endsWith('.state');
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isMachineError, Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
-import { processStart } from '../../../src/engine/machine/fsutil';
+import { processStart } from '../../../src/engine/os';
 import { qemuImg, qemuIo, qemuSame, requireTool, scratchDir } from '../../support/qemu';
 import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './helpers';
 

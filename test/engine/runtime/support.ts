@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { machineStatus, stopMachine, type MachineConfig } from '../../../src/engine/runtime/qemu';
-import { isProcessAlive } from '../../../src/engine/runtime/process';
+import { isProcessAlive } from '../../../src/engine/os';
 import { requireTool } from '../../support/qemu';
 import { countsInLog, writeCountingGuest } from './guest';
 
