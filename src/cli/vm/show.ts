@@ -1,4 +1,4 @@
-import { formatSnapshotTree } from '../../engine/machine';
+import { formatSnapshotTree } from '../snapshot-tree';
 import type { Command } from '../args';
 import { emit } from '../image/shared';
 import type { CliContext } from '../output';

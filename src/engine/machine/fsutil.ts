@@ -1,6 +1,6 @@
 // File-system helpers with the machine layer's meaning: errors as MachineErrors, sizes on disk, frozen layers.
-import { chmod, stat } from 'node:fs/promises';
-import { MachineError } from './errors';
+import { chmod, stat, statfs } from 'node:fs/promises';
+import { MachineError, isMachineError } from './errors';
 
 /** Turns a Node file-system error into a MachineError naming the file (ENOSPC becomes NO_SPACE). */
 export function toMachineIoError(e: unknown, what: string): MachineError {
@@ -34,5 +34,20 @@ export async function setReadOnly(path: string, readOnly: boolean): Promise<void
     await chmod(path, readOnly ? 0o444 : 0o644);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/** Refuses up front when the free space cannot hold what a merge or copy may write (plus 64 MiB of slack). */
+export async function requireSpace(folder: string, bytes: number, what: string): Promise<void> {
+  if (bytes <= 0) return;
+  try {
+    const s = await statfs(folder);
+    const free = s.bavail * s.bsize;
+    if (free < bytes + 64 * 1024 * 1024) {
+      throw new MachineError('NO_SPACE', `Not enough free disk space for ${what} (needs about ${Math.ceil(bytes / 1048576)} MiB, ${Math.floor(free / 1048576)} MiB free); nothing was changed: free some space and try again.`);
+    }
+  } catch (e) {
+    if (isMachineError(e)) throw e;
+    // statfs unsupported: the operation itself will report a full disk.
   }
 }

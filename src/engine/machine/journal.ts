@@ -112,6 +112,11 @@ export class Transaction {
     return new Transaction(folder, journal);
   }
 
+  /** begin() with every file list empty unless given. */
+  static async start(folder: string, operation: string, after: Manifest, lists: Partial<Omit<JournalPlan, 'operation' | 'after'>> = {}): Promise<Transaction> {
+    return Transaction.begin(folder, { operation, after, created: [], obsolete: [], freeze: [], thawed: [], merge: [], ...lists });
+  }
+
   get after(): Manifest {
     return this.journal.after;
   }

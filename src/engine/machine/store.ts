@@ -1,3 +1,4 @@
+// The library folder on disk: its machine folders, the registry of folders kept outside it, leftover cleanup.
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MachineError, isMachineError } from './errors';
@@ -80,6 +81,12 @@ export class Store {
     } finally {
       await lock.release();
     }
+  }
+
+  /** Removes an outside folder from the registry (a folder inside the library is not registered). */
+  async forget(folder: string): Promise<void> {
+    if (this.isInside(folder)) return;
+    await this.updateRegistry((r) => (r.machines = r.machines.filter((m) => m.path !== folder)));
   }
 
   isInside(folder: string): boolean {
