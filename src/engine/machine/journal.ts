@@ -1,6 +1,6 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { OperationOptions } from '../qcow2/disk';
+import type { OperationOptions } from '../operation';
 import { commit, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../qcow2/ops';
 import { runningPid, runningTops } from '../runtime';
 import { MachineError } from './errors';
