@@ -1,4 +1,5 @@
-// `vmsnap compare`: the seed's comparison table (machine, snapshots, clones) with measured values.
+// `vmsnap compare`: the snapshots-vs-clones table of a machine's family (machine, snapshots, clones), measured.
+import type { CompareDependency, CompareRow } from '../engine/machine';
 import type { Command } from './args';
 import { emit } from './image/shared';
 import type { CliContext } from './output';
@@ -15,7 +16,7 @@ export const compareCommand: Command<CliContext> = {
   examples: ['vmsnap compare dev', 'vmsnap compare dev --json'],
   async run(inv, ctx) {
     const lib = await openLibrary(inv, ctx);
-    const rows = await lib.compare(inv.required('VM'));
+    const rows = (await lib.compare(inv.required('VM'))).map(compareTableRow);
     emit(ctx, rows, () =>
       formatTable(
         [
@@ -45,3 +46,26 @@ export const compareCommand: Command<CliContext> = {
     return 0;
   },
 };
+
+/** A comparison row as the CLI prints it (also with --json): its kind and what it depends on in words. */
+export interface CompareTableRow extends Omit<CompareRow, 'kind' | 'dependsOn'> {
+  kind: 'machine' | 'snapshot' | 'linked clone' | 'full clone';
+  /** "snapshot X of Y", "machine Y" or "nothing". */
+  dependsOn: string;
+}
+
+export function compareTableRow(r: CompareRow): CompareTableRow {
+  const kind = r.kind === 'linked' ? 'linked clone' : r.kind === 'full' ? 'full clone' : r.kind;
+  return { ...r, kind, dependsOn: dependencyWords(r.dependsOn) };
+}
+
+function dependencyWords(d: CompareDependency): string {
+  switch (d.kind) {
+    case 'nothing':
+      return 'nothing';
+    case 'machine':
+      return `machine "${d.machineName}"`;
+    case 'snapshot':
+      return `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
+  }
+}

@@ -3,6 +3,7 @@ import { isMachineError } from '../engine/machine';
 import { isImageError } from '../engine/qcow2';
 import { isUsageError, parseArgs, Registry, UsageError } from './args';
 import { verbs } from './commands';
+import { machineErrorSentence } from './errors';
 import { helpHint, helpText } from './help';
 import { Output, type CliContext, type CliIo } from './output';
 
@@ -56,9 +57,10 @@ function report(e: unknown, out: Output, io: CliIo): number {
   }
   if (isMachineError(e)) {
     // An ambiguous reference names what it could mean (with tree paths), still on one line.
-    const sentence = e.code === 'AMBIGUOUS' && e.candidates.length > 0 ? `${e.message} Candidates: ${e.candidates.join('; ')}.` : e.message;
+    const message = machineErrorSentence(e);
+    const sentence = e.code === 'AMBIGUOUS' && e.candidates.length > 0 ? `${message} Candidates: ${e.candidates.join('; ')}.` : message;
     out.error(oneLine(sentence));
-    if (!out.wroteDocument) out.document({ error: { code: e.code, message: e.message, candidates: e.candidates } });
+    if (!out.wroteDocument) out.document({ error: { code: e.code, message, candidates: e.candidates } });
     return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
   }
   // A bug or an unforeseen failure: a short sentence, and the stack only when asked for.

@@ -1,9 +1,10 @@
 // File-system watching of the library and its machine folders, debounced into one call per burst.
 import { watch, type FSWatcher } from 'node:fs';
 import { basename } from 'node:path';
+import { RUNTIME_LOG_FILE_NAMES } from '../engine/runtime';
 
-/** Files a running machine writes to continuously (see src/engine/runtime): not changes of the library. */
-const QUIET_FILES = new Set(['serial.log', 'serial.log.1', 'qemu.log']);
+/** Files a running machine writes to continuously: not changes of the library. */
+const QUIET_FILES = new Set(RUNTIME_LOG_FILE_NAMES);
 
 /**
  * Watches the library folder and every machine folder (inside it or registered outside) for changes made by

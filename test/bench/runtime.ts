@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { snapshotRunning, startFromState } from '../../src/engine/runtime/live-snapshot';
 import { sleep } from '../../src/engine/runtime/process';
 import { QmpClient } from '../../src/engine/runtime/qmp';
-import { qemuArgs, qemuPath, runtimeFiles, startMachine, stopMachine, type MachineConfig } from '../../src/engine/runtime/qemu';
+import { qemuArgs, qemuPath, runtimeFiles, startMachine, stopMachine, type MachineConfig } from '../../src/engine/runtime';
 import { writeCountingGuest } from '../support/counting-guest';
 import { median, type BenchRow } from './report';
 

@@ -4,7 +4,8 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { CompareRow, MachineDetails as Machine, SnapshotInfo as Snapshot, SnapshotTreeNode as TreeNode, StateDiff } from '../../src/engine/machine';
+import type { CompareTableRow as CompareRow } from '../../src/cli/compare';
+import type { MachineDetails as Machine, SnapshotInfo as Snapshot, SnapshotTreeNode as TreeNode, StateDiff } from '../../src/engine/machine';
 import { qemuInfo, qemuSame, requireTool, run, scratchDir } from '../support/qemu';
 import { buildCli, interruptWhen, isOneSentence, vmsnap, vmsnapJson, type Result } from './vmsnap';
 

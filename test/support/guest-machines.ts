@@ -3,8 +3,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { machineStatus, stopMachine, type MachineConfig } from '../../src/engine/runtime/qemu';
-import { isProcessAlive } from '../../src/engine/runtime/process';
+import { machineStatus, stopMachine, type MachineConfig } from '../../src/engine/runtime';
+import { isProcessAlive } from '../../src/engine/os';
 import { countsInLog, writeCountingGuest } from './counting-guest';
 import { requireTool } from './qemu';
 

@@ -1,5 +1,5 @@
 // `vmsnap snapshot list`: a machine's snapshot tree, with "You are here".
-import { formatSnapshotTree } from '../../engine/machine';
+import { formatSnapshotTree } from '../snapshot-tree';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatSize } from '../units';

@@ -1,5 +1,5 @@
 // `vmsnap vm show`: one machine in full: identity, disks, snapshots, lineage and sizes.
-import { formatSnapshotTree } from '../../engine/machine';
+import { formatSnapshotTree } from '../snapshot-tree';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatSize, formatSizeExact } from '../units';

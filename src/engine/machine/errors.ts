@@ -22,16 +22,31 @@ export type MachineErrorCode =
   | 'RUNTIME_ERROR' // QEMU failed or refused; `cause` is the QemuError
   | 'IO_ERROR'; // any other file-system failure
 
+/**
+ * What a front end needs to word an error its own way (the CLI names its commands and flags, the extension its
+ * buttons); the error's `message` is a plain default that names neither.
+ */
+export type MachineErrorDetail =
+  /** NOT_FOUND: no machine in the library matches `ref`. */
+  | { kind: 'machine-not-found'; ref: string }
+  /** NOT_FOUND: the machine has no snapshot matching `ref`. */
+  | { kind: 'snapshot-not-found'; machineName: string; ref: string }
+  /** NEEDS_CONFIRMATION: a revert was asked for without saying what becomes of the current state. */
+  | { kind: 'revert-discards-current' };
+
 export class MachineError extends Error {
   override readonly name = 'MachineError';
+  /** Structured fields for the front ends to word the error with (see MachineErrorDetail), or null. */
+  readonly detail: MachineErrorDetail | null;
   constructor(
     readonly code: MachineErrorCode,
     message: string,
     /** For AMBIGUOUS and LOCKED_BY_CLONES: what matched or what depends, as readable strings. */
     readonly candidates: readonly string[] = [],
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; detail?: MachineErrorDetail },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.detail = options?.detail ?? null;
   }
 }
 

@@ -1,9 +1,7 @@
 import { join } from 'node:path';
-import { openDisk } from '../qcow2/chain';
-import type { Disk, OperationOptions } from '../qcow2/disk';
-import { Qcow2Image, type InternalSnapshot } from '../qcow2/image';
-import { flatten } from '../qcow2/ops';
-import { alignRanges, mergeRanges } from '../qcow2/ops/ranges';
+import type { OperationOptions } from '../operation';
+import { openDisk, Qcow2Image, type Disk, type InternalSnapshot } from '../qcow2';
+import { alignRanges, flatten, mergeRanges } from '../qcow2/ops';
 import { MachineError } from './errors';
 import { newId } from './identity';
 import { createLayer, fromImageError, newLayerName } from './layerFiles';

@@ -1,10 +1,11 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { OperationOptions } from '../qcow2/disk';
+import type { OperationOptions } from '../operation';
 import { commit, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../qcow2/ops';
 import { runningPid, runningTops } from '../runtime';
 import { MachineError } from './errors';
-import { atomicWriteJson, exists, fsyncDir, setReadOnly, toMachineIoError, unlinkIfExists } from './fsutil';
+import { atomicWriteJson, exists, fsyncDir, unlinkIfExists } from '../os';
+import { setReadOnly, toMachineIoError } from './fsutil';
 import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
 import { MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
 import { step } from './steps';
@@ -109,6 +110,11 @@ export class Transaction {
     }
     step(`${plan.operation}: journal written`);
     return new Transaction(folder, journal);
+  }
+
+  /** begin() with every file list empty unless given. */
+  static async start(folder: string, operation: string, after: Manifest, lists: Partial<Omit<JournalPlan, 'operation' | 'after'>> = {}): Promise<Transaction> {
+    return Transaction.begin(folder, { operation, after, created: [], obsolete: [], freeze: [], thawed: [], merge: [], ...lists });
   }
 
   get after(): Manifest {

@@ -1,7 +1,6 @@
 // The machine layer's only contact with the disk layer: creating, measuring and re-pointing layer files.
 import { randomBytes } from 'node:crypto';
-import { Qcow2Image } from '../qcow2/image';
-import { isImageError } from '../qcow2/errors';
+import { isImageError, Qcow2Image } from '../qcow2';
 import { MachineError } from './errors';
 import { rm, stat } from 'node:fs/promises';
 

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { link, open, readFile, rename, unlink } from 'node:fs/promises';
+import { link, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createLockFile, isProcessAlive, processStart, unlinkIfExists } from '../os';
 import { MachineError } from './errors';
-import { isSameProcessAlive, processStart, toMachineIoError, unlinkIfExists } from './fsutil';
+import { toMachineIoError } from './fsutil';
 
 export const LOCK_FILE = 'machine.lock';
 /**
@@ -51,26 +52,14 @@ export class MachineLock {
         token,
       };
       try {
-        const fh = await open(file, 'wx', 0o644);
-        let written = false;
-        try {
-          await fh.writeFile(JSON.stringify(record));
-          written = true;
-        } finally {
-          await fh.close();
-          // A lock file without its record (the disk is full) would hold the machine for nobody: leave none.
-          if (!written) await unlinkIfExists(file).catch(() => {});
-        }
-        return new MachineLock(file, token);
+        if (await createLockFile(file, JSON.stringify(record))) return new MachineLock(file, token);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOSPC' || code === 'EDQUOT') throw toMachineIoError(e, `locking machine "${machineName}"`);
-        if (code !== 'EEXIST') {
-          throw new MachineError('IO_ERROR', `Cannot lock machine "${machineName}": ${(e as Error).message}`, [], { cause: e });
-        }
+        throw new MachineError('IO_ERROR', `Cannot lock machine "${machineName}": ${(e as Error).message}`, [], { cause: e });
       }
       const holder = await readLock(file);
-      if (holder !== 'gone' && holder !== 'unreadable' && (holder.host !== hostname() || isSameProcessAlive(holder.pid, holder.started))) {
+      if (holder !== 'gone' && holder !== 'unreadable' && (holder.host !== hostname() || isProcessAlive(holder.pid, holder.started))) {
         if (Date.now() < waitUntil) {
           await new Promise((r) => setTimeout(r, BUSY_POLL_MS));
           continue;

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MachineError } from './errors';
-import { atomicWriteJson } from './fsutil';
+import { atomicWriteJson } from '../os';
 import { MAC_PATTERN } from './identity';
 import type { CloneKind, PowerState } from './types';
 

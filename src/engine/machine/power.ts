@@ -1,22 +1,107 @@
-// The machine layer's side of the runtime: the QEMU config a manifest describes, and QEMU's errors as MachineErrors.
+// The machine layer's side of the runtime: powering machines on and off, the QEMU config a manifest describes,
+// the power state kept in the manifest, and QEMU's errors as MachineErrors.
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { isQemuError, type MachineConfig } from '../runtime';
+import {
+  isQemuError,
+  machineStatus as runtimeStatus,
+  openConsole as runtimeConsole,
+  pauseMachine as runtimePause,
+  resumeMachine as runtimeResume,
+  runningPid,
+  RUNTIME_FILE_NAMES,
+  startMachine as runtimeStart,
+  stopMachine as runtimeStop,
+  type MachineConfig,
+  type RuntimeStatus,
+} from '../runtime';
 import { MachineError, isMachineError } from './errors';
-import type { Manifest, SnapshotRecord } from './manifest';
+import type { LibraryContext } from './library-context';
+import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
+import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
 
-/** Files the runtime keeps in a machine folder; never leftovers (`*.state` files belong to snapshots). */
-export const RUNTIME_FILE_NAMES: readonly string[] = [
-  'qemu.pid',
-  'runtime.json',
-  'qmp.sock',
-  'console.sock',
-  'qemu.starting',
-  'serial.log',
-  'serial.log.1',
-  'qemu.log',
-];
+/** Powers the machine on (QEMU runs detached and outlives this process). ALREADY_RUNNING when it runs. */
+export async function startMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
+  return ctx.withMachine(ref, 'start', async (e) => {
+    const r = await runtimeCall(() => runtimeStart(machineConfig(e), ctx.qemu));
+    await setPower(e, 'running');
+    return statusOf(r);
+  });
+}
 
+/** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
+export async function stopMachine(ctx: LibraryContext, ref: string, options: StopMachineOptions): Promise<StopMachineResult> {
+  return ctx.withMachine(ref, 'stop', async (e) => {
+    const r = await runtimeCall(() =>
+      runtimeStop(e.folder, {
+        ...ctx.qemu,
+        force: options.force === true,
+        powerdownTimeoutMs: options.powerdownTimeoutMs ?? 60000,
+      }),
+    );
+    await setPower(e, 'off');
+    return { method: r.method, ms: r.ms };
+  });
+}
+
+export async function pauseMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
+  return ctx.withMachine(ref, 'pause', async (e) => {
+    const r = await runtimeCall(() => runtimePause(e.folder, ctx.qemu));
+    await setPower(e, r.powerState);
+    return statusOf(r);
+  });
+}
+
+export async function resumeMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
+  return ctx.withMachine(ref, 'resume', async (e) => {
+    const r = await runtimeCall(() => runtimeResume(e.folder, ctx.qemu));
+    await setPower(e, r.powerState);
+    return statusOf(r);
+  });
+}
+
+/** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
+export async function machineStatus(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
+  return ctx.withMachine(ref, 'status', async (e) => {
+    const r = await runtimeCall(() => runtimeStatus(e.folder, ctx.qemu));
+    await setPower(e, r.powerState);
+    return statusOf(r);
+  });
+}
+
+/** A connection to the machine's serial port (one client at a time; a second waits). No lock: nothing changes. */
+export async function openConsole(ctx: LibraryContext, ref: string): Promise<Socket> {
+  const { e } = await ctx.find(ref);
+  return runtimeCall(() => runtimeConsole(e.folder));
+}
+
+/** From QEMU's process, not the manifest alone (which can be stale after a crash). */
+export async function isRunning(e: MachineEntry): Promise<boolean> {
+  return (await runningPid(e.folder)) !== null;
+}
+
+export async function requireOff(e: MachineEntry, what: string): Promise<void> {
+  if (await isRunning(e)) {
+    throw new MachineError('POWERED_ON', `Machine "${e.manifest.name}" is running: power it off to ${what}.`);
+  }
+}
+
+/** Records the power state in the manifest when it changed (the caller holds the lock). */
+export async function setPower(e: MachineEntry, state: PowerState): Promise<Manifest> {
+  if (e.manifest.powerState === state) return e.manifest;
+  const m = cloneManifest(e.manifest);
+  m.powerState = state;
+  m.revision++;
+  return writeManifest(e.folder, m);
+}
+
+function statusOf(r: RuntimeStatus): MachineStatus {
+  return { powerState: r.powerState, pid: r.pid, serialLog: r.serialLog, consoleSocket: r.consoleSocket, startedAt: r.startedAt, qemuRunState: r.qemuRunState };
+}
+
+
+/** Files the runtime keeps in a machine folder are never leftovers (`*.state` files belong to snapshots). */
 export function isRuntimeFileName(name: string): boolean {
   return RUNTIME_FILE_NAMES.includes(name) || name.endsWith('.state');
 }

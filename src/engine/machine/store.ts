@@ -1,7 +1,8 @@
+// The library folder on disk: its machine folders, the registry of folders kept outside it, leftover cleanup.
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MachineError, isMachineError } from './errors';
-import { atomicWriteJson, exists, isAlive } from './fsutil';
+import { atomicWriteJson, exists, isProcessAlive } from '../os';
 import { JOURNAL_FILE, recoverFolder } from './journal';
 import { LOCK_FILE, MachineLock } from './lock';
 import { MANIFEST_FILE, readManifest, type Manifest } from './manifest';
@@ -82,6 +83,12 @@ export class Store {
     }
   }
 
+  /** Removes an outside folder from the registry (a folder inside the library is not registered). */
+  async forget(folder: string): Promise<void> {
+    if (this.isInside(folder)) return;
+    await this.updateRegistry((r) => (r.machines = r.machines.filter((m) => m.path !== folder)));
+  }
+
   isInside(folder: string): boolean {
     return resolve(dirname(folder)) === resolve(this.dir);
   }
@@ -121,7 +128,7 @@ export class Store {
   async recover(): Promise<void> {
     for (const d of await readdir(this.dir, { withFileTypes: true })) {
       const pid = workPid(d.name);
-      if (d.isDirectory() && pid !== null && !isAlive(pid)) await rm(join(this.dir, d.name), { recursive: true, force: true });
+      if (d.isDirectory() && pid !== null && !isProcessAlive(pid)) await rm(join(this.dir, d.name), { recursive: true, force: true });
     }
     const registry = await this.readRegistry();
     const keep: Registry['machines'] = [];
@@ -129,7 +136,7 @@ export class Store {
     for (const m of registry.machines) {
       const made = await exists(join(m.path, MANIFEST_FILE));
       if (m.pid !== undefined) {
-        if (isAlive(m.pid)) {
+        if (isProcessAlive(m.pid)) {
           keep.push(m);
           continue;
         }
@@ -147,7 +154,7 @@ export class Store {
       await this.updateRegistry((r) => {
         const paths = new Set(keep.map((k) => k.path));
         // Entries another process added meanwhile stay.
-        r.machines = [...keep, ...r.machines.filter((m) => !paths.has(m.path) && m.pid !== undefined && isAlive(m.pid))];
+        r.machines = [...keep, ...r.machines.filter((m) => !paths.has(m.path) && m.pid !== undefined && isProcessAlive(m.pid))];
       });
     }
     for (const folder of await this.folders()) {
@@ -166,7 +173,7 @@ async function removeDeadWork(parent: string, prefix: string, name: string): Pro
   }
   for (const n of names) {
     const pid = workPid(n);
-    if (n.startsWith(prefix) && n.endsWith(`-${name}`) && pid !== null && !isAlive(pid)) {
+    if (n.startsWith(prefix) && n.endsWith(`-${name}`) && pid !== null && !isProcessAlive(pid)) {
       await rm(join(parent, n), { recursive: true, force: true });
     }
   }

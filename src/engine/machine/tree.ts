@@ -1,5 +1,7 @@
+// The snapshot tree of one machine's manifest: children, ancestry, subtrees, and finding a snapshot by reference.
 import { MachineError } from './errors';
 import type { Manifest, SnapshotRecord } from './manifest';
+import { resolveRef } from './resolve-ref';
 
 /** Children of `parentId` (null: roots) in creation order (the manifest keeps snapshots in creation order). */
 export function childrenOf(m: Manifest, parentId: string | null): SnapshotRecord[] {
@@ -45,32 +47,28 @@ export function treePath(m: Manifest, id: string): string {
     .join(' > ');
 }
 
-export const MIN_ID_PREFIX = 6;
-
-/** A snapshot by id, exact name, or unique id prefix (at least 6 characters). */
+/** A snapshot by id, exact name, or unique id prefix (see resolveRef). */
 export function resolveSnapshot(m: Manifest, ref: string): SnapshotRecord {
   const wanted = ref.trim();
-  const byId = snapshotById(m, wanted);
-  if (byId) return byId;
-  const byName = m.snapshots.filter((s) => s.name === wanted.normalize('NFC'));
-  if (byName.length === 1) return byName[0]!;
-  if (byName.length > 1) {
-    throw new MachineError(
-      'AMBIGUOUS',
-      `${byName.length} snapshots of "${m.name}" are named "${wanted}": name one by its id (${byName.map((s) => s.id.slice(0, 8)).join(', ')}).`,
-      byName.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
-    );
-  }
-  if (wanted.length >= MIN_ID_PREFIX) {
-    const byPrefix = m.snapshots.filter((s) => s.id.startsWith(wanted.toLowerCase()));
-    if (byPrefix.length === 1) return byPrefix[0]!;
-    if (byPrefix.length > 1) {
+  const r = resolveRef(m.snapshots, ref, (s) => s.id, (s) => s.name);
+  switch (r.kind) {
+    case 'found':
+      return r.item;
+    case 'ambiguous-name':
+      throw new MachineError(
+        'AMBIGUOUS',
+        `${r.items.length} snapshots of "${m.name}" are named "${wanted}": name one by its id (${r.items.map((s) => s.id.slice(0, 8)).join(', ')}).`,
+        r.items.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
+      );
+    case 'ambiguous-prefix':
       throw new MachineError(
         'AMBIGUOUS',
         `Several snapshots of "${m.name}" have ids starting with "${wanted}": give more of the id.`,
-        byPrefix.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
+        r.items.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
       );
-    }
+    case 'none':
+      throw new MachineError('NOT_FOUND', `Machine "${m.name}" has no snapshot "${wanted}".`, [], {
+        detail: { kind: 'snapshot-not-found', machineName: m.name, ref: wanted },
+      });
   }
-  throw new MachineError('NOT_FOUND', `Machine "${m.name}" has no snapshot "${wanted}": list them with \`vmsnap snapshot list\`.`);
 }

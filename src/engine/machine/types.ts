@@ -1,6 +1,6 @@
-import type { OperationOptions } from '../qcow2/disk';
+import type { OperationOptions } from '../operation';
 
-/** Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them). */
+// Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them).
 
 export type PowerState = 'off' | 'running' | 'paused';
 export type CloneKind = 'linked' | 'full';
@@ -242,16 +242,25 @@ export interface CloneResult {
   takenSnapshot: SnapshotInfo | null;
 }
 
+/** What a comparison row cannot live without (front ends word it). */
+export type CompareDependency =
+  | { kind: 'nothing' }
+  /** A root snapshot of a machine that stands alone: the machine itself. */
+  | { kind: 'machine'; machineId: string; machineName: string }
+  /** A snapshot (of this machine, or the source snapshot of a linked clone); names are null when it is gone. */
+  | { kind: 'snapshot'; snapshotId: string | null; snapshotName: string | null; machineId: string; machineName: string | null };
+
 export interface CompareRow {
-  kind: 'machine' | 'snapshot' | 'linked clone' | 'full clone';
+  /** A machine that is no clone, a snapshot, or a clone of its kind. */
+  kind: 'machine' | 'snapshot' | CloneKind;
   id: string;
   name: string;
   /** The machine this row belongs to (for snapshots) or is (for machines and clones). */
   machineId: string;
   createdAt: string;
   sizeBytes: number;
-  /** What it cannot live without, in words ("snapshot X of machine Y", "nothing"). */
-  dependsOn: string;
+  /** What it cannot live without. */
+  dependsOn: CompareDependency;
   /** Whether it can run at the same time as its source (snapshots: no; clones: yes). */
   canRunAlongsideSource: boolean;
   /** UUID and MAC of the machine the row belongs to (snapshots share their machine's identity). */

@@ -12,7 +12,6 @@ export {
   qemuWords,
   removeRuntimeFiles,
   resumeMachine,
-  runtimeFiles,
   runningPid,
   runtimeInfo,
   startMachine,
@@ -21,7 +20,6 @@ export {
 export type {
   MachineConfig,
   QemuOptions,
-  RuntimeFiles,
   RuntimeInfo,
   RuntimePowerState,
   RuntimeStatus,
@@ -30,6 +28,7 @@ export type {
   StopOptions,
   StopResult,
 } from './qemu';
+export { RUNTIME_FILES, RUNTIME_FILE_NAMES, RUNTIME_LOG_FILE_NAMES, runtimeFiles, type RuntimeFiles } from './files';
 export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';

@@ -14,15 +14,15 @@
 // A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all.
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Qcow2Image } from '../qcow2/image';
+import { Qcow2Image } from '../qcow2';
 import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
+import { runtimeFiles } from './files';
 import type { QmpClient } from './qmp';
 import {
   connectMachine,
   machineStatus,
   qemuWords,
-  runtimeFiles,
   runtimeInfo,
   shellQuote,
   startMachine,

@@ -1,28 +1,8 @@
 // Processes we did not start in this process: QEMU outlives the CLI, so we find it again by pid.
 import { readFileSync } from 'node:fs';
-import { open, readFile, unlink } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
+import { createLockFile, isProcessAlive } from '../os';
 import { QemuError } from './errors';
-
-/** True while the process exists and is not a zombie (a dead child nobody reaped still answers kill 0). */
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (process.platform === 'linux') {
-    try {
-      // "pid (comm) S ..." : the state letter follows the last ')'.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      return state !== 'Z' && state !== 'X';
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
 
 /** The process's argument vector where the system shows it (Linux), else null. */
 export function processArgv(pid: number): string[] | null {
@@ -58,17 +38,9 @@ export class StartLock {
   static async acquire(file: string, what: string): Promise<StartLock> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const fh = await open(file, 'wx', 0o644);
-        try {
-          await fh.writeFile(String(process.pid));
-        } finally {
-          await fh.close();
-        }
-        return new StartLock(file);
+        if (await createLockFile(file, String(process.pid))) return new StartLock(file);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new QemuError('IO_ERROR', `Cannot create ${file}: ${(e as Error).message}`, { cause: e });
-        }
+        throw new QemuError('IO_ERROR', `Cannot create ${file}: ${(e as Error).message}`, { cause: e });
       }
       const holder = await readPid(file);
       if (holder !== null && isProcessAlive(holder)) {

@@ -1,23 +1,17 @@
 // One QEMU process per machine folder: start it from a machine's description, find it again after our process
 // restarts (pidfile + QMP), pause, resume and stop it.
 //
-// Files in the machine folder (all removed when the machine is off, except the two logs):
-//   qemu.pid      QEMU's -pidfile (QEMU holds a lock on it and removes it on exit)
-//   runtime.json  what we started: pid, sockets, machine type, accelerator, command line
-//   qmp.sock      the control socket (QMP); console.sock the serial port as a socket (`vm console`)
-//   serial.log    everything the guest writes to its serial port, appended by QEMU itself (chardev logfile=),
-//                 so the log is complete even when no process of ours is attached
-//   qemu.log      QEMU's own messages (its stderr), e.g. why a start or a state load failed
+// The files it keeps in the machine folder are named in ./files.ts.
 // QEMU is spawned detached (its own session, stdio to qemu.log) instead of -daemonize, so errors after start
 // (a failed incoming migration) are not lost to /dev/null; it survives the CLI exiting all the same.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { QemuError, isQemuError } from './errors';
-import { isProcessAlive, processArgv, readPid, sleep, StartLock, waitForExit } from './process';
+import { RUNTIME_FILES, runtimeFiles, type RuntimeFiles } from './files';
+import { isProcessAlive } from '../os';
+import { processArgv, readPid, sleep, StartLock, waitForExit } from './process';
 import { QmpClient, withQmp, type QmpOptions } from './qmp';
 
 export type RuntimePowerState = 'running' | 'paused' | 'off';
@@ -86,44 +80,8 @@ export interface RuntimeInfo {
   drives: string[];
 }
 
-export interface RuntimeFiles {
-  folder: string;
-  pidFile: string;
-  infoFile: string;
-  startLock: string;
-  serialLog: string;
-  qemuLog: string;
-  qmpSocket: string;
-  consoleSocket: string;
-}
-
-/** A unix socket path must fit sun_path (104-108 bytes); long folders get their sockets in a short per-user dir. */
-const MAX_SOCKET_PATH = 100;
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
 const MAX_SERIAL_LOG = 8 * 1024 * 1024;
-
-export function runtimeFiles(folder: string): RuntimeFiles {
-  const dir = resolve(folder);
-  let qmpSocket = join(dir, 'qmp.sock');
-  let consoleSocket = join(dir, 'console.sock');
-  if (qmpSocket.length > MAX_SOCKET_PATH || consoleSocket.length > MAX_SOCKET_PATH) {
-    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-    const key = createHash('sha256').update(dir).digest('hex').slice(0, 16);
-    const short = join(tmpdir(), `vmsnap-${uid}`);
-    qmpSocket = join(short, `${key}-qmp.sock`);
-    consoleSocket = join(short, `${key}-console.sock`);
-  }
-  return {
-    folder: dir,
-    pidFile: join(dir, 'qemu.pid'),
-    infoFile: join(dir, 'runtime.json'),
-    startLock: join(dir, 'qemu.starting'),
-    serialLog: join(dir, 'serial.log'),
-    qemuLog: join(dir, 'qemu.log'),
-    qmpSocket,
-    consoleSocket,
-  };
-}
 
 export function qemuPath(options: QemuOptions = {}): string {
   return options.qemuPath ?? process.env['VMSNAP_QEMU'] ?? 'qemu-system-x86_64';
@@ -280,7 +238,7 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
 
 async function rotateSerialLog(files: RuntimeFiles): Promise<void> {
   const size = await stat(files.serialLog).then((s) => s.size, () => 0);
-  if (size > MAX_SERIAL_LOG) await rename(files.serialLog, `${files.serialLog}.1`).catch(() => {});
+  if (size > MAX_SERIAL_LOG) await rename(files.serialLog, join(files.folder, RUNTIME_FILES.serialLogRotated)).catch(() => {});
 }
 
 async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { isMachineError } from '../../engine/machine';
+import { isMachineError, type MachineError } from '../../engine/machine';
 import { isImageError } from '../../engine/qcow2/errors';
 
 /** An action offered next to an error message ("Show Clones"). */
@@ -8,9 +8,10 @@ export interface ErrorAction {
   run(): unknown;
 }
 
-/** The one sentence a user reads: engine errors carry it already; anything else gets its message. */
+/** The one sentence a user reads: engine errors carry it (worded here where the engine leaves the way out open). */
 export function errorMessage(e: unknown): string {
-  if (isMachineError(e) || isImageError(e)) return e.message;
+  if (isMachineError(e)) return machineErrorMessage(e);
+  if (isImageError(e)) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
 }
@@ -27,4 +28,18 @@ export async function showError(e: unknown, actions: ErrorAction[] = []): Promis
   }
   const chosen = await vscode.window.showErrorMessage(errorMessage(e), ...actions.map((a) => a.title));
   await actions.find((a) => a.title === chosen)?.run();
+}
+
+/** A machine error in the extension's words: the way out is a view or a choice, never a CLI command or flag. */
+function machineErrorMessage(e: MachineError): string {
+  const d = e.detail;
+  if (d === null) return e.message;
+  switch (d.kind) {
+    case 'machine-not-found':
+      return vscode.l10n.t('There is no machine “{0}” in the library: it may have been deleted; the Machines view shows those there are.', d.ref);
+    case 'snapshot-not-found':
+      return vscode.l10n.t('Machine “{0}” has no snapshot “{1}”: it may have been deleted; the Machines view shows its snapshots.', d.machineName, d.ref);
+    case 'revert-discards-current':
+      return vscode.l10n.t('Reverting throws away the current state: choose to discard it, or to save it as a snapshot first.');
+  }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isMachineError, Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
-import { processStart } from '../../../src/engine/machine/fsutil';
+import { processStart } from '../../../src/engine/os';
 import { qemuImg, qemuIo, qemuSame, requireTool, scratchDir } from '../../support/qemu';
 import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './library-oracles';
 
@@ -98,7 +98,7 @@ describe('machine library', function () {
     assert.equal(statSync(d.disks[0]!.path).mode & 0o222, 0o200);
     assert.equal(d.currentChangedBytes, MiB);
 
-    await rejects(lib.revert(m.id, 'Base'), 'NEEDS_CONFIRMATION', /--discard-current|--save-current/);
+    await rejects(lib.revert(m.id, 'Base'), 'NEEDS_CONFIRMATION', /discard.*save it as a snapshot/);
     const r = await lib.revert(m.id, 'Base', { discardCurrent: true });
     assert.equal(r.discardedBytes, MiB);
     d = await lib.show(m.id);
@@ -532,12 +532,12 @@ describe('machine library', function () {
         ['machine', 'Src', true],
         ['snapshot', 'A', false],
         ['snapshot', 'B', false],
-        ['linked clone', 'Linked', true],
-        ['full clone', 'Full of linked', true],
+        ['linked', 'Linked', true],
+        ['full', 'Full of linked', true],
       ],
     );
-    assert.equal(rows[3]!.dependsOn, 'snapshot "A" of "Src"');
-    assert.equal(rows[4]!.dependsOn, 'nothing');
+    assert.deepEqual(rows[3]!.dependsOn, { kind: 'snapshot', snapshotId: rows[1]!.id, snapshotName: 'A', machineId: rows[0]!.id, machineName: 'Src' });
+    assert.deepEqual(rows[4]!.dependsOn, { kind: 'nothing' });
     assert.equal(rows[1]!.description, 'two MiB');
     assert.equal(new Set(rows.filter((r) => r.kind !== 'snapshot').map((r) => r.macAddress)).size, 3);
     assert.ok(rows[4]!.sizeBytes >= 2 * MiB && rows[3]!.sizeBytes < MiB);

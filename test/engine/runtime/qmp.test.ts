@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { isQemuError, isQmpError } from '../../../src/engine/runtime/errors';
 import { QmpClient } from '../../../src/engine/runtime/qmp';
-import { runtimeFiles, startMachine } from '../../../src/engine/runtime/qemu';
+import { runtimeFiles, startMachine } from '../../../src/engine/runtime';
 import { scratchDir } from '../../support/qemu';
 import { ACCEL, Machines, requireQemu } from '../../support/guest-machines';
 

@@ -7,14 +7,14 @@ import { buildSync } from 'esbuild';
 import { attachConsole, CONSOLE_ESCAPE, openConsole } from '../../../src/engine/runtime/console';
 import { isQemuError } from '../../../src/engine/runtime/errors';
 import { runningTops, snapshotRunning, startFromState } from '../../../src/engine/runtime/live-snapshot';
-import { isProcessAlive } from '../../../src/engine/runtime/process';
+import { isProcessAlive } from '../../../src/engine/os';
+import { runtimeFiles } from '../../../src/engine/runtime/files';
 import { withQmp } from '../../../src/engine/runtime/qmp';
 import {
   machineStatus,
   pauseMachine,
   resumeMachine,
   runningPid,
-  runtimeFiles,
   startMachine,
   stopMachine,
   type MachineConfig,

@@ -1,39 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, type FileHandle } from 'node:fs/promises';
+import { writeAtomically as replaceAtomically } from '../../os';
 import { toImageError } from '../errors';
 
-/** The temporary name a new file is written under, in the target's folder so the final rename is atomic. */
-export function temporaryNameFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.partial`);
-}
+export { fsyncPath, temporaryNameFor } from '../../os';
 
 /**
  * Creates `target` all at once: `write` fills a temporary file next to it, which is fsynced and renamed over
  * `target`. On any failure (abort included) the temporary file is removed and `target` is untouched.
  */
 export async function writeAtomically<T>(target: string, write: (temporary: string) => Promise<T>): Promise<T> {
-  const temporary = temporaryNameFor(target);
-  let result: T;
   try {
-    result = await write(temporary);
-    await fsyncPath(temporary, 'r+');
-    await rename(temporary, target);
+    // A failed flush of the folder is not worth undoing a finished file.
+    return await replaceAtomically(target, write, { folderSync: 'best-effort' });
   } catch (e) {
-    await rm(temporary, { force: true }).catch(() => {});
     throw toImageError(e, target);
-  }
-  // The rename is durable only once the folder is synced; failing that is not worth undoing a finished file.
-  await fsyncPath(dirname(target), 'r').catch(() => {});
-  return result;
-}
-
-export async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
-  const handle = await open(path, flags);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

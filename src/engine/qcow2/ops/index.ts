@@ -5,5 +5,5 @@ export { commit, rollBackInterruptedCommit, type CommitOptions, type CommitResul
 export { rebase, rollBackInterruptedRebase, type RebaseOptions, type RebaseResult } from './rebase';
 export { compare, type CompareResult } from './compare';
 export { changedRanges, type ChangedRanges, type ChangedRangesOptions } from './changed-ranges';
-export type { ByteRange } from './ranges';
+export { alignRanges, mergeRanges, type ByteRange } from './ranges';
 export type { DiskSource } from './layers';

@@ -1,6 +1,6 @@
 // The comparison table's page, running inside the webview (browser, no Node, no vscode module). Bundled on its own
 // into dist/webview/compare.js; talks to the extension only through the messages in ../protocol.ts.
-import type { CompareRow, SnapshotTree, SnapshotTreeNode } from '../../../engine/machine';
+import type { CompareDependency, CompareRow, SnapshotTree, SnapshotTreeNode } from '../../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime } from '../../format';
 import type { CompareState, FromWebview, PersistedState, RowAction, ToWebview } from '../protocol';
 
@@ -23,12 +23,29 @@ interface Column {
   cell(r: CompareRow, max: number): Node | string;
 }
 
+/** The row's kind in words ("linked clone"). */
+function kindWords(kind: CompareRow['kind']): string {
+  return kind === 'linked' ? 'linked clone' : kind === 'full' ? 'full clone' : kind;
+}
+
+/** What a row depends on, in words ("snapshot X of Y"). */
+function dependencyWords(d: CompareDependency): string {
+  switch (d.kind) {
+    case 'nothing':
+      return 'nothing';
+    case 'machine':
+      return `machine "${d.machineName}"`;
+    case 'snapshot':
+      return `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
+  }
+}
+
 const columns: Column[] = [
-  { key: 'kind', title: 'Kind', cell: (r) => r.kind },
+  { key: 'kind', title: 'Kind', cell: (r) => kindWords(r.kind) },
   { key: 'name', title: 'Name', cell: (r) => nameCell(r) },
   { key: 'createdAt', title: 'Created', cell: (r) => timeCell(r.createdAt) },
   { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r.sizeBytes, max) },
-  { key: 'dependsOn', title: 'Depends on', cell: (r) => r.dependsOn },
+  { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn) },
   { key: 'canRunAlongsideSource', title: 'Runs alongside source', cell: (r) => (r.canRunAlongsideSource ? 'yes' : 'no') },
   { key: 'uuid', title: 'UUID', cell: (r) => code(r.uuid) },
   { key: 'macAddress', title: 'MAC', cell: (r) => code(r.macAddress) },
@@ -107,7 +124,7 @@ function rowsTable(rows: CompareRow[]): HTMLElement {
   head.append(el('th', { scope: 'col' }, 'Actions'));
   const body = el('tbody');
   for (const r of sorted) {
-    const tr = el('tr', { 'data-id': r.id, tabindex: r.id === (selectedRowId ?? sorted[0]?.id) ? '0' : '-1', class: `kind-${r.kind.replace(' ', '-')}` });
+    const tr = el('tr', { 'data-id': r.id, tabindex: r.id === (selectedRowId ?? sorted[0]?.id) ? '0' : '-1', class: `kind-${kindWords(r.kind).replace(' ', '-')}` });
     tr.setAttribute('aria-selected', String(r.id === selectedRowId));
     for (const c of columns) tr.append(el('td', {}, c.cell(r, max)));
     tr.append(el('td', { class: 'actions' }, ...actionsFor(r)));
@@ -189,14 +206,21 @@ function sortRows(rows: CompareRow[]): CompareRow[] {
   const { key, descending } = sort;
   const sign = descending ? -1 : 1;
   return [...rows].sort((a, b) => {
-    const x = a[key];
-    const y = b[key];
+    const x = sortValue(a, key);
+    const y = sortValue(b, key);
     const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
     return c * sign;
   });
 }
 
-/** The seed's general table, compact. */
+/** What a column sorts by: the words shown for kind and dependency, the value itself otherwise. */
+function sortValue(r: CompareRow, key: SortKey): string | number | boolean {
+  if (key === 'kind') return kindWords(r.kind);
+  if (key === 'dependsOn') return dependencyWords(r.dependsOn);
+  return r[key];
+}
+
+/** The snapshots-vs-clones summary table, compact. */
 function legendTable(): HTMLElement {
   const rows: [string, ...string[]][] = [
     ['', 'Snapshot', 'Linked clone', 'Full clone'],

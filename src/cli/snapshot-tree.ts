@@ -1,4 +1,5 @@
-import type { SnapshotTree, SnapshotTreeNode } from './types';
+// The snapshot tree drawn as text for the terminal.
+import type { SnapshotTree, SnapshotTreeNode } from '../engine/machine';
 
 /**
  * The snapshot tree drawn as text lines, as `vmsnap snapshot list` prints it: creation order, the snapshot the

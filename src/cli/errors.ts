@@ -1,0 +1,16 @@
+// Engine errors in the CLI's words: where the engine leaves the way out open, the CLI names its own command or flag.
+import type { MachineError } from '../engine/machine';
+
+/** The sentence the CLI prints (and puts in its JSON error document) for a machine error. */
+export function machineErrorSentence(e: MachineError): string {
+  const d = e.detail;
+  if (d === null) return e.message;
+  switch (d.kind) {
+    case 'machine-not-found':
+      return `There is no machine "${d.ref}" in the library: list them with \`vmsnap vm list\`.`;
+    case 'snapshot-not-found':
+      return `Machine "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap snapshot list\`.`;
+    case 'revert-discards-current':
+      return 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+  }
+}

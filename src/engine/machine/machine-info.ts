@@ -1,0 +1,90 @@
+// The plain records the Library returns about machines and snapshots, with sizes measured on the host disk.
+import { join } from 'node:path';
+import { runningPid } from '../runtime';
+import { bytesOnDisk } from './fsutil';
+import { fromImageError, layerAllocatedBytes } from './layerFiles';
+import { directClones } from './lineage';
+import type { SnapshotRecord } from './manifest';
+import type { MachineEntry } from './store';
+import type { DiskInfo, MachineDetails, MachineSummary, PowerState, SnapshotInfo } from './types';
+
+export async function sumBytes(paths: string[]): Promise<number> {
+  let n = 0;
+  for (const p of paths) n += await bytesOnDisk(p);
+  return n;
+}
+
+export async function sumAllocated(paths: string[]): Promise<number> {
+  let n = 0;
+  for (const p of paths) {
+    try {
+      n += await layerAllocatedBytes(p);
+    } catch (e) {
+      throw fromImageError(e, 'measuring the current state');
+    }
+  }
+  return n;
+}
+
+/** Every layer file of the machine's own folder, on the host disk. */
+export async function machineBytes(e: MachineEntry): Promise<number> {
+  const m = e.manifest;
+  return sumBytes([...m.disks.map((d) => join(e.folder, d.top)), ...m.snapshots.flatMap((s) => s.layers.map((f) => join(e.folder, f)))]);
+}
+
+/** The power state as QEMU's process tells it (cheap: pidfile and process, no QMP). */
+export async function livePower(e: MachineEntry): Promise<PowerState> {
+  if ((await runningPid(e.folder)) === null) return 'off';
+  return e.manifest.powerState === 'off' ? 'running' : e.manifest.powerState;
+}
+
+export function summary(e: MachineEntry): MachineSummary {
+  const m = e.manifest;
+  return {
+    id: m.id,
+    name: m.name,
+    folder: e.folder,
+    macAddress: m.macAddress,
+    cpus: m.cpus,
+    memoryMiB: m.memoryMiB,
+    powerState: m.powerState,
+    createdAt: m.createdAt,
+    note: m.note,
+    diskCount: m.disks.length,
+    snapshotCount: m.snapshots.length,
+    current: m.current,
+    clonedFrom: m.clonedFrom ? { machineId: m.clonedFrom.machineId, snapshotId: m.clonedFrom.snapshotId, kind: m.clonedFrom.kind } : null,
+  };
+}
+
+export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: MachineEntry[]): Promise<SnapshotInfo> {
+  const layers = s.layers.map((f) => join(e.folder, f));
+  return {
+    id: s.id,
+    name: s.name,
+    description: s.description,
+    parentId: s.parentId,
+    createdAt: s.createdAt,
+    takenWhileRunning: s.takenWhileRunning,
+    hasMemory: s.stateFile !== null,
+    layers,
+    sizeBytes: await sumBytes(layers),
+    lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),
+  };
+}
+
+export async function details(e: MachineEntry, all: MachineEntry[]): Promise<MachineDetails> {
+  const base: Omit<MachineSummary, 'diskCount' | 'snapshotCount'> & Partial<MachineSummary> = summary(e);
+  delete base.diskCount;
+  delete base.snapshotCount;
+  const disks: DiskInfo[] = e.manifest.disks.map((d, index) => ({ index, path: join(e.folder, d.top), virtualSize: d.virtualSize }));
+  // Every layer's size at once: one wait for the file system, not one per snapshot.
+  const snapshots = await Promise.all(e.manifest.snapshots.map((s) => snapshotInfo(e, s, all)));
+  return {
+    ...base,
+    disks,
+    snapshots,
+    currentChangedBytes: await sumAllocated(disks.map((d) => d.path)),
+    currentSizeBytes: await sumBytes(disks.map((d) => d.path)),
+  };
+}

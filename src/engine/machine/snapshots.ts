@@ -1,0 +1,264 @@
+// Snapshots of one machine: take (off or running), revert to one, rename or describe one, delete one.
+import { join } from 'node:path';
+import { isImageError } from '../qcow2';
+import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
+import { MachineError } from './errors';
+import { measurementsNeeded, planSnapshotDeletion, requireUnlocked } from './delete-planner';
+import { bytesOnDisk, requireSpace, setReadOnly, toMachineIoError } from './fsutil';
+import { newId } from './identity';
+import { Transaction } from './journal';
+import { createLayer, fromImageError, layerAllocatedBytes, newLayerName } from './layerFiles';
+import type { LibraryContext } from './library-context';
+import { machineBytes, snapshotInfo, sumAllocated } from './machine-info';
+import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { validateDescription, validateName } from './names';
+import { isRunning, runtimeCall, setPower, stateConfig, stateFileName } from './power';
+import { step } from './steps';
+import type { MachineEntry } from './store';
+import { ancestry, resolveSnapshot } from './tree';
+import type {
+  DeleteSnapshotOptions,
+  DeleteSnapshotResult,
+  EditSnapshotOptions,
+  RevertOptions,
+  RevertResult,
+  SnapshotInfo,
+  TakeSnapshotOptions,
+} from './types';
+
+export async function takeSnapshot(ctx: LibraryContext, ref: string, name: string, options: TakeSnapshotOptions): Promise<SnapshotInfo> {
+  const snapName = validateName(name, 'snapshot name');
+  const description = validateDescription(options.description ?? '');
+  return ctx.withMachine(ref, 'take snapshot', async (e, all) => {
+    const { entry, snapshot } = (await isRunning(e))
+      ? await takeRunningLocked(e, snapName, description, options.diskOnly === true, ctx.qemu)
+      : await takeLocked(e, snapName, description);
+    return snapshotInfo(entry, snapshot, all);
+  });
+}
+
+export async function revert(ctx: LibraryContext, ref: string, snapshotRef: string, options: RevertOptions): Promise<RevertResult> {
+  if (options.discardCurrent && options.saveCurrentAs !== undefined) {
+    throw new MachineError('INVALID_ARGUMENT', 'Choose either to discard the current state or to save it as a snapshot, not both.');
+  }
+  if (!options.discardCurrent && options.saveCurrentAs === undefined) {
+    throw new MachineError('NEEDS_CONFIRMATION', 'Reverting throws away the current state: confirm discarding it, or save it as a snapshot first.', [], {
+      detail: { kind: 'revert-discards-current' },
+    });
+  }
+  const saveName = options.saveCurrentAs === undefined ? undefined : validateName(options.saveCurrentAs, 'snapshot name');
+  return ctx.withMachine(ref, 'revert', async (found, all) => {
+    let e = found;
+    const target = resolveSnapshot(e.manifest, snapshotRef);
+    let savedRunning: SnapshotRecord | null = null;
+    if (await isRunning(e)) {
+      // A running machine's current state is saved with its memory (when asked) before QEMU is ended.
+      if (saveName !== undefined) {
+        const t = await takeRunningLocked(e, saveName, '', false, ctx.qemu);
+        e = t.entry;
+        savedRunning = t.snapshot;
+      }
+      await runtimeCall(() => runtimeStop(e.folder, { ...ctx.qemu, force: true }));
+    }
+    const m = e.manifest;
+    const oldTops = m.disks.map((d) => d.top);
+    const discardedBytes = saveName === undefined ? await sumAllocated(oldTops.map((f) => join(e.folder, f))) : 0;
+    const saved = saveName === undefined || savedRunning !== null ? null : newSnapshotRecord(m, saveName, '', null);
+    const newTops = m.disks.map((_, i) => newLayerName(i));
+    const after = cloneManifest(m);
+    after.revision++;
+    if (saved) after.snapshots.push(saved);
+    after.current = target.id;
+    after.powerState = 'off';
+    after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+    const tx = await Transaction.start(e.folder, 'revert', after, { created: newTops, obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
+    await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, target.layers[i]!), 'revert');
+    let committed = await tx.commit();
+    let poweredOn = false;
+    let stateLoadError: string | null = null;
+    if (target.stateFile !== null && target.vm !== null) {
+      // The snapshot holds the memory: the machine comes back running where it was.
+      const stateFile = join(e.folder, target.stateFile);
+      const config = stateConfig({ folder: e.folder, manifest: committed }, target, newTops);
+      try {
+        await startFromState(config, stateFile, { ...ctx.qemu, accel: target.vm.accel });
+        committed = await setPower({ folder: e.folder, manifest: committed }, 'running');
+        poweredOn = true;
+      } catch (err) {
+        if (!isQemuError(err)) throw err;
+        stateLoadError = `reverted the disks; the memory state could not be loaded: ${err.message} Start the machine to boot it.`;
+      }
+    }
+    const entry = { folder: e.folder, manifest: committed };
+    const savedRecord = savedRunning ?? saved;
+    return {
+      snapshot: await snapshotInfo(entry, target, all),
+      saved: savedRecord ? await snapshotInfo(entry, savedRecord, all) : null,
+      discardedBytes,
+      poweredOn,
+      stateLoadError,
+    };
+  });
+}
+
+export async function editSnapshot(ctx: LibraryContext, ref: string, snapshotRef: string, changes: EditSnapshotOptions): Promise<SnapshotInfo> {
+  const name = changes.name === undefined ? undefined : validateName(changes.name, 'snapshot name');
+  const description = changes.description === undefined ? undefined : validateDescription(changes.description);
+  return ctx.withMachine(ref, 'edit snapshot', async (e, all) => {
+    const m = cloneManifest(e.manifest);
+    const s = resolveSnapshot(m, snapshotRef);
+    if (name !== undefined) s.name = name;
+    if (description !== undefined) s.description = description;
+    m.revision++;
+    await writeManifest(e.folder, m);
+    step('edit snapshot: manifest written');
+    return snapshotInfo({ folder: e.folder, manifest: m }, s, all);
+  });
+}
+
+export async function deleteSnapshot(ctx: LibraryContext, ref: string, snapshotRef: string, options: DeleteSnapshotOptions): Promise<DeleteSnapshotResult> {
+  return ctx.withMachine(ref, 'delete snapshot', async (e, all) => {
+    const m = e.manifest;
+    const target = resolveSnapshot(m, snapshotRef);
+    if ((await isRunning(e)) && ancestry(m, m.current).some((s) => s.id === target.id)) {
+      throw new MachineError(
+        'POWERED_ON',
+        `Snapshot "${target.name}" cannot be deleted while "${m.name}" runs: QEMU reads its layer for the current state (merging it live is not supported); power the machine off first.`,
+      );
+    }
+    const children = options.children === true;
+    const linkedClones = all
+      .filter((c) => c.manifest.clonedFrom?.kind === 'linked' && c.manifest.clonedFrom.machineId === m.id)
+      .map((c) => ({ id: c.manifest.id, name: c.manifest.name, snapshotId: c.manifest.clonedFrom!.snapshotId }));
+    requireUnlocked(m, target, linkedClones);
+    const bytesBefore = await machineBytes(e);
+    const need = measurementsNeeded(m, target, children);
+    const bytes = new Map<string, number>();
+    for (const f of need.bytes) bytes.set(f, await bytesOnDisk(join(e.folder, f)));
+    const allocated = new Map<string, number>();
+    for (const f of need.allocated) allocated.set(f, await layerAllocatedBytes(join(e.folder, f)));
+    const plan = planSnapshotDeletion({ manifest: m, target, children, linkedClones, bytes, allocated });
+    await requireSpace(e.folder, plan.needSpace, 'deleting the snapshot');
+    const tx = await Transaction.start(e.folder, 'delete snapshot', plan.after, { obsolete: plan.obsolete, freeze: plan.freeze, thawed: plan.thawed, merge: plan.merge });
+    try {
+      for (const own of plan.reclaimed) await setReadOnly(join(e.folder, own), false);
+      await tx.merge(options);
+    } catch (err) {
+      throw isImageError(err) ? fromImageError(err, 'deleting the snapshot') : err;
+    }
+    const committed = await tx.commit();
+    const bytesAfter = await machineBytes({ folder: e.folder, manifest: committed });
+    return { deleted: plan.deleted, merges: plan.merges, freedBytes: Math.max(0, bytesBefore - bytesAfter) };
+  });
+}
+
+async function takeLocked(e: MachineEntry, name: string, description: string): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
+  const { tx, snapshot } = await beginTake(e, name, description);
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot };
+}
+
+/**
+ * A snapshot of a running (or paused) machine: the runtime creates the new top layers, switches QEMU to them in
+ * one transaction and saves the memory (unless diskOnly) at the same instant. Errors before the switch change
+ * nothing; a memory save failing after it still commits the disks (QEMU writes into the new tops).
+ */
+async function takeRunningLocked(
+  e: MachineEntry,
+  name: string,
+  description: string,
+  diskOnly: boolean,
+  qemu: QemuOptions,
+): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
+  const m = e.manifest;
+  const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly });
+  const stateFile = snapshot.stateFile;
+  // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
+  const tx = await Transaction.start(e.folder, 'take snapshot', after, {
+    created: stateFile === null ? newTops : [...newTops, stateFile],
+    freeze: snapshot.layers,
+    durable: true,
+  });
+  const record = tx.after.snapshots[tx.after.snapshots.length - 1]!;
+  try {
+    const r = await snapshotRunning(
+      e.folder,
+      { newTops: newTops.map((t) => join(e.folder, t)), stateFile: stateFile === null ? null : join(e.folder, stateFile) },
+      qemu,
+    );
+    if (r.stateFile !== null) {
+      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
+    }
+    after.powerState = r.resumed ? 'running' : 'paused';
+  } catch (err) {
+    if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
+      // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
+      record.stateFile = null;
+      await tx.commit();
+      throw new MachineError('RUNTIME_ERROR', `Snapshot "${name}" holds the disks only: ${err.message}`, [], { cause: err });
+    }
+    await tx.rollBack();
+    throw err;
+  }
+  // Past the switch, a failure must not roll back (QEMU writes into the new tops): recovery rolls forward.
+  step('take snapshot: disks switched');
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record };
+}
+
+/**
+ * The first half of taking a snapshot: journal, new empty top layers on the frozen ones. The caller commits the
+ * transaction (or rolls it back); with `companion`, the appearance of that folder also commits it.
+ */
+export async function beginTake(e: MachineEntry, name: string, description: string, companion?: string): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
+  const m = e.manifest;
+  const { snapshot, newTops, after } = planTake(m, name, description, null);
+  const tx = await Transaction.start(e.folder, 'take snapshot', after, {
+    created: newTops,
+    freeze: snapshot.layers,
+    ...(companion === undefined ? {} : { companion }),
+  });
+  await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, m.disks[i]!.top), 'taking the snapshot');
+  return { tx, snapshot };
+}
+
+/**
+ * A snapshot of the current state as the manifest records it: its layers are today's tops (they freeze into it).
+ * `running` marks a snapshot of a running machine, with or without its memory.
+ */
+function newSnapshotRecord(m: Manifest, name: string, description: string, running: { memory: boolean } | null): SnapshotRecord {
+  const id = newId();
+  return {
+    id,
+    name,
+    description,
+    parentId: m.current,
+    createdAt: new Date().toISOString(),
+    takenWhileRunning: running !== null,
+    layers: m.disks.map((d) => d.top),
+    stateFile: running?.memory ? stateFileName(id) : null,
+    vm: null,
+  };
+}
+
+/** The manifest after a snapshot of the current state: each top freezes into the snapshot and a new empty top (named here) starts on it. */
+function planTake(m: Manifest, name: string, description: string, running: { memory: boolean } | null): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
+  const snapshot = newSnapshotRecord(m, name, description, running);
+  const newTops = m.disks.map((_, i) => newLayerName(i));
+  const after = cloneManifest(m);
+  after.revision++;
+  after.snapshots.push(snapshot);
+  after.current = snapshot.id;
+  after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+  return { snapshot, newTops, after };
+}
+
+async function createLayers(tx: Transaction, folder: string, m: Manifest, names: string[], backing: (i: number) => string, what: string): Promise<void> {
+  try {
+    for (let i = 0; i < names.length; i++) {
+      await createLayer(join(folder, names[i]!), m.disks[i]!.virtualSize, backing(i));
+      step(`${what}: layer created`);
+    }
+  } catch (err) {
+    await tx.rollBack();
+    throw isImageError(err) ? fromImageError(err, what) : toMachineIoError(err, what);
+  }
+}

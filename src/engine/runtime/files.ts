@@ -1,0 +1,69 @@
+// The files the runtime keeps in a machine folder, named here and nowhere else (all removed when the machine is
+// off, except the logs).
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const RUNTIME_FILES = {
+  /** QEMU's -pidfile (QEMU holds a lock on it and removes it on exit). */
+  pid: 'qemu.pid',
+  /** What we started: pid, sockets, machine type, accelerator, command line. */
+  info: 'runtime.json',
+  /** The control socket (QMP). */
+  qmpSocket: 'qmp.sock',
+  /** The serial port as a socket (a console attaches here). */
+  consoleSocket: 'console.sock',
+  /** Held while a start or stop is under way (StartLock). */
+  startLock: 'qemu.starting',
+  /** Everything the guest writes to its serial port, appended by QEMU itself (chardev logfile=), so the log is complete even when no process of ours is attached. */
+  serialLog: 'serial.log',
+  /** The previous serial log: a start moves a big one here. */
+  serialLogRotated: 'serial.log.1',
+  /** QEMU's own messages (its stderr), e.g. why a start or a state load failed. */
+  qemuLog: 'qemu.log',
+} as const;
+
+/** Every file name the runtime may leave in a machine folder. */
+export const RUNTIME_FILE_NAMES: readonly string[] = Object.values(RUNTIME_FILES);
+
+/** Files a running machine writes to continuously (its logs): not changes anyone needs to react to. */
+export const RUNTIME_LOG_FILE_NAMES: readonly string[] = [RUNTIME_FILES.serialLog, RUNTIME_FILES.serialLogRotated, RUNTIME_FILES.qemuLog];
+
+export interface RuntimeFiles {
+  folder: string;
+  pidFile: string;
+  infoFile: string;
+  startLock: string;
+  serialLog: string;
+  qemuLog: string;
+  qmpSocket: string;
+  consoleSocket: string;
+}
+
+/** A unix socket path must fit sun_path (104-108 bytes); long folders get their sockets in a short per-user dir. */
+const MAX_SOCKET_PATH = 100;
+
+/** The runtime's files of one machine folder, as absolute paths. */
+export function runtimeFiles(folder: string): RuntimeFiles {
+  const dir = resolve(folder);
+  let qmpSocket = join(dir, RUNTIME_FILES.qmpSocket);
+  let consoleSocket = join(dir, RUNTIME_FILES.consoleSocket);
+  if (qmpSocket.length > MAX_SOCKET_PATH || consoleSocket.length > MAX_SOCKET_PATH) {
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+    const key = createHash('sha256').update(dir).digest('hex').slice(0, 16);
+    const short = join(tmpdir(), `vmsnap-${uid}`);
+    qmpSocket = join(short, `${key}-qmp.sock`);
+    consoleSocket = join(short, `${key}-console.sock`);
+  }
+  return {
+    folder: dir,
+    pidFile: join(dir, RUNTIME_FILES.pid),
+    infoFile: join(dir, RUNTIME_FILES.info),
+    startLock: join(dir, RUNTIME_FILES.startLock),
+    serialLog: join(dir, RUNTIME_FILES.serialLog),
+    qemuLog: join(dir, RUNTIME_FILES.qemuLog),
+    qmpSocket,
+    consoleSocket,
+  };
+}
+
