@@ -1,8 +1,7 @@
 // `vmsnap compare`: the snapshots-vs-clones table of a machine's family (machine, snapshots, clones), measured.
 import type { CompareDependency, CompareRow } from '../engine/machine';
 import type { Command } from './args';
-import { emit } from './image/shared';
-import type { CliContext } from './output';
+import { emit, type CliContext } from './output';
 import { formatTable } from './table';
 import { formatSize } from './units';
 import { formatDate, openLibrary, VM_ARG } from './vm/shared';

@@ -1,6 +1,6 @@
 // `vmsnap image create`: a new qcow2 image, empty or as an overlay.
-import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { exists } from '../../engine/os';
 import { ImageError, Qcow2Image, type CreateOptions } from '../../engine/qcow2';
 import { UsageError, type Command } from '../args';
 import { emit, type CliContext } from '../output';
@@ -67,12 +67,3 @@ export const imageCreateCommand: Command<CliContext> = {
     return 0;
   },
 };
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

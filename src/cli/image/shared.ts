@@ -37,6 +37,3 @@ export async function closeQuietly(disk: { close(): Promise<void> }): Promise<vo
 
 /** Chunk size for streaming reads and writes: large enough for throughput, small enough for prompt Ctrl-C. */
 export const STREAM_CHUNK = 4 * 1024 * 1024;
-
-// Transitional: src/cli/compare.ts still imports emit from here; once it imports from '../output', remove this.
-export { emit } from '../output';

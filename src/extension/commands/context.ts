@@ -2,7 +2,7 @@
 // a command finds the machine or snapshot it acts on.
 import * as vscode from 'vscode';
 import type { Library, MachineDetails, SnapshotInfo } from '../../engine/machine';
-import { isMachineError } from '../../engine/machine';
+import { isMachineError, resolveRef } from '../../engine/machine';
 import type { LibraryService } from '../libraryService';
 import type { MachinesTree } from '../tree/machinesTree';
 import type { TreeNode } from '../tree/nodes';
@@ -160,14 +160,16 @@ export class CommandContext implements vscode.Disposable {
   }
 }
 
-/** A snapshot by id or name, as the engine resolves references (ambiguous names are refused). */
+/** A snapshot by id, name or id prefix, by the engine's rule (ambiguous names are refused). */
 function findSnapshot(machine: MachineDetails, ref: string): SnapshotInfo {
-  const byId = machine.snapshots.find((s) => s.id === ref);
-  if (byId) return byId;
-  const byName = machine.snapshots.filter((s) => s.name === ref);
-  if (byName.length === 1) return byName[0]!;
-  if (byName.length > 1) throw new Error(vscode.l10n.t('{0} snapshots of “{1}” are named “{2}”: choose one in the tree.', byName.length, machine.name, ref));
-  const byPrefix = ref.length >= 6 ? machine.snapshots.filter((s) => s.id.startsWith(ref)) : [];
-  if (byPrefix.length === 1) return byPrefix[0]!;
-  throw new Error(vscode.l10n.t('Machine “{0}” has no snapshot “{1}” any more: the tree was refreshed.', machine.name, ref));
+  const r = resolveRef(machine.snapshots, ref, (s) => s.id, (s) => s.name);
+  switch (r.kind) {
+    case 'found':
+      return r.item;
+    case 'ambiguous-name':
+    case 'ambiguous-prefix':
+      throw new Error(vscode.l10n.t('{0} snapshots of “{1}” are named “{2}”: choose one in the tree.', r.items.length, machine.name, ref));
+    case 'none':
+      throw new Error(vscode.l10n.t('Machine “{0}” has no snapshot “{1}” any more: the tree was refreshed.', machine.name, ref));
+  }
 }
