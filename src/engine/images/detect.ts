@@ -112,9 +112,23 @@ export interface ImageFacts {
 export async function inspectImage(path: string, label: string, fromUrl: boolean): Promise<ImageFacts> {
   const { head, tail, size } = await readEnds(path);
   const verdict = sniff({ head, tail, size, fromUrl });
-  if (verdict.kind === 'refused') throw new ImageFetchError(verdict.code, `${label} ${verdict.reason}.`, { source: label });
+  if (verdict.kind === 'refused') throw new ImageFetchError(verdict.code, `${label} ${withFileName(verdict.reason, label, fromUrl)}.`, { source: label });
   if (verdict.format === 'raw') return { format: 'raw', virtualSize: size };
-  return { format: 'qcow2', virtualSize: await inspectQcow2(path, label) };
+  return { format: 'qcow2', virtualSize: await inspectQcow2(path, label, fromUrl) };
+}
+
+/** Puts the file's name into the commands a refusal suggests (for a URL, the name it is saved under). */
+export function withFileName(reason: string, label: string, fromUrl: boolean): string {
+  let name = label;
+  if (fromUrl) {
+    try {
+      name = decodeURIComponent(new URL(label).pathname.split('/').pop() ?? '');
+    } catch {
+      name = '';
+    }
+  }
+  if (name === '') return reason;
+  return reason.split('FILE').join(/[\s"'$`\\]/.test(name) ? `'${name.replace(/'/g, `'\\''`)}'` : name);
 }
 
 async function readEnds(path: string): Promise<{ head: Buffer; tail: Buffer; size: number }> {
@@ -132,7 +146,7 @@ async function readEnds(path: string): Promise<{ head: Buffer; tail: Buffer; siz
 }
 
 /** Opens the qcow2 with the engine's reader, refuses an overlay or a damaged image, and returns its virtual size. */
-async function inspectQcow2(path: string, label: string): Promise<number> {
+async function inspectQcow2(path: string, label: string, fromUrl: boolean): Promise<number> {
   let virtualSize: number;
   try {
     const image = await Qcow2Image.open(path, { backing: false });
@@ -140,7 +154,7 @@ async function inspectQcow2(path: string, label: string): Promise<number> {
       if (image.backingFile !== null) {
         throw new ImageFetchError(
           'UNSUPPORTED_FORMAT',
-          `${label} is a qcow2 overlay on the backing file "${image.backingFile}", but a cloud image must stand alone: flatten it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result.`,
+          `${label} ${withFileName(`is a qcow2 overlay on the backing file "${image.backingFile}", but a cloud image must stand alone: flatten it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result`, label, fromUrl)}.`,
           { source: label },
         );
       }
@@ -154,12 +168,12 @@ async function inspectQcow2(path: string, label: string): Promise<number> {
     }
   } catch (e) {
     if (!isImageError(e)) throw e;
-    throw qcow2Refusal(e, path, label);
+    throw qcow2Refusal(e, path, label, fromUrl);
   }
   return virtualSize;
 }
 
-function qcow2Refusal(e: ImageError, path: string, label: string): ImageFetchError {
+function qcow2Refusal(e: ImageError, path: string, label: string, fromUrl: boolean): ImageFetchError {
   const detail = e.message.split(path).join(label).replace(/\.$/, '');
   switch (e.code) {
     case 'UNSUPPORTED_VERSION':
@@ -167,7 +181,7 @@ function qcow2Refusal(e: ImageError, path: string, label: string): ImageFetchErr
     case 'UNSUPPORTED_COMPRESSION':
     case 'ENCRYPTED':
     case 'EXTERNAL_DATA_FILE':
-      return new ImageFetchError('UNSUPPORTED_FORMAT', `${label} is a qcow2 image this engine cannot use as a base (${detail}): convert it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result.`, { source: label, cause: e });
+      return new ImageFetchError('UNSUPPORTED_FORMAT', `${label} ${withFileName(`is a qcow2 image this engine cannot use as a base (${detail}): convert it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result`, label, fromUrl)}.`, { source: label, cause: e });
     case 'NO_SPACE':
     case 'IO_ERROR':
     case 'NOT_FOUND':

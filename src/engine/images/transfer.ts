@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, open, rm, statfs, type FileHandle } from 'node:fs/promises';
-import { HEAD_BYTES, sniff } from './detect';
+import { HEAD_BYTES, sniff, withFileName } from './detect';
 import { cacheIoError, ImageFetchError } from './errors';
 import { download, type DownloadStart } from './http-download';
 
@@ -132,7 +132,7 @@ export async function downloadToFile(url: URL, partial: string, options: Transfe
           if (bytes.length >= HEAD_BYTES) {
             head = null;
             const verdict = sniff({ head: bytes, tail: null, size: null, fromUrl: true });
-            if (verdict.kind === 'refused') throw new ImageFetchError(verdict.code, `${label} ${verdict.reason}.`, { source: label });
+            if (verdict.kind === 'refused') throw new ImageFetchError(verdict.code, `${label} ${withFileName(verdict.reason, label, true)}.`, { source: label });
           }
         }
         hash.update(chunk);
