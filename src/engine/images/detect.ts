@@ -154,7 +154,7 @@ async function inspectQcow2(path: string, label: string, fromUrl: boolean): Prom
       if (image.backingFile !== null) {
         throw new ImageFetchError(
           'UNSUPPORTED_FORMAT',
-          `${label} ${withFileName(`is a qcow2 overlay on the backing file "${image.backingFile}", but a cloud image must stand alone: flatten it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result`, label, fromUrl)}.`,
+          `${label} is a qcow2 overlay on the backing file "${image.backingFile}", but a cloud image must stand alone: ${withFileName('flatten it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result', label, fromUrl)}.`,
           { source: label },
         );
       }
@@ -181,7 +181,7 @@ function qcow2Refusal(e: ImageError, path: string, label: string, fromUrl: boole
     case 'UNSUPPORTED_COMPRESSION':
     case 'ENCRYPTED':
     case 'EXTERNAL_DATA_FILE':
-      return new ImageFetchError('UNSUPPORTED_FORMAT', `${label} ${withFileName(`is a qcow2 image this engine cannot use as a base (${detail}): convert it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result`, label, fromUrl)}.`, { source: label, cause: e });
+      return new ImageFetchError('UNSUPPORTED_FORMAT', `${label} is a qcow2 image this engine cannot use as a base (${detail}): ${withFileName('convert it with "qemu-img convert -O qcow2 FILE image.qcow2" and use the result', label, fromUrl)}.`, { source: label, cause: e });
     case 'NO_SPACE':
     case 'IO_ERROR':
     case 'NOT_FOUND':

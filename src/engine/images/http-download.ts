@@ -177,7 +177,7 @@ function networkError(e: unknown, label: string, received: number, idleMs: numbe
   if (e instanceof Teardown) {
     return e.reason === 'cancelled'
       ? new ImageFetchError('CANCELLED', `Fetching ${label} was cancelled.`, { source: label })
-      : new ImageFetchError('TIMEOUT', `${label} sent nothing for ${Math.round(idleMs / 1000)} s${received > 0 ? ` after ${received} bytes` : ''}: the server stalled; try again later.`, { source: label });
+      : new ImageFetchError('TIMEOUT', `${label} sent nothing for ${idleMs < 1000 ? `${idleMs} ms` : `${Math.round(idleMs / 1000)} s`}${received > 0 ? ` after ${received} bytes` : ''}: the server stalled; try again later.`, { source: label });
   }
   const err = e as NodeJS.ErrnoException;
   const host = safeHost(label);

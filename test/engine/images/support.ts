@@ -1,6 +1,6 @@
 // Fixtures for the image cache suites: disk images made by QEMU's own tools (and the compressors, genisoimage),
 // a real HTTP(S) server on 127.0.0.1 that counts the requests it answers, and a view of what a cache folder holds.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -10,8 +10,14 @@ import { qemuImg, qemuIo, requireTool, run } from '../../support/qemu';
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 
+/** The tools the fixtures are made with; a missing one fails the suite (never skipped), naming its Debian package. */
 export function requireImageTools(): void {
-  for (const tool of ['qemu-img', 'qemu-io', 'genisoimage', 'xz', 'gzip', 'bzip2', 'zstd', 'openssl']) requireTool(tool);
+  requireTool('qemu-img');
+  requireTool('qemu-io');
+  const packages: Record<string, string> = { genisoimage: 'genisoimage', xz: 'xz-utils', gzip: 'gzip', bzip2: 'bzip2', zstd: 'zstd', openssl: 'openssl', sha256sum: 'coreutils' };
+  for (const [tool, pkg] of Object.entries(packages)) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not installed: install Debian's ${pkg} (apt-get install -y ${pkg}).`);
+  }
 }
 
 /** A 64 MiB qcow2 with 3 MiB of data written by qemu-io: a small stand-in for a cloud image. */
