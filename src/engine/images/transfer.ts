@@ -218,6 +218,8 @@ async function hashFile(path: string, size: number, options: TransferOptions): P
       done += bytesRead;
       report(done, size);
     }
+    // The reflinked copy must be on disk before it is renamed into place, like a written one.
+    await fh.sync();
     report(done, done, true);
     return hash.digest('hex');
   } catch (e) {
