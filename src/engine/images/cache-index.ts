@@ -4,7 +4,7 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { atomicWriteJson, isSameProcessAlive, processStart } from '../machine/fsutil';
+import { atomicWriteJson, isProcessAlive, processStart } from '../os';
 import { ImageFetchError } from './errors';
 import type { ImageFormat } from './detect';
 
@@ -149,5 +149,5 @@ async function isStale(file: string): Promise<boolean> {
     }
   }
   if (typeof holder.since === 'number' && Date.now() - holder.since > LOCK_STALE_MS) return true;
-  return holder.host === hostname() && typeof holder.pid === 'number' && !isSameProcessAlive(holder.pid, holder.started);
+  return holder.host === hostname() && typeof holder.pid === 'number' && !isProcessAlive(holder.pid, holder.started ?? undefined);
 }

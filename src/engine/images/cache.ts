@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fsyncDir } from '../machine/fsutil';
+import { fsyncDir } from '../os';
 import { readIndex, updateIndex, type IndexEntry } from './cache-index';
 import { inspectImage, type ImageFormat } from './detect';
 import { cacheIoError, ImageFetchError } from './errors';
