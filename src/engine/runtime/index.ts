@@ -30,6 +30,8 @@ export type {
   StopOptions,
   StopResult,
 } from './qemu';
+export { anyFreePort, bindForwards, FORWARD_HOST, portIsFree } from './forwards';
+export type { BoundForward, PortForward } from './forwards';
 export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
