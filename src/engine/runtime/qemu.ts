@@ -78,6 +78,8 @@ export interface RuntimeStatus {
   qemuRunState: string | null;
   /** Ports forwarded from 127.0.0.1 into the guest while it runs (empty when off). */
   forwards: BoundForward[];
+  /** Why the guest stopped by itself (QEMU's internal-error or guest-panicked run state), one sentence; else null. */
+  failure: string | null;
 }
 
 /** runtime.json: what we know about the QEMU process serving the folder. */
@@ -255,7 +257,7 @@ export async function machineStatus(folder: string, options: QemuOptions = {}): 
   const pid = await livePid(files);
   if (pid === null) {
     await cleanStale(files);
-    return { powerState: 'off', pid: null, serialLog: files.serialLog, consoleSocket: null, startedAt: null, qemuRunState: null, forwards: [] };
+    return { powerState: 'off', pid: null, serialLog: files.serialLog, consoleSocket: null, startedAt: null, qemuRunState: null, forwards: [], failure: null };
   }
   const info = await readInfo(files);
   let runState: string | null = null;
@@ -274,7 +276,22 @@ export async function machineStatus(folder: string, options: QemuOptions = {}): 
     startedAt: info?.startedAt ?? null,
     qemuRunState: runState,
     forwards: info?.forwards ?? [],
+    failure: runStateFailure(runState, info),
   };
+}
+
+/**
+ * A run state the guest cannot leave by itself, in words. On hosts where /dev/kvm exists but cannot run the guest
+ * (nested virtualisation), KVM stops it with an internal error at the boot loader: the machine looks paused.
+ */
+export function runStateFailure(runState: string | null, info: RuntimeInfo | null): string | null {
+  if (runState === 'internal-error') {
+    return info?.accel === 'kvm'
+      ? 'KVM could not run the guest (an internal error, common under nested virtualisation); start it with the TCG accelerator instead.'
+      : 'QEMU stopped the guest after an internal error; see qemu.log, then stop and start the machine.';
+  }
+  if (runState === 'guest-panicked') return 'The guest operating system crashed (kernel panic); stop and start the machine.';
+  return null;
 }
 
 // ---- start ----------------------------------------------------------------------------------------------
@@ -393,6 +410,7 @@ async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: St
       startedAt: info.startedAt,
       qemuRunState: runState.status,
       forwards: info.forwards ?? [],
+      failure: runStateFailure(runState.status, info),
       info,
       startMs,
     };
