@@ -105,4 +105,24 @@ describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', f
     assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'running', 'leaving the console leaves the machine running');
     assert.equal((await run(['vm', 'stop', 'guest', '--force'])).status, 0);
   });
+
+  it('vm console leaves when its piped input ends, after the guest has answered', async () => {
+    await buildCli();
+    assert.equal((await run(['vm', 'start', 'guest'])).status, 0);
+    const { serialLog } = await json<{ serialLog: string }>(['vm', 'status', 'guest']);
+    await waitForCounts(serialLog, 2);
+    const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, 'vm', 'console', 'guest'], {
+      env: { ...process.env, VMSNAP_QEMU_ACCEL: ACCEL },
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const t0 = Date.now();
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    child.stdin.end('\r'); // a script's input: one line, then end of file
+    // This guest never goes quiet (it counts), so the console leaves at CONSOLE_EOF_MAX_MS (10 s) after the end.
+    assert.equal(await exited, 0, stderr);
+    assert.ok(Date.now() - t0 < 20_000, `left after ${Date.now() - t0} ms`);
+    assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'running', 'leaving the console leaves the machine running');
+    assert.equal((await run(['vm', 'stop', 'guest', '--force'])).status, 0);
+  });
 });

@@ -61,13 +61,28 @@ export interface ConsoleStreams {
   output: NodeJS.WritableStream;
 }
 
+/** After the input ends, the console stays until the guest has been quiet this long (its answer to the last line). */
+export const CONSOLE_EOF_QUIET_MS = 500;
+/** ... but no longer than this after the input ended. */
+export const CONSOLE_EOF_MAX_MS = 10000;
+
 /**
- * Joins a terminal to the console until the escape byte (Ctrl-]) is typed or the machine ends. The caller puts
- * the terminal in raw mode first (so Ctrl-C goes to the guest) and restores it afterwards.
- * Resolves with why it ended.
+ * Joins a terminal to the console until the escape byte (Ctrl-]) is typed, the input ends (piped input: the
+ * console leaves once the guest has answered, see CONSOLE_EOF_QUIET_MS) or the machine ends. The caller puts the
+ * terminal in raw mode first (so Ctrl-C goes to the guest) and restores it afterwards. Resolves with why it ended.
  */
-export function attachConsole(sock: Socket, streams: ConsoleStreams, escape = CONSOLE_ESCAPE): Promise<'escape' | 'closed'> {
+export function attachConsole(sock: Socket, streams: ConsoleStreams, escape = CONSOLE_ESCAPE): Promise<'escape' | 'closed' | 'eof'> {
   return new Promise((resolve) => {
+    let quiet: NodeJS.Timeout | null = null;
+    let limit: NodeJS.Timeout | null = null;
+    const leaveWhenQuiet = (): void => {
+      if (quiet !== null) clearTimeout(quiet);
+      quiet = setTimeout(() => finish('eof'), CONSOLE_EOF_QUIET_MS);
+    };
+    const onEnd = (): void => {
+      limit = setTimeout(() => finish('eof'), CONSOLE_EOF_MAX_MS);
+      leaveWhenQuiet();
+    };
     const onInput = (chunk: Buffer | string): void => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       const at = bytes.indexOf(escape);
@@ -80,16 +95,24 @@ export function attachConsole(sock: Socket, streams: ConsoleStreams, escape = CO
     };
     const onOutput = (chunk: Buffer): void => {
       streams.output.write(chunk);
+      if (limit !== null) leaveWhenQuiet();
     };
     const onClose = (): void => finish('closed');
-    const finish = (why: 'escape' | 'closed'): void => {
+    let done = false;
+    const finish = (why: 'escape' | 'closed' | 'eof'): void => {
+      if (done) return;
+      done = true;
+      if (quiet !== null) clearTimeout(quiet);
+      if (limit !== null) clearTimeout(limit);
       streams.input.removeListener('data', onInput);
+      streams.input.removeListener('end', onEnd);
       sock.removeListener('data', onOutput);
       sock.removeListener('close', onClose);
       sock.destroy();
       resolve(why);
     };
     streams.input.on('data', onInput);
+    streams.input.on('end', onEnd);
     sock.on('data', onOutput);
     sock.on('close', onClose);
     sock.on('error', () => {}); // 'close' follows

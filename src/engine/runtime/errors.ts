@@ -14,6 +14,8 @@ export type QemuErrorCode =
   | 'STATE_SAVE_FAILED' // the memory state could not be saved (disks may have been switched: see details)
   | 'STATE_LOAD_FAILED' // a saved memory state could not be loaded
   | 'INVALID_ARGUMENT' // a parameter is wrong
+  | 'PORT_TAKEN' // a forwarded host port was taken when QEMU bound it (see `port`)
+  | 'ACCEL_FAILED' // the accelerator (KVM) could not run the guest: QEMU's run state became internal-error
   | 'IO_ERROR'; // a file in the machine folder could not be read or written
 
 /** A running snapshot whose disks were switched to new top layers before its memory save failed. */
@@ -28,13 +30,16 @@ export class QemuError extends Error {
   override readonly name: string = 'QemuError';
   /** Set on STATE_SAVE_FAILED when the disks had already been switched: the caller must record the new tops. */
   readonly switched: SwitchedDisks | null;
+  /** Set on PORT_TAKEN: the host port another program held. */
+  readonly port: number | null;
   constructor(
     readonly code: QemuErrorCode,
     message: string,
-    options?: { cause?: unknown; switched?: SwitchedDisks },
+    options?: { cause?: unknown; switched?: SwitchedDisks; port?: number },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.switched = options?.switched ?? null;
+    this.port = options?.port ?? null;
   }
 }
 

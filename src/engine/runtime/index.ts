@@ -29,6 +29,8 @@ export type {
   StopResult,
 } from './qemu';
 export { RUNTIME_FILES, RUNTIME_FILE_NAMES, RUNTIME_LOG_FILE_NAMES, runtimeFiles, type RuntimeFiles } from './files';
+export { anyFreePort, bindForwards, FORWARD_HOST, portIsFree } from './forwards';
+export type { BoundForward, PortForward } from './forwards';
 export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';

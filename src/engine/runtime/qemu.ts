@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { QemuError, isQemuError } from './errors';
 import { RUNTIME_FILES, runtimeFiles, type RuntimeFiles } from './files';
 import { isProcessAlive } from '../os';
+import { bindForwards, hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
 import { processArgv, readPid, sleep, StartLock, waitForExit } from './process';
 import { QmpClient, withQmp, type QmpOptions } from './qmp';
 
@@ -30,6 +31,12 @@ export interface MachineConfig {
   macAddress: string;
   /** QEMU machine type. Default 'q35'; a state file must be loaded with the exact type it was saved on (e.g. 'pc-q35-7.2'). */
   machineType?: string;
+  /** The SMBIOS system UUID the guest reads (/sys/class/dmi/id/product_uuid): the machine's id. */
+  uuid?: string;
+  /** Ports forwarded from 127.0.0.1 into the guest (SSH first); host ports are chosen at start. */
+  forwards?: PortForward[];
+  /** A cloud-init seed volume (raw, read-only), attached after the disks as a virtio disk. */
+  seedImage?: string;
 }
 
 export interface QemuOptions {
@@ -47,6 +54,8 @@ export interface StartOptions extends QemuOptions {
   paused?: boolean;
   /** A saved state to load as an incoming migration (`startFromState` uses this). */
   incomingStateFile?: string;
+  /** The host ports of `config.forwards`, as bound for this start (spawnQemu sets them). */
+  boundForwards?: BoundForward[];
 }
 
 /** The machine's power state as the CLI's `vm status --json` prints it. */
@@ -61,6 +70,10 @@ export interface RuntimeStatus {
   startedAt: string | null;
   /** QEMU's own run state ('running', 'paused', 'postmigrate', 'inmigrate', ...), or null when off or unknown. */
   qemuRunState: string | null;
+  /** Ports forwarded from 127.0.0.1 into the guest while it runs (empty when off). */
+  forwards: BoundForward[];
+  /** Why the guest stopped by itself (QEMU's internal-error or guest-panicked run state), one sentence; else null. */
+  failure: string | null;
 }
 
 /** runtime.json: what we know about the QEMU process serving the folder. */
@@ -78,6 +91,8 @@ export interface RuntimeInfo {
   argv: string[];
   /** The disks' BlockBackend ids, in disk order (drive0, ...). */
   drives: string[];
+  /** Ports forwarded from 127.0.0.1 into the guest. Absent in runtime.json files written before forwards existed. */
+  forwards?: BoundForward[];
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
@@ -101,6 +116,7 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
   validateConfig(config);
   const args = [
     '-name', opt(config.name),
+    ...(config.uuid === undefined ? [] : ['-uuid', config.uuid]),
     '-machine', `${opt(config.machineType ?? 'q35')},accel=${opt(accelOf(options))}`,
     '-smp', String(config.cpus),
     '-m', `${config.memoryMiB}M`,
@@ -113,8 +129,14 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
       '-device', `virtio-blk-pci,drive=drive${i},id=disk${i}-dev,bootindex=${i}`,
     );
   });
+  if (config.seedImage !== undefined) {
+    args.push(
+      '-drive', `file=${opt(resolve(config.seedImage))},format=raw,if=none,id=seed,readonly=on`,
+      '-device', 'virtio-blk-pci,drive=seed,id=seed-dev',
+    );
+  }
   // romfile= : no iPXE option ROM (not installed with --no-install-recommends; we never boot from the network).
-  args.push('-netdev', 'user,id=net0', '-device', `virtio-net-pci,netdev=net0,mac=${config.macAddress},romfile=`);
+  args.push('-netdev', `user,id=net0${hostfwdOptions(options.boundForwards ?? [])}`, '-device', `virtio-net-pci,netdev=net0,mac=${config.macAddress},romfile=`);
   args.push(
     '-chardev', `socket,id=console0,path=${opt(files.consoleSocket)},server=on,wait=off,logfile=${opt(files.serialLog)},logappend=on`,
     '-serial', 'chardev:console0',
@@ -140,6 +162,10 @@ function validateConfig(config: MachineConfig): void {
   if (config.disks.length === 0) bad('it has no disk');
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(config.macAddress)) bad(`"${config.macAddress}" is not a MAC address like 52:54:00:12:34:56`);
   if (config.machineType !== undefined && !/^[\w.-]+$/.test(config.machineType)) bad(`"${config.machineType}" is not a QEMU machine type`);
+  if (config.uuid !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(config.uuid)) bad(`"${config.uuid}" is not a UUID`);
+  for (const f of config.forwards ?? []) {
+    if (!validPort(f.guestPort) || (f.hostPort !== undefined && !validPort(f.hostPort))) bad(`${f.hostPort ?? ''}:${f.guestPort} is not a port forward HOSTPORT:GUESTPORT with ports from 1 to 65535`);
+  }
 }
 
 // ---- status ----------------------------------------------------------------------------------------------
@@ -189,7 +215,7 @@ export async function machineStatus(folder: string, options: QemuOptions = {}): 
   const pid = await livePid(files);
   if (pid === null) {
     await cleanStale(files);
-    return { powerState: 'off', pid: null, serialLog: files.serialLog, consoleSocket: null, startedAt: null, qemuRunState: null };
+    return { powerState: 'off', pid: null, serialLog: files.serialLog, consoleSocket: null, startedAt: null, qemuRunState: null, forwards: [], failure: null };
   }
   const info = await readInfo(files);
   let runState: string | null = null;
@@ -207,7 +233,23 @@ export async function machineStatus(folder: string, options: QemuOptions = {}): 
     consoleSocket: files.consoleSocket,
     startedAt: info?.startedAt ?? null,
     qemuRunState: runState,
+    forwards: info?.forwards ?? [],
+    failure: runStateFailure(runState, info),
   };
+}
+
+/**
+ * A run state the guest cannot leave by itself, in words. On hosts where /dev/kvm exists but cannot run the guest
+ * (nested virtualisation), KVM stops it with an internal error at the boot loader: the machine looks paused.
+ */
+export function runStateFailure(runState: string | null, info: RuntimeInfo | null): string | null {
+  if (runState === 'internal-error') {
+    return info?.accel === 'kvm'
+      ? 'KVM could not run the guest (an internal error, common under nested virtualisation); start it with the TCG accelerator instead.'
+      : 'QEMU stopped the guest after an internal error; see qemu.log, then stop and start the machine.';
+  }
+  if (runState === 'guest-panicked') return 'The guest operating system crashed (kernel panic); stop and start the machine.';
+  return null;
 }
 
 // ---- start ----------------------------------------------------------------------------------------------
@@ -230,7 +272,7 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
     for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket]) await unlink(f).catch(() => {});
     if (dirname(files.qmpSocket) !== files.folder) await mkdir(dirname(files.qmpSocket), { recursive: true, mode: 0o700 });
     await rotateSerialLog(files);
-    return await spawnQemu(config, files, options);
+    return await spawnWithForwards(config, files, options);
   } finally {
     await lock.release();
   }
@@ -239,6 +281,22 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
 async function rotateSerialLog(files: RuntimeFiles): Promise<void> {
   const size = await stat(files.serialLog).then((s) => s.size, () => 0);
   if (size > MAX_SERIAL_LOG) await rename(files.serialLog, join(files.folder, RUNTIME_FILES.serialLogRotated)).catch(() => {});
+}
+
+/** QEMU refuses to start when a forwarded host port was taken between our check and its bind: pick others, 3 times. */
+async function spawnWithForwards(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {
+  const forwards = config.forwards ?? [];
+  const taken = new Set<number>();
+  for (let attempt = 0; ; attempt++) {
+    const boundForwards = await bindForwards(forwards, taken);
+    try {
+      return await spawnQemu(config, files, { ...options, boundForwards });
+    } catch (e) {
+      const port = isQemuError(e) && e.code === 'PORT_TAKEN' ? e.port : null;
+      if (port === null || attempt === 2) throw e;
+      taken.add(port);
+    }
+  }
 }
 
 async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {
@@ -298,6 +356,7 @@ async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: St
       consoleSocket: files.consoleSocket,
       argv: [exe, ...args],
       drives: config.disks.map((_, i) => `drive${i}`),
+      forwards: options.boundForwards ?? [],
     };
     await writeFile(files.infoFile, `${JSON.stringify(info, null, 2)}\n`);
     child.unref();
@@ -308,6 +367,8 @@ async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: St
       consoleSocket: files.consoleSocket,
       startedAt: info.startedAt,
       qemuRunState: runState.status,
+      forwards: info.forwards ?? [],
+      failure: runStateFailure(runState.status, info),
       info,
       startMs,
     };
@@ -343,6 +404,10 @@ async function startFailure(config: MachineConfig, files: RuntimeFiles, logStart
   const said = await qemuWords(files.folder, logStart);
   if (/Cannot lock pid file/i.test(said)) {
     return new QemuError('ALREADY_RUNNING', `Machine "${config.name}" is already running in another QEMU process; stop it first.`);
+  }
+  const fwd = /Could not set up host forwarding rule 'tcp:[\d.]*:(\d+)-/i.exec(said);
+  if (fwd !== null) {
+    return new QemuError('PORT_TAKEN', `Port ${fwd[1]} on 127.0.0.1 is taken by another program; machine "${config.name}" could not forward it.`, { port: Number(fwd[1]) });
   }
   if (/Failed to get "?(write|shared)"? lock/i.test(said)) {
     return new QemuError('IMAGE_IN_USE', `A disk of machine "${config.name}" is in use by another program (${said}); close it and try again.`);
