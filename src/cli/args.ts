@@ -55,6 +55,8 @@ export interface Invocation {
   flag(name: string): boolean;
   /** A declared value flag's value, or undefined. */
   value(name: string): string | undefined;
+  /** The words after the arguments (usually after `--`), for a command that declares `rest`. */
+  rest(): string[];
 }
 
 export interface GlobalOptions {
@@ -71,6 +73,8 @@ export interface Command<Context = unknown> {
   /** Longer text for `--help`, after the usage line. */
   description?: string;
   args: ArgSpec[];
+  /** Words after the arguments that the command passes on (e.g. a remote command after `--`). */
+  rest?: ArgSpec;
   flags: FlagSpec[];
   /** Flags that exclude each other (by name); `required`: exactly one must be given. */
   choices?: FlagChoice[];
@@ -98,11 +102,15 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
   { name: 'help', kind: 'boolean', description: 'show help for the command' },
 ];
 
-/** The registered verbs, checked once: unique names, and a flag name means the same kind of flag everywhere. */
+/**
+ * The registered verbs, checked once: unique names and well-formed commands. A flag name may be a boolean in one
+ * command and take a value in another (`image read --sha256`, `vm create --sha256 HEX`): the first pass, which only
+ * looks for the verb words, then reads it as a boolean, so such a flag's value must come after the verb words.
+ */
 export class Registry<Context = unknown> {
   readonly verbs: readonly Verb<Context>[];
-  /** Every flag name -> its kind, over all commands; lets the first pass skip flag values before the verb is known. */
-  private readonly kinds = new Map<string, FlagSpec['kind']>();
+  /** Every flag name -> its kind over all commands ('mixed': both); lets the first pass skip flag values before the verb is known. */
+  private readonly kinds = new Map<string, FlagSpec['kind'] | 'mixed'>();
 
   constructor(verbs: readonly Verb<Context>[]) {
     this.verbs = verbs;
@@ -130,10 +138,7 @@ export class Registry<Context = unknown> {
       seen.add(f.name);
       if (GLOBAL_FLAGS.some((g) => g.name === f.name)) throw new Error(`"${label}" redeclares the global flag --${f.name}.`);
       const kind = this.kinds.get(f.name);
-      if (kind !== undefined && kind !== f.kind) {
-        throw new Error(`--${f.name} is a ${kind} flag elsewhere but a ${f.kind} flag in "${label}".`);
-      }
-      this.kinds.set(f.name, f.kind);
+      this.kinds.set(f.name, kind !== undefined && kind !== f.kind ? 'mixed' : f.kind);
     }
     for (const choice of c.choices ?? []) {
       for (const name of choice.flags) {
@@ -148,7 +153,8 @@ export class Registry<Context = unknown> {
   }
 
   flagKind(name: string): FlagSpec['kind'] | undefined {
-    return this.kinds.get(name);
+    const kind = this.kinds.get(name);
+    return kind === 'mixed' ? 'boolean' : kind;
   }
 
   find(name: string): Verb<Context> | undefined {
@@ -307,7 +313,7 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
     else if (!spec.optional) throw new UsageError(`"${label}" is missing its ${spec.name} argument.`, path);
   });
   const extra = positionals[command.args.length];
-  if (extra !== undefined) throw new UsageError(`Unexpected argument "${extra}" for "${label}".`, path);
+  if (extra !== undefined && command.rest === undefined) throw new UsageError(`Unexpected argument "${extra}" for "${label}".`, path);
 
   for (const choice of command.choices ?? []) {
     const given = choice.flags.filter((name) => second.flags.has(name));
@@ -343,6 +349,10 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
       return second.flags.has(name);
     },
     value: flagValue,
+    rest: () => {
+      if (command.rest === undefined) throw undeclared('rest of its arguments');
+      return positionals.slice(command.args.length);
+    },
   };
   return { kind: 'run', command, invocation };
 }

@@ -23,6 +23,7 @@ export function usageLine(path: readonly string[], c: Command<unknown>): string 
     const inner = members.map(flagUsage).join(' | ');
     parts.push(choice.required ? `(${inner})` : `[${inner}]`);
   }
+  if (c.rest !== undefined) parts.push(`[-- ${c.rest.name}...]`);
   return parts.join(' ');
 }
 
@@ -83,7 +84,8 @@ export function helpText<C>(registry: Registry<C>, path: readonly string[]): str
 function commandHelp(path: readonly string[], c: Command<unknown>): string {
   const lines = [`Usage: ${usageLine(path, c)}`, '', c.summary];
   if (c.description) lines.push('', c.description);
-  if (c.args.length > 0) lines.push('', 'Arguments:', ...table(c.args.map((a) => [a.name, a.description])));
+  const args = c.rest === undefined ? c.args : [...c.args, c.rest];
+  if (args.length > 0) lines.push('', 'Arguments:', ...table(args.map((a) => [a.name, a.description])));
   if (c.flags.length > 0) lines.push('', 'Options:', ...table(c.flags.map((f) => [flagUsage(f), f.description])));
   lines.push('', ...GLOBAL_SECTION);
   if (c.examples && c.examples.length > 0) lines.push('', 'Examples:', ...c.examples.map((e) => `  ${e}`));

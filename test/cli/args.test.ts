@@ -159,11 +159,19 @@ describe('cli argument parser', () => {
 
   it('refuses registrations that would make the grammar ambiguous', () => {
     const flagAs = (kind: 'boolean' | 'value'): Verb => ({ ...clone, name: 'other', flags: [{ name: 'backing', kind, description: '' }] });
-    assert.throws(() => new Registry([image, flagAs('boolean')]), /--backing is a value flag elsewhere but a boolean flag/);
     assert.doesNotThrow(() => new Registry([image, flagAs('value')]));
     assert.throws(() => new Registry([image, image]), /registered twice/);
     assert.throws(() => new Registry([{ ...clone, flags: [{ name: 'json', kind: 'boolean', description: '' }] }]), /global flag --json/);
     assert.throws(() => new Registry([{ ...clone, name: 'help' }]), /registered twice/);
+  });
+
+  it('reads a flag that is a boolean in one command and takes a value in another, after the verb words', () => {
+    const other: Verb = { ...clone, name: 'other', args: [], flags: [{ name: 'backing', kind: 'boolean', description: '' }] };
+    const mixed = new Registry([image, other]);
+    const created = parseArgs(['image', 'create', 'f', '--backing', 'base.qcow2'], mixed);
+    assert.equal(created.kind === 'run' ? created.invocation.value('backing') : null, 'base.qcow2');
+    const flagged = parseArgs(['other', '--backing'], mixed);
+    assert.equal(flagged.kind === 'run' ? flagged.invocation.flag('backing') : null, true);
   });
 
   it('generates usage and help from the registrations', () => {

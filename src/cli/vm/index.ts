@@ -10,9 +10,10 @@ import { vmConsoleCommand, vmPauseCommand, vmResumeCommand, vmStartCommand, vmSt
 import { vmPromoteCommand } from './promote';
 import { vmRenameCommand } from './rename';
 import { vmShowCommand } from './show';
+import { vmSshCommand, vmSshConfigCommand } from './ssh';
 
 export const vmVerb: CommandGroup<CliContext> = {
   name: 'vm',
-  summary: 'create, import, list, show, start, stop, rename, promote and delete machines',
-  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmStartCommand, vmStopCommand, vmPauseCommand, vmResumeCommand, vmStatusCommand, vmConsoleCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
+  summary: 'create, import, list, show, start, stop, ssh into, rename, promote and delete machines',
+  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmStartCommand, vmStopCommand, vmPauseCommand, vmResumeCommand, vmStatusCommand, vmConsoleCommand, vmSshCommand, vmSshConfigCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
 };

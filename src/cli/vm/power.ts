@@ -20,7 +20,9 @@ export const vmStartCommand: Command<CliContext> = {
     const lib = await openLibrary(inv, ctx);
     const vm = inv.required('VM');
     const s = await lib.startMachine(vm);
-    emit(ctx, s, () => `Started "${vm}" (QEMU pid ${s.pid ?? '-'}); serial output goes to ${s.serialLog}.`);
+    const moved = s.forwards.filter((f) => f.wanted !== undefined).map((f) => ` Port ${f.wanted} was taken: guest port ${f.guestPort} is on ${f.hostPort} instead.`).join('');
+    const ssh = s.ssh === null ? '' : ` SSH on 127.0.0.1 port ${s.ssh.port}.`;
+    emit(ctx, s, () => `Started "${vm}" (QEMU pid ${s.pid ?? '-'}); serial output goes to ${s.serialLog}.${ssh}${moved}`);
     return 0;
   },
 };
@@ -87,6 +89,9 @@ export const vmStatusCommand: Command<CliContext> = {
         `Started:     ${s.startedAt ?? '-'}`,
         `Serial log:  ${s.serialLog}`,
         ...(s.consoleSocket === null ? [] : [`Console:     ${s.consoleSocket}`]),
+        ...(s.ssh === null ? [] : [`SSH:         ${s.ssh.user === null ? '' : `${s.ssh.user}@`}${s.ssh.host} port ${s.ssh.port}`]),
+        ...s.forwards.filter((f) => f.guestPort !== 22).map((f) => `Forward:     ${f.hostPort} -> guest port ${f.guestPort}`),
+        ...(s.failure === null ? [] : [`Problem:     ${s.failure}`]),
       ].join('\n'),
     );
     return 0;

@@ -7,6 +7,7 @@ import { MachineError } from './errors';
 import { machineFolderPath, makeMachineFolder } from './folders';
 import { requireSpace } from './fsutil';
 import { newId } from './identity';
+import { guestSetupOf, writeGuestAccess } from './guest-access';
 import { Transaction, type MergeStep } from './journal';
 import { createLayer, fromImageError, newLayerName } from './layerFiles';
 import type { LibraryContext } from './library-context';
@@ -59,6 +60,9 @@ export async function clone(ctx: LibraryContext, ref: string, newName: string, o
           step('full clone: layers written');
           manifest.clonedFrom = { machineId: m.id, snapshotId: snap?.id ?? null, kind: 'full', baseLayers: null };
         }
+        // A new instance for cloud-init: its own seed (instance-id, hostname, host key), the same user and keys.
+        if (m.guest !== undefined) manifest.guest = await writeGuestAccess(staging, manifest, await guestSetupOf(src.folder, m.guest));
+        if (m.forwards !== undefined) manifest.forwards = m.forwards.map((f) => ({ guestPort: f.guestPort }));
         return manifest;
       });
     } catch (err) {

@@ -2,7 +2,7 @@
 // manifest after. The caller measures the layers the plan needs (measurementsNeeded) and runs the plan.
 import { MachineError } from './errors';
 import type { MergeStep } from './journal';
-import { cloneManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { baseLayerOf, cloneManifest, type Manifest, type SnapshotRecord } from './manifest';
 import { ancestry, childrenOf, snapshotById, subtreeIds } from './tree';
 import type { DeleteSnapshotResult } from './types';
 
@@ -94,7 +94,7 @@ export function planSnapshotDeletion(input: DeletePlanInput): DeletePlan {
   const bytes = (file: string): number => measured(input.bytes, file);
   const doomed = children ? subtreeIds(m, target.id) : new Set([target.id]);
   const parentLayer = (i: number): string | null =>
-    target.parentId !== null ? snapshotById(m, target.parentId)!.layers[i]! : m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers ? m.clonedFrom.baseLayers[i]! : null;
+    target.parentId !== null ? snapshotById(m, target.parentId)!.layers[i]! : baseLayerOf(m, i);
   const stateFiles = m.snapshots.filter((s) => doomed.has(s.id) && s.stateFile !== null).map((s) => s.stateFile!);
 
   const merge: MergeStep[] = [];

@@ -20,6 +20,8 @@ export type MachineErrorCode =
   | 'NOT_RUNNING' // the operation needs a running or paused machine
   | 'QEMU_MISSING' // qemu-system-x86_64 is not installed (the message says how to install it)
   | 'RUNTIME_ERROR' // QEMU failed or refused; `cause` is the QemuError
+  | 'FETCH_FAILED' // a cloud image could not be fetched or is not a usable disk image; `cause` is the ImageFetchError
+  | 'SSH_TIMEOUT' // the machine's SSH server did not answer in time (the message names the serial log)
   | 'IO_ERROR'; // any other file-system failure
 
 /**

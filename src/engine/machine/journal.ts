@@ -7,7 +7,7 @@ import { MachineError } from './errors';
 import { atomicWriteJson, exists, fsyncDir, unlinkIfExists } from '../os';
 import { setReadOnly, toMachineIoError } from './fsutil';
 import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
-import { MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
+import { baseLayerOf, MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
 import { step } from './steps';
 
 export const JOURNAL_FILE = 'operation.json';
@@ -292,7 +292,7 @@ async function switchedByQemu(folder: string, journal: Journal): Promise<boolean
 async function repairEmptyTops(folder: string, m: Manifest): Promise<void> {
   const current = m.current === null ? null : m.snapshots.find((s) => s.id === m.current);
   for (let i = 0; i < m.disks.length; i++) {
-    const base = current ? current.layers[i]! : m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers ? m.clonedFrom.baseLayers[i]! : null;
+    const base = current ? current.layers[i]! : baseLayerOf(m, i);
     await repairEmptyTop(resolve(folder, m.disks[i]!.top), m.disks[i]!.virtualSize, base === null ? null : resolve(folder, base));
   }
 }

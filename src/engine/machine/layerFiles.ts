@@ -16,9 +16,9 @@ export const LAYER_NAME_PATTERN = /^disk\d+-[0-9a-f]{8}\.qcow2$/;
  * It is not flushed: an empty layer lost to a power cut is made again by recovery (repairEmptyTop), which
  * keeps snapshots and clones at one flush (the manifest's) each.
  */
-export async function createLayer(path: string, size: number, backing: string | null): Promise<void> {
+export async function createLayer(path: string, size: number, backing: string | null, backingFormat: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
   const options = { size, sync: false };
-  await Qcow2Image.create(path, backing === null ? options : { ...options, backingFile: backing, backingFormat: 'qcow2' });
+  await Qcow2Image.create(path, backing === null ? options : { ...options, backingFile: backing, backingFormat });
 }
 
 /** A top layer a power cut left empty or cut short (it was new and never written) is made again, empty. */

@@ -4,8 +4,11 @@ import type { Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../operation';
 import type { QemuOptions } from '../runtime';
+import type { SshTarget } from '../ssh';
 import * as clones from './clones';
 import { MachineError } from './errors';
+import * as fromImage from './from-image';
+import { sshTargetOf, waitForGuestSsh } from './guest-access';
 import { defaultLibraryDir } from './libraryDir';
 import { LibraryContext } from './library-context';
 import { details, livePower, summary } from './machine-info';
@@ -15,6 +18,8 @@ import * as queries from './queries';
 import * as snapshots from './snapshots';
 import { Store, type BrokenMachine } from './store';
 import type {
+  CreateFromImageOptions,
+  CreateFromImageResult,
   CloneOptions,
   CloneResult,
   CompareRow,
@@ -145,6 +150,26 @@ export class Library {
   /** A new machine with one empty disk (default 16 GiB virtual, sparse), a new UUID and a unique MAC. */
   createMachine(name: string, options: CreateMachineOptions = {}): Promise<MachineDetails> {
     return machines.createMachine(this.ctx, name, options);
+  }
+
+  /**
+   * A machine launched from a cloud image (a path or URL, qcow2 or raw): the image is cached in the library once,
+   * the machine's disk is an overlay on it, and a cloud-init seed lets the user in over SSH with their key.
+   */
+  createFromImage(name: string, source: string, options: CreateFromImageOptions = {}): Promise<CreateFromImageResult> {
+    return fromImage.createFromImage(this.ctx, name, source, options);
+  }
+
+  /**
+   * Where `ssh` reaches the running machine (port, user, key, the machine's own known_hosts). With `wait`, first
+   * waits until its SSH server answers (`onWaiting` is called once when it does not at once).
+   */
+  async sshTarget(ref: string, options: { user?: string; wait?: { timeoutMs: number; signal?: AbortSignal; onWaiting?: () => void } } = {}): Promise<SshTarget> {
+    const { e } = await this.ctx.find(ref);
+    const status = await power.machineStatus(this.ctx, e.manifest.id);
+    const target = sshTargetOf(e.folder, e.manifest, status.forwards, options.user);
+    if (options.wait !== undefined) await waitForGuestSsh(target, e.manifest, status.serialLog, options.wait);
+    return target;
   }
 
   /**

@@ -86,5 +86,7 @@ export async function details(e: MachineEntry, all: MachineEntry[]): Promise<Mac
     snapshots,
     currentChangedBytes: await sumAllocated(disks.map((d) => d.path)),
     currentSizeBytes: await sumBytes(disks.map((d) => d.path)),
+    guest: e.manifest.guest === undefined ? null : { user: e.manifest.guest.user, hostKey: e.manifest.guest.hostKey },
+    baseImage: e.manifest.baseImage === undefined ? null : { sha256: e.manifest.baseImage.sha256, source: e.manifest.baseImage.source },
   };
 }

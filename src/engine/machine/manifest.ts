@@ -51,6 +51,36 @@ export interface ClonedFromRecord {
   baseLayers: string[] | null;
 }
 
+/** A machine launched from a cloud image: who the guest lets in, and the host key it was given (cloud-init). */
+export interface GuestRecord {
+  /** The guest user cloud-init creates, with passwordless sudo. */
+  user: string;
+  /** authorized_keys lines given to that user. */
+  authorizedKeys: string[];
+  /** The private key `vm ssh` uses (absolute path: the user's own key or the library's). */
+  identityFile: string;
+  /** The guest's SSH host key (public line), generated here and handed to cloud-init: known before first contact. */
+  hostKey: string;
+  /** The user's own user-data, kept in the machine folder (a clone's seed is written from it too), or null. */
+  userDataFile: string | null;
+}
+
+/** The cloud image a machine's lowest layers are backed by: a read-only file in the library's image cache. */
+export interface BaseImageRecord {
+  sha256: string;
+  format: 'qcow2' | 'raw';
+  /** The image as seen from the machine folder (what the qcow2 layers store), e.g. ../.images/<sha256>.qcow2. */
+  layer: string;
+  /** Where it came from (a URL or a path), for people. */
+  source: string;
+}
+
+export interface ForwardRecord {
+  guestPort: number;
+  /** The host port wanted (a free one is chosen when it is taken); absent: any free port. */
+  hostPort?: number;
+}
+
 /** machine.json, version 1. `revision` grows by one with every write, so the journal can tell if a write happened. */
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -68,6 +98,11 @@ export interface Manifest {
   snapshots: SnapshotRecord[];
   current: string | null;
   clonedFrom: ClonedFromRecord | null;
+  /** Absent in machines not launched from a cloud image (and in manifests written before these existed). */
+  guest?: GuestRecord;
+  baseImage?: BaseImageRecord;
+  /** Ports forwarded into the guest besides SSH (which every machine gets). */
+  forwards?: ForwardRecord[];
 }
 
 class Checker {
@@ -231,7 +266,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
       baseLayers,
     };
   }
-  return {
+  const m: Manifest = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     revision,
@@ -248,6 +283,52 @@ export function validateManifest(value: unknown, file: string): Manifest {
     current,
     clonedFrom,
   };
+  if (o['guest'] !== undefined) m.guest = guestRecord(c, o['guest'], useFile);
+  if (o['baseImage'] !== undefined) m.baseImage = baseImageRecord(c, o['baseImage']);
+  if (o['forwards'] !== undefined) m.forwards = c.array(o, 'forwards', '').map((f, i) => forwardRecord(c, f, `forwards[${i}]`));
+  return m;
+}
+
+function guestRecord(c: Checker, v: unknown, useFile: (f: string, field: string) => void): GuestRecord {
+  const o = c.object(v, 'guest');
+  const user = c.string(o, 'user', 'guest.', 32);
+  if (!/^[a-z_][a-z0-9_-]*$/.test(user)) c.fail('guest.user', 'must be a user name such as dev');
+  const authorizedKeys = c.array(o, 'authorizedKeys', 'guest.').map((k, i) => {
+    if (typeof k !== 'string' || k.includes('\n') || k.length > 16 * 1024) c.fail(`guest.authorizedKeys[${i}]`, 'must be one public key line');
+    return k;
+  });
+  const userDataFile = o['userDataFile'] === null ? null : c.layerName(o['userDataFile'], 'guest.userDataFile');
+  if (userDataFile !== null) useFile(userDataFile, 'guest.userDataFile');
+  return {
+    user,
+    authorizedKeys,
+    identityFile: c.string(o, 'identityFile', 'guest.', 4096),
+    hostKey: c.string(o, 'hostKey', 'guest.', 4096),
+    userDataFile,
+  };
+}
+
+function baseImageRecord(c: Checker, v: unknown): BaseImageRecord {
+  const o = c.object(v, 'baseImage');
+  const sha256 = c.string(o, 'sha256', 'baseImage.', 64);
+  if (!/^[0-9a-f]{64}$/.test(sha256)) c.fail('baseImage.sha256', 'must be 64 hex digits');
+  const format = o['format'];
+  if (format !== 'qcow2' && format !== 'raw') c.fail('baseImage.format', 'must be "qcow2" or "raw"');
+  const layer = c.string(o, 'layer', 'baseImage.', 4096);
+  if (layer !== `../.images/${sha256}.${format}`) c.fail('baseImage.layer', `must be ../.images/${sha256}.${format}`);
+  return { sha256, format, layer, source: c.string(o, 'source', 'baseImage.', 8192) };
+}
+
+function forwardRecord(c: Checker, v: unknown, field: string): ForwardRecord {
+  const o = c.object(v, field);
+  const guestPort = c.int(o, 'guestPort', `${field}.`, 1, 65535);
+  return o['hostPort'] === undefined ? { guestPort } : { guestPort, hostPort: c.int(o, 'hostPort', `${field}.`, 1, 65535) };
+}
+
+/** The layer below each disk's lowest own layer: a linked clone's source layers, or the cloud image; else null. */
+export function baseLayerOf(m: Manifest, disk: number): string | null {
+  if (m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers) return m.clonedFrom.baseLayers[disk]!;
+  return disk === 0 && m.baseImage !== undefined ? m.baseImage.layer : null;
 }
 
 function stateName(c: Checker, v: unknown, field: string, useFile: (f: string, field: string) => void): string {

@@ -12,10 +12,12 @@ import {
   RUNTIME_FILE_NAMES,
   startMachine as runtimeStart,
   stopMachine as runtimeStop,
+  FORWARD_HOST,
   type MachineConfig,
   type RuntimeStatus,
 } from '../runtime';
 import { MachineError, isMachineError } from './errors';
+import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
@@ -26,7 +28,7 @@ export async function startMachine(ctx: LibraryContext, ref: string): Promise<Ma
   return ctx.withMachine(ref, 'start', async (e) => {
     const r = await runtimeCall(() => runtimeStart(machineConfig(e), ctx.qemu));
     await setPower(e, 'running');
-    return statusOf(r);
+    return statusOf(r, e.manifest);
   });
 }
 
@@ -49,7 +51,7 @@ export async function pauseMachine(ctx: LibraryContext, ref: string): Promise<Ma
   return ctx.withMachine(ref, 'pause', async (e) => {
     const r = await runtimeCall(() => runtimePause(e.folder, ctx.qemu));
     await setPower(e, r.powerState);
-    return statusOf(r);
+    return statusOf(r, e.manifest);
   });
 }
 
@@ -57,7 +59,7 @@ export async function resumeMachine(ctx: LibraryContext, ref: string): Promise<M
   return ctx.withMachine(ref, 'resume', async (e) => {
     const r = await runtimeCall(() => runtimeResume(e.folder, ctx.qemu));
     await setPower(e, r.powerState);
-    return statusOf(r);
+    return statusOf(r, e.manifest);
   });
 }
 
@@ -66,7 +68,7 @@ export async function machineStatus(ctx: LibraryContext, ref: string): Promise<M
   return ctx.withMachine(ref, 'status', async (e) => {
     const r = await runtimeCall(() => runtimeStatus(e.folder, ctx.qemu));
     await setPower(e, r.powerState);
-    return statusOf(r);
+    return statusOf(r, e.manifest);
   });
 }
 
@@ -96,10 +98,20 @@ export async function setPower(e: MachineEntry, state: PowerState): Promise<Mani
   return writeManifest(e.folder, m);
 }
 
-function statusOf(r: RuntimeStatus): MachineStatus {
-  return { powerState: r.powerState, pid: r.pid, serialLog: r.serialLog, consoleSocket: r.consoleSocket, startedAt: r.startedAt, qemuRunState: r.qemuRunState };
+function statusOf(r: RuntimeStatus, m: Manifest): MachineStatus {
+  const ssh = r.forwards.find((f) => f.guestPort === SSH_GUEST_PORT);
+  return {
+    powerState: r.powerState,
+    pid: r.pid,
+    serialLog: r.serialLog,
+    consoleSocket: r.consoleSocket,
+    startedAt: r.startedAt,
+    qemuRunState: r.qemuRunState,
+    failure: r.failure,
+    forwards: r.forwards,
+    ssh: ssh === undefined ? null : { host: FORWARD_HOST, port: ssh.hostPort, user: m.guest?.user ?? null },
+  };
 }
-
 
 /** Files the runtime keeps in a machine folder are never leftovers (`*.state` files belong to snapshots). */
 export function isRuntimeFileName(name: string): boolean {
@@ -111,11 +123,13 @@ export function stateFileName(snapshotId: string): string {
   return `state-${snapshotId}.state`;
 }
 
-/** What QEMU runs for the machine's current state: its cpus, memory, MAC and every disk's top layer. */
+/**
+ * What QEMU runs for the machine's current state: its cpus, memory, MAC and every disk's top layer, its id as the
+ * SMBIOS UUID, SSH (and the user's forwards) on 127.0.0.1, and the cloud-init seed of a machine from a cloud image.
+ */
 export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): MachineConfig {
   return {
-    folder: e.folder,
-    name: m.name,
+    ...identityConfig(e, m),
     cpus: m.cpus,
     memoryMiB: m.memoryMiB,
     disks: m.disks.map((d) => join(e.folder, d.top)),
@@ -123,12 +137,22 @@ export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): Machin
   };
 }
 
+/** The parts of a machine's config that stay the same across its snapshots (a saved state loads with them). */
+function identityConfig(e: MachineEntry, m: Manifest): Pick<MachineConfig, 'folder' | 'name' | 'uuid' | 'forwards' | 'seedImage'> {
+  return {
+    folder: e.folder,
+    name: m.name,
+    uuid: m.id,
+    forwards: [{ guestPort: SSH_GUEST_PORT }, ...(m.forwards ?? [])],
+    ...(m.guest === undefined ? {} : { seedImage: join(e.folder, SEED_FILE) }),
+  };
+}
+
 /** The config a snapshot's memory state was saved with, on the given top layers (a state loads only into that). */
 export function stateConfig(e: MachineEntry, s: SnapshotRecord, tops: string[]): MachineConfig {
   const vm = s.vm!;
   return {
-    folder: e.folder,
-    name: e.manifest.name,
+    ...identityConfig(e, e.manifest),
     cpus: vm.cpus,
     memoryMiB: vm.memoryMiB,
     disks: tops.map((t) => join(e.folder, t)),

@@ -1,4 +1,5 @@
 import type { OperationOptions } from '../operation';
+import type { BoundForward } from '../runtime';
 
 // Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them).
 
@@ -62,6 +63,10 @@ export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snap
   currentChangedBytes: number;
   /** Bytes the current top layers occupy on the host disk. */
   currentSizeBytes: number;
+  /** A machine launched from a cloud image: its guest user and SSH host key (public), else null. */
+  guest: { user: string; hostKey: string } | null;
+  /** The cloud image its disk is an overlay on (in the library's image cache), else null. */
+  baseImage: { sha256: string; source: string } | null;
 }
 
 /** A node of the snapshot tree; the current state is a pseudo-node of kind 'current' ("You are here"). */
@@ -101,6 +106,29 @@ export interface CreateMachineOptions {
   note?: string;
   /** Put the machine's folder in this directory instead of the library (registered in the library). */
   dir?: string;
+}
+
+export interface CreateFromImageOptions extends OperationOptions {
+  /** Virtual size of the disk in bytes (default 16 GiB, at least the image's size; cloud-init grows the root into it). */
+  diskSize?: number;
+  cpus?: number;
+  memoryMiB?: number;
+  note?: string;
+  /** The image's expected sha256 (hex, or sha256:HEX). */
+  sha256?: string;
+  /** The guest user (default: the host user's name when it is a valid non-system name, else "dev"). */
+  user?: string;
+  /** A public key file (.pub) to let in (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, else the library's own key, made once). */
+  sshKey?: string;
+  /** The user's own cloud-init user-data (used verbatim; ours then goes to vendor-data). */
+  userData?: string;
+}
+
+export interface CreateFromImageResult {
+  machine: MachineDetails;
+  image: { sha256: string; format: 'qcow2' | 'raw'; virtualSize: number; fromCache: boolean; source: string };
+  /** The public key the guest lets in, and whether the library's key pair was made by this call. */
+  key: { path: string; generated: boolean };
 }
 
 export interface ImportMachineOptions extends OperationOptions {
@@ -175,6 +203,12 @@ export interface MachineStatus {
   consoleSocket: string | null;
   startedAt: string | null;
   qemuRunState: string | null;
+  /** Why the guest stopped by itself (e.g. KVM could not run it), one sentence; else null. */
+  failure: string | null;
+  /** Ports forwarded from 127.0.0.1 into the guest while it runs. */
+  forwards: BoundForward[];
+  /** Where SSH reaches the guest while it runs (user: null when the machine was not launched from a cloud image). */
+  ssh: { host: string; port: number; user: string | null } | null;
 }
 
 export interface StopMachineOptions {
