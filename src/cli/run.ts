@@ -1,6 +1,6 @@
 // One run of the tool: parse, dispatch, and turn every outcome into an exit status and one readable sentence.
 import { isMachineError } from '../engine/machine';
-import { isImageError } from '../engine/qcow2';
+import { isImageError, type ImageError } from '../engine/qcow2';
 import { isUsageError, parseArgs, Registry, UsageError } from './args';
 import { verbs } from './commands';
 import { machineErrorSentence } from './errors';
@@ -51,13 +51,15 @@ function report(e: unknown, out: Output, io: CliIo): number {
     return EXIT_USAGE;
   }
   if (isImageError(e)) {
-    out.error(oneLine(e.message));
-    writeErrorDocument(out, e.code, e.message);
+    const message = imageErrorMessage(e);
+    out.error(oneLine(message));
+    writeErrorDocument(out, e.code, message);
     return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
   }
   if (isMachineError(e)) {
+    // A machine operation stopped by an image keeps the image's message: word it as for the image itself.
+    const message = e.code === 'IMAGE_ERROR' && isImageError(e.cause) ? imageErrorMessage(e.cause) : machineErrorSentence(e);
     // An ambiguous reference names what it could mean (with tree paths), still on one line.
-    const message = machineErrorSentence(e);
     const sentence = e.code === 'AMBIGUOUS' && e.candidates.length > 0 ? `${message} Candidates: ${e.candidates.join('; ')}.` : message;
     out.error(oneLine(sentence));
     if (!out.wroteDocument) out.document({ error: { code: e.code, message, candidates: e.candidates } });
@@ -70,6 +72,21 @@ function report(e: unknown, out: Output, io: CliIo): number {
   if (debug && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
   writeErrorDocument(out, 'INTERNAL', message);
   return EXIT_FAILURE;
+}
+
+/** The engine says what is wrong with an image; the CLI adds which of its commands checks or repairs it. */
+function imageErrorMessage(e: ImageError): string {
+  const path = e.path ?? 'The image';
+  switch (e.condition) {
+    case 'damaged':
+      return `${e.message} Check it with "vmsnap image check".`;
+    case 'dirty':
+      return `${path} was not closed cleanly (dirty bit set); repair it with "vmsnap image check --repair" before writing to it.`;
+    case 'marked-corrupt':
+      return `${path} is marked corrupt; repair it with "vmsnap image check --repair" (or "qemu-img check -r all") before using it.`;
+    case undefined:
+      return e.message;
+  }
 }
 
 function writeErrorDocument(out: Output, code: string, message: string): void {

@@ -103,4 +103,29 @@ describe('cli outcomes', () => {
     assert.equal(r.status, 2);
     assert.equal(r.stderr, 'SIZE "12X" is not a size: use bytes or a number with K, M, G or T (e.g. 4096, 64K, 10G). Run "vmsnap test bad-size --help" for usage.\n');
   });
+
+  it('words an image that needs a check or a repair with the vmsnap command that does it', async () => {
+    const path = '/x/disk.qcow2';
+    const conditions = new Registry<CliContext>([
+      {
+        name: 'test',
+        summary: 'test commands',
+        commands: [
+          failing('damaged', new ImageError('INVALID_IMAGE', `${path} is damaged: L1 entry 0 has reserved bits set.`, path, 'damaged')),
+          failing('dirty', new ImageError('READ_ONLY', `${path} was not closed cleanly (dirty bit set); it needs a repair before it can be written to.`, path, 'dirty')),
+          failing('corrupt', new ImageError('MARKED_CORRUPT', `${path} is marked corrupt; it needs a repair before it can be used.`, path, 'marked-corrupt')),
+        ],
+      },
+    ]);
+    const expected: Record<string, string> = {
+      damaged: `${path} is damaged: L1 entry 0 has reserved bits set. Check it with "vmsnap image check".`,
+      dirty: `${path} was not closed cleanly (dirty bit set); repair it with "vmsnap image check --repair" before writing to it.`,
+      corrupt: `${path} is marked corrupt; repair it with "vmsnap image check --repair" (or "qemu-img check -r all") before using it.`,
+    };
+    for (const [name, sentence] of Object.entries(expected)) {
+      assert.deepEqual(await runCaptured(['test', name], { registry: conditions }), { status: 1, stdout: '', stderr: `${sentence}\n` });
+      const json = await runCaptured(['test', name, '--json'], { registry: conditions });
+      assert.equal((JSON.parse(json.stdout) as { error: { message: string } }).error.message, sentence);
+    }
+  });
 });

@@ -20,12 +20,22 @@ export type ImageErrorCode =
   | 'NO_SPACE' // the disk is full
   | 'IO_ERROR'; // any other failure of the file system
 
+/**
+ * What is wrong with the image itself, when that is why an operation failed; a front end says how to fix it
+ * (the engine's message says what is wrong, not which command repairs it).
+ */
+export type ImageCondition =
+  | 'damaged' // a table or entry is invalid: a check finds out how, and whether a repair fixes it
+  | 'dirty' // not closed cleanly (lazy refcounts): its refcounts need a repair before it is written to
+  | 'marked-corrupt'; // the corrupt bit is set: it needs a repair before it is used
+
 export class ImageError extends Error {
   override readonly name = 'ImageError';
   constructor(
     readonly code: ImageErrorCode,
     message: string,
     readonly path?: string,
+    readonly condition?: ImageCondition,
   ) {
     super(message);
   }

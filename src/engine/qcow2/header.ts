@@ -164,7 +164,7 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
     throw new ImageError('UNSUPPORTED_FEATURE', `${path} uses incompatible feature ${bits.join(', ')}, which this version cannot read safely.`, path);
   }
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
-    throw new ImageError('MARKED_CORRUPT', `${path} is marked corrupt; repair it with "vmsnap image check --repair" (or "qemu-img check -r all") before using it.`, path);
+    throw new ImageError('MARKED_CORRUPT', `${path} is marked corrupt; it needs a repair before it can be used.`, path, 'marked-corrupt');
   }
   if (h.incompatibleFeatures & INCOMPAT_COMPRESSION) {
     if (h.headerLength <= 104) bad('the compression type bit is set but the header has no compression type field.');

@@ -1,6 +1,10 @@
+// Internal snapshots: the snapshot table read and validated, and the read-only view of a disk as it was in one.
+import type { ClusterMap } from './cluster-map';
+import type { Disk, Extent } from './disk';
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
 import { MAX_L1_BYTES } from './header';
+import { checkRange } from './raw';
 
 /** QEMU's limit on the whole snapshot table, which bounds what a hostile image can make us read. */
 const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
@@ -74,4 +78,58 @@ export async function readSnapshotTable(
     at = Math.ceil(end / 8) * 8;
   }
   return out;
+}
+
+/** The internal snapshot with this id, else with this name. */
+export function findSnapshot(snapshots: readonly InternalSnapshot[], idOrName: string, path: string): InternalSnapshot {
+  const s = snapshots.find((x) => x.id === idOrName) ?? snapshots.find((x) => x.name === idOrName);
+  if (!s) {
+    const names = snapshots.map((x) => x.name).join(', ') || 'none';
+    throw new ImageError('SNAPSHOT_NOT_FOUND', `${path} has no internal snapshot "${idOrName}" (it has: ${names}).`, path);
+  }
+  return s;
+}
+
+/** A read-only view of an image as it was in one of its internal snapshots. */
+export class SnapshotView implements Disk {
+  readonly format = 'qcow2' as const;
+
+  private constructor(
+    /** The image the snapshot belongs to: the view reads its file and its current backing chain. */
+    private readonly image: Disk,
+    private readonly map: ClusterMap,
+    private readonly l1: Buffer,
+    readonly size: number,
+  ) {}
+
+  /** Reads the snapshot's L1 table and checks it covers the snapshot's disk size. */
+  static async open(image: Disk, file: ImageFile, map: ClusterMap, s: InternalSnapshot): Promise<SnapshotView> {
+    const l1 = Buffer.alloc(s.l1Size * 8);
+    await file.readExact(l1, s.l1TableOffset, 'snapshot L1 table');
+    const needed = Math.ceil(s.diskSize / map.clusterSize / map.l2Entries);
+    if (s.l1Size < needed) map.damaged(`the L1 table of snapshot "${s.name}" is too small for its disk size`);
+    return new SnapshotView(image, map, l1, s.diskSize);
+  }
+
+  get path(): string {
+    return this.image.path;
+  }
+
+  get backing(): Disk | null {
+    return this.image.backing;
+  }
+
+  async read(buf: Buffer, offset: number): Promise<void> {
+    checkRange(this, offset, buf.length);
+    await this.map.read(this.l1, this.image.backing, buf, offset);
+  }
+
+  async layerMap(offset: number, length: number): Promise<Extent[]> {
+    checkRange(this, offset, length);
+    return this.map.layerMap(this.l1, offset, length);
+  }
+
+  async close(): Promise<void> {
+    // The view borrows the image's file; closing the image closes it.
+  }
 }

@@ -1,7 +1,8 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { OperationOptions } from '../disk';
 import { ImageError } from '../errors';
-import { probeFormat, Qcow2Image } from '../image';
+import { probeFormat } from '../chain';
+import { Qcow2Image } from '../image';
 import { RawDisk } from '../raw';
 import { qcow2BytesAtRisk } from './at-risk';
 import { closeQuietly } from './layers';
