@@ -105,7 +105,7 @@ describe('cli: a dev machine from a cloud image (real Debian guest, TCG)', funct
     await ok(['vm', 'start', 'dev']);
     await ok(['vm', 'start', 'web']);
     const facts = async (vm: string): Promise<string[]> =>
-      (await inGuest(vm, 'cat /etc/hostname /sys/class/net/eth0/address /sys/class/dmi/id/product_uuid /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub; cat ~/note.txt')).split('\n');
+      (await inGuest(vm, 'sudo cat /etc/hostname /sys/class/net/eth0/address /sys/class/dmi/id/product_uuid /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub ~/note.txt')).split('\n');
     const [dev, web] = await Promise.all([facts('dev'), facts('web')]);
     assert.equal(dev[0], 'dev');
     assert.equal(web[0], 'web');

@@ -27,7 +27,10 @@ export interface SshArgsOptions {
   batchMode?: boolean;
   /** Seconds ssh waits for the TCP connection. */
   connectTimeoutSeconds?: number;
-  /** A remote command: appended after the host, past a `--`, so words in it are never read as ssh options. */
+  /**
+   * A remote command, one word per entry: each is quoted for the guest's shell, so the words arrive exactly as
+   * given (ssh itself joins them with spaces, which would split `sh -c 'a; b'`). Placed past a `--`.
+   */
   command?: readonly string[];
 }
 
@@ -50,7 +53,7 @@ export function sshArgs(target: SshTarget, options: SshArgsOptions = {}): string
   }
   // `--` before the host: ssh parses options again after the host unless they were terminated.
   args.push('--', t.host);
-  if (options.command !== undefined) args.push(...options.command);
+  if (options.command !== undefined && options.command.length > 0) args.push(options.command.map(posixQuote).join(' '));
   return args;
 }
 
@@ -139,4 +142,9 @@ function checkTarget(t: SshTarget): SshTarget {
   }
   if (!/^[a-z0-9][a-z0-9._-]*$/.test(t.hostKeyAlias)) throw new SshError('INVALID_ARGUMENT', `"${t.hostKeyAlias}" is not a host key alias (see hostKeyAlias()).`);
   return t;
+}
+
+/** A word for a POSIX shell: as it is when it is plainly safe, else in single quotes. */
+function posixQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }

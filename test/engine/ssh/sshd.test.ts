@@ -77,6 +77,12 @@ describe('logging into a machine with the system ssh (real sshd)', function () {
     assert.doesNotMatch(r.stderr, /WARNING|Permanently added/);
   });
 
+  it('a remote command arrives word for word (quoted for the guest\'s shell)', async function () {
+    const r = await runSsh(sshArgs(target, { batchMode: true, command: ['sh', '-c', 'printf "%s|" "$@"', 'x', 'two words', "it's", '$HOME;'] }));
+    assert.equal(r.status, 0, r.stderr + sshd.stderr());
+    assert.equal(r.stdout, "two words|it's|$HOME;|");
+  });
+
   it('a different host key in known_hosts is refused loudly (exit 255), and known_hosts is left as it was', async function () {
     await writeKnownHosts(target.knownHostsFile, target.hostKeyAlias, [generateEd25519KeyPair('impostor').publicKey]);
     const before = readFileSync(target.knownHostsFile, 'utf8');
