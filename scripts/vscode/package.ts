@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openChromium } from './browser';
-import { startCodeServer } from './codeServer';
+import { startCodeServer } from './code-server';
 import { ROOT } from './host';
 import { ensureIcon } from './icon';
 

@@ -1,9 +1,9 @@
 // `npm start`: the extension in code-server on 127.0.0.1 with a demo library, and the URL to open.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startCodeServer } from './codeServer';
+import { startCodeServer } from './code-server';
 import { CACHE } from './host';
-import { ensureDemoLibrary } from './demoLibrary';
+import { ensureDemoLibrary } from './demo-library';
 import { packageVsix } from './package';
 
 async function main(): Promise<void> {

@@ -4,8 +4,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCodeServer } from './codeServer';
-import { runExtensionSuite } from './extensionHost';
+import { startCodeServer } from './code-server';
+import { runExtensionSuite } from './extension-host';
 import { ROOT } from './host';
 import { scratchWorkspace } from './workspace';
 

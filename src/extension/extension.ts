@@ -1,12 +1,12 @@
 // The extension's entry: builds the pieces of one activation and registers them with VS Code.
 import * as vscode from 'vscode';
 import { CommandContext } from './commands/context';
-import { registerCommands } from './commands/registerCommands';
-import { ConsoleTerminals } from './console/consoleTerminal';
-import { ComparePanel, registerCompareSerializer } from './compare/comparePanel';
-import { DevMachineStatus, devMachineSetting } from './dev/devMachine';
-import { LibraryService } from './libraryService';
-import { MachinesTree } from './tree/machinesTree';
+import { registerCommands } from './commands/register-commands';
+import { ConsoleTerminals } from './console/console-terminal';
+import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
+import { DevMachineStatus, devMachineSetting } from './dev/dev-machine';
+import { LibraryService } from './library-service';
+import { MachinesTree } from './tree/machines-tree';
 import { ExtensionTestHandle, type TestHandle } from './test-handle';
 import { Prompts } from './ui/prompter';
 

@@ -2,11 +2,11 @@
 // extensions: it gives the tests what a person sees and does, and nothing of the extension's insides.
 import type * as vscode from 'vscode';
 import type { CommandContext, ShownError } from './commands/context';
-import type { ComparePanel } from './compare/comparePanel';
-import type { ConsolePty, ConsoleTerminals } from './console/consoleTerminal';
-import type { DevMachineStatus } from './dev/devMachine';
-import type { LibraryService } from './libraryService';
-import type { MachinesTree } from './tree/machinesTree';
+import type { ComparePanel } from './compare/compare-panel';
+import type { ConsolePty, ConsoleTerminals } from './console/console-terminal';
+import type { DevMachineStatus } from './dev/dev-machine';
+import type { LibraryService } from './library-service';
+import type { MachinesTree } from './tree/machines-tree';
 import type { TreeNode } from './tree/nodes';
 import type { Prompter, Prompts } from './ui/prompter';
 

@@ -4,7 +4,7 @@ import { parseArgs, Registry, UsageError } from '../../src/cli/args';
 import type { CliContext } from '../../src/cli/output';
 import { registry as vmsnapRegistry } from '../../src/cli/run';
 import { MachineError } from '../../src/engine/machine';
-import { failing, runCaptured, type Captured } from './inProcess';
+import { failing, runCaptured, type Captured } from './in-process';
 
 const registry = new Registry<CliContext>([
   {

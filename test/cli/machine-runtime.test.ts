@@ -7,7 +7,7 @@ import { stopMachine } from '../../src/engine/runtime';
 import { countsInLog, writeCountingGuest } from '../support/counting-guest';
 import { ACCEL, requireQemu, waitForCounts } from '../support/guest-machines';
 import { scratchDir } from '../support/qemu';
-import { runCaptured, type Captured } from './inProcess';
+import { runCaptured, type Captured } from './in-process';
 import { buildCli, ROOT } from './vmsnap';
 
 describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', function () {

@@ -5,7 +5,7 @@ import type { CliContext } from '../../src/cli/output';
 import { registry as vmsnapRegistry } from '../../src/cli/run';
 import { parseSize } from '../../src/cli/units';
 import { ImageError } from '../../src/engine/qcow2/errors';
-import { failing, runCaptured, type Captured } from './inProcess';
+import { failing, runCaptured, type Captured } from './in-process';
 
 const registry = new Registry<CliContext>([
   {

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
-import { EXTENSION_ID, extensionApi } from './support';
+import { EXTENSION_ID, extensionApi } from './running-extension';
 
 // This file runs first (files load in name order): nothing has touched the extension yet.
 describe('Activation', () => {

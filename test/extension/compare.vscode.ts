@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
-import type { ComparePanel } from '../../src/extension/compare/comparePanel';
+import type { ComparePanel } from '../../src/extension/compare/compare-panel';
 import type { TestHandle } from '../../src/extension/test-handle';
-import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './support';
+import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
 
 describe('Comparison table (webview)', () => {
   let api: TestHandle;

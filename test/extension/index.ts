@@ -15,7 +15,7 @@ export function run(): Promise<void> {
     const started = Date.now();
     const runner = mocha.run((failures) => {
       const passed = runner.stats?.passes ?? 0;
-      // The harness reads this line for its counts (scripts/vscode/extensionHost.ts).
+      // The harness reads this line for its counts (scripts/vscode/extension-host.ts).
       console.log(`vmsnap-suite-result ${JSON.stringify({ passed, failed: failures, ms: Date.now() - started })}`);
       if (failures > 0) reject(new Error(`${failures} test(s) failed.`));
       else resolve();

@@ -21,7 +21,7 @@ const live = (transcript: string): string => {
   return text.includes(LIVE) ? text.slice(text.indexOf(LIVE) + LIVE.length) : text;
 };
 import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../support/guest-machines';
-import { answering, extensionApi, until, useFreshLibrary } from './support';
+import { answering, extensionApi, until, useFreshLibrary } from './running-extension';
 
 const POWER_COMMANDS = ['startMachine', 'resumeMachine', 'pauseMachine', 'stopMachine', 'forceStopMachine', 'openConsole'].map((c) => `vmsnap.${c}`);
 

@@ -8,8 +8,8 @@ import type { SnapshotInfo } from '../../src/engine/machine';
 import type { TestHandle } from '../../src/extension/test-handle';
 import type { SnapshotNode, TreeNode } from '../../src/extension/tree/nodes';
 import { contextValue } from '../../src/extension/tree/nodes';
-import { bigLibrary } from './bigLibrary';
-import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './support';
+import { bigLibrary } from './big-library';
+import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './running-extension';
 
 /** Longer than the watcher's debounce plus a re-read. */
 const settle = () => new Promise((r) => setTimeout(r, 1500));

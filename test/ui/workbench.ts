@@ -3,7 +3,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { openChromium, type Chromium } from '../../scripts/vscode/browser';
-import { startCodeServer, type CodeServer } from '../../scripts/vscode/codeServer';
+import { startCodeServer, type CodeServer } from '../../scripts/vscode/code-server';
 import { ROOT } from '../../scripts/vscode/host';
 import { scratchWorkspace } from '../../scripts/vscode/workspace';
 

@@ -9,7 +9,7 @@ import { requireSpace } from './fsutil';
 import { newId } from './identity';
 import { guestSetupOf, writeGuestAccess } from './guest-access';
 import { Transaction, type MergeStep } from './journal';
-import { createLayer, fromImageError, newLayerName } from './layerFiles';
+import { createLayer, fromImageError, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { details, snapshotInfo, sumBytes } from './machine-info';
 import { newManifest } from './machines';

@@ -7,7 +7,7 @@ import { fsyncDir } from '../os';
 import { isMachineError } from './errors';
 import { toMachineIoError } from './fsutil';
 import { shortId } from './identity';
-import { fromImageError } from './layerFiles';
+import { fromImageError } from './layer-files';
 import { writeManifest, type Manifest } from './manifest';
 import { folderSlug } from './names';
 import { step } from './steps';

@@ -12,7 +12,7 @@ import { MachineError } from './errors';
 import { machineFolderPath, makeMachineFolder } from './folders';
 import { writeGuestAccess as guestAccess } from './guest-access';
 import { newId } from './identity';
-import { createLayer, newLayerName } from './layerFiles';
+import { createLayer, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { details } from './machine-info';
 import { newManifest } from './machines';

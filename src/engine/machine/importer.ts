@@ -4,7 +4,7 @@ import { openDisk, Qcow2Image, type Disk, type InternalSnapshot } from '../qcow2
 import { alignRanges, flatten, mergeRanges } from '../qcow2/ops';
 import { MachineError } from './errors';
 import { newId } from './identity';
-import { createLayer, fromImageError, newLayerName } from './layerFiles';
+import { createLayer, fromImageError, newLayerName } from './layer-files';
 import type { SnapshotRecord } from './manifest';
 import { validateName } from './names';
 import type { ImportMachineOptions, ImportResult } from './types';

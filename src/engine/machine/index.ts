@@ -2,7 +2,7 @@
 export { Library, type LibraryScan } from './library';
 export { MachineError, isMachineError, type MachineErrorCode, type MachineErrorDetail } from './errors';
 export { MIN_ID_PREFIX, resolveRef, type RefMatch } from './resolve-ref';
-export { defaultLibraryDir } from './libraryDir';
+export { defaultLibraryDir } from './library-dir';
 export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';
 export type { BrokenMachine } from './store';

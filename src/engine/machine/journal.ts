@@ -6,7 +6,7 @@ import { runningPid, runningTops } from '../runtime';
 import { MachineError } from './errors';
 import { atomicWriteJson, exists, fsyncDir, unlinkIfExists } from '../os';
 import { setReadOnly, toMachineIoError } from './fsutil';
-import { layerBacking, repairEmptyTop, setLayerBacking } from './layerFiles';
+import { layerBacking, repairEmptyTop, setLayerBacking } from './layer-files';
 import { baseLayerOf, MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
 import { step } from './steps';
 

@@ -9,7 +9,7 @@ import * as clones from './clones';
 import { MachineError } from './errors';
 import * as fromImage from './from-image';
 import { sshTargetOf, waitForGuestSsh } from './guest-access';
-import { defaultLibraryDir } from './libraryDir';
+import { defaultLibraryDir } from './library-dir';
 import { LibraryContext } from './library-context';
 import { details, livePower, summary } from './machine-info';
 import * as machines from './machines';

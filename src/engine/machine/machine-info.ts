@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { runningPid } from '../runtime';
 import { bytesOnDisk } from './fsutil';
-import { fromImageError, layerAllocatedBytes } from './layerFiles';
+import { fromImageError, layerAllocatedBytes } from './layer-files';
 import { directClones } from './lineage';
 import type { SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';

@@ -5,7 +5,7 @@ import { MachineError } from './errors';
 import { machineFolderPath, makeMachineFolder, removeMachineFolder } from './folders';
 import { newId, newMacAddress } from './identity';
 import { importImage } from './importer';
-import { createLayer, newLayerName } from './layerFiles';
+import { createLayer, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { findMachine, linkedDescendants } from './lineage';
 import { details } from './machine-info';

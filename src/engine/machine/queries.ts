@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import type { OperationOptions } from '../operation';
 import { changedRanges } from '../qcow2/ops';
-import { fromImageError } from './layerFiles';
+import { fromImageError } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { directClones, familyRoot, machineById } from './lineage';
 import { details, machineBytes, sumBytes } from './machine-info';

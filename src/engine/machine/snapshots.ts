@@ -7,7 +7,7 @@ import { measurementsNeeded, planSnapshotDeletion, requireUnlocked } from './del
 import { bytesOnDisk, requireSpace, setReadOnly, toMachineIoError } from './fsutil';
 import { newId } from './identity';
 import { Transaction } from './journal';
-import { createLayer, fromImageError, layerAllocatedBytes, newLayerName } from './layerFiles';
+import { createLayer, fromImageError, layerAllocatedBytes, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { machineBytes, snapshotInfo, sumAllocated } from './machine-info';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';

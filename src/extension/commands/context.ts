@@ -3,8 +3,8 @@
 import * as vscode from 'vscode';
 import type { Library, MachineDetails, SnapshotInfo } from '../../engine/machine';
 import { isMachineError, resolveRef } from '../../engine/machine';
-import type { LibraryService } from '../libraryService';
-import type { MachinesTree } from '../tree/machinesTree';
+import type { LibraryService } from '../library-service';
+import type { MachinesTree } from '../tree/machines-tree';
 import type { TreeNode } from '../tree/nodes';
 import { errorMessage, showError, type ErrorAction } from '../ui/errors';
 import type { Prompts } from '../ui/prompter';

@@ -1,7 +1,7 @@
 // Commands for the machine the developer works in: Checkpoint (one keystroke), Set Dev Machine, Show Dev Machine.
 import * as vscode from 'vscode';
 import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
-import { devMachineSetting, setDevMachineSetting } from '../dev/devMachine';
+import { devMachineSetting, setDevMachineSetting } from '../dev/dev-machine';
 import { gitPosition } from '../dev/git';
 import { formatDate } from '../format';
 import type { CommandContext, Target } from './context';

@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSyn
 import { join } from 'node:path';
 import { fetchImage, isImageFetchError, listCachedImages, removeCachedImage, type CachedImage, type FetchImageOptions, type ImageFetchErrorCode } from '../../../src/engine/images';
 import { qemuInfo, qemuSame, scratchDir } from '../../support/qemu';
-import { cacheState, closedPort, ImageServer, KiB, makeQcow2, makeRawMbr, requireImageTools, sha256Of } from './support';
+import { cacheState, closedPort, ImageServer, KiB, makeQcow2, makeRawMbr, requireImageTools, sha256Of } from './image-fixtures';
 
 /** Fails unless `run` throws an ImageFetchError with `code`, and the cache folder is as it was before. */
 async function refused(cacheDir: string, code: ImageFetchErrorCode, run: () => Promise<unknown>, message?: RegExp): Promise<Error> {

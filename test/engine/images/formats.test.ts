@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { fetchImage, isImageFetchError, type ImageFetchErrorCode } from '../../../src/engine/images';
 import { qemuImg, run, scratchDir } from '../../support/qemu';
-import { cacheState, ImageServer, KiB, makeQcow2, makeRawMbr, MiB, requireImageTools, writeBytes } from './support';
+import { cacheState, ImageServer, KiB, makeQcow2, makeRawMbr, MiB, requireImageTools, writeBytes } from './image-fixtures';
 
 interface Case {
   name: string;

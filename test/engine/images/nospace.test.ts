@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { fetchImage, isImageFetchError } from '../../../src/engine/images';
 import { scratchDir } from '../../support/qemu';
-import { cacheState, ImageServer, MiB, makeQcow2, requireImageTools } from './support';
+import { cacheState, ImageServer, MiB, makeQcow2, requireImageTools } from './image-fixtures';
 
 describe('image cache: a full disk', function () {
   const scratch = scratchDir('vmsnap-image-nospace-');

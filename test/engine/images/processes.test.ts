@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { buildSync } from 'esbuild';
 import { fetchImage, isImageFetchError } from '../../../src/engine/images';
 import { scratchDir } from '../../support/qemu';
-import { cacheState, ImageServer, makeCertificate, makeQcow2, requireImageTools, sha256Of } from './support';
+import { cacheState, ImageServer, makeCertificate, makeQcow2, requireImageTools, sha256Of } from './image-fixtures';
 
 interface ChildOutcome {
   image?: { path: string; sha256: string; fromCache: boolean };

@@ -15,7 +15,7 @@ import {
   writeKnownHosts,
   type SshTarget,
 } from '../../../src/engine/ssh';
-import { awkwardTempDir, requireOpenSsh } from './support';
+import { awkwardTempDir, requireOpenSsh } from './openssh-fixtures';
 
 /** What ssh itself makes of its arguments (`ssh -G`: resolve the configuration, print it, connect to nothing). */
 function resolved(args: string[]): Map<string, string> {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ed25519PublicKeyFromPrivate, generateEd25519KeyPair, isSshError, parsePublicKey, publicKeyFingerprint } from '../../../src/engine/ssh';
-import { requireOpenSsh } from './support';
+import { requireOpenSsh } from './openssh-fixtures';
 
 function keygen(args: string[]): string {
   const r = spawnSync('ssh-keygen', args, { encoding: 'utf8' });

@@ -12,7 +12,7 @@ import {
   writeKnownHosts,
   type SshTarget,
 } from '../../../src/engine/ssh';
-import { awkwardTempDir, requireOpenSsh, startSshd, userKnownHosts, type Sshd } from './support';
+import { awkwardTempDir, requireOpenSsh, startSshd, userKnownHosts, type Sshd } from './openssh-fixtures';
 
 interface Run {
   status: number | null;

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, un
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findUserPublicKey, generateEd25519KeyPair, isSshError, libraryKeyPair } from '../../../src/engine/ssh';
-import { requireOpenSsh } from './support';
+import { requireOpenSsh } from './openssh-fixtures';
 
 describe('the key a user logs in with', function () {
   let dir: string;

@@ -1,7 +1,7 @@
 // Power commands: power on and off, pause, resume, and the serial console of a running machine.
 import * as vscode from 'vscode';
 import type { MachineDetails, MachineStatus, PowerState } from '../../engine/machine';
-import type { ConsoleTerminals } from '../console/consoleTerminal';
+import type { ConsoleTerminals } from '../console/console-terminal';
 import type { CommandContext, Target } from './context';
 
 export interface StopArgs {

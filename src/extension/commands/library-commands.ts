@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { basename, extname } from 'node:path';
 import { validateName } from '../../engine/machine';
-import { ComparePanel } from '../compare/comparePanel';
+import { ComparePanel } from '../compare/compare-panel';
 import { withProgress } from '../ui/progress';
 import type { CommandContext, Target } from './context';
 import { nameValidator } from './names';

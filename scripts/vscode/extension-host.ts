@@ -3,7 +3,7 @@
 // reports the suite's exit code through codeAutomationExit.
 import { format } from 'node:util';
 import { openChromium } from './browser';
-import type { CodeServer } from './codeServer';
+import type { CodeServer } from './code-server';
 
 export interface SuiteRun {
   exitCode: number;

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';
-import type { LibraryService } from '../libraryService';
+import type { LibraryService } from '../library-service';
 import { errorMessage } from '../ui/errors';
 import { VIEW_TYPE, isFromWebview, type CompareState, type FromWebview, type PersistedState, type RowAction, type ToWebview } from './protocol';
 

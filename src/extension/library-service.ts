@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { resolve } from 'node:path';
 import { Library, defaultLibraryDir, type LibraryScan } from '../engine/machine';
 import type { QemuOptions } from '../engine/runtime';
-import { LibraryWatcher } from './libraryWatcher';
+import { LibraryWatcher } from './library-watcher';
 
 /**
  * A change of the library: seen on disk in `folders` (any process, this window's own changes included, after the

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { formatBytes, formatDate } from '../format';
 import { powerLabel } from '../labels';
-import type { LibraryService } from '../libraryService';
+import type { LibraryService } from '../library-service';
 
 export function devMachineSetting(): string {
   return vscode.workspace.getConfiguration('vmsnap').get<string>('devMachine', '').trim();

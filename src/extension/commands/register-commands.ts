@@ -1,12 +1,12 @@
 // Every command of the extension, registered in one place, and the one place a failing command shows its error.
 import * as vscode from 'vscode';
-import type { ConsoleTerminals } from '../console/consoleTerminal';
+import type { ConsoleTerminals } from '../console/console-terminal';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
-import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './libraryCommands';
-import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machineCommands';
-import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './powerCommands';
+import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './library-commands';
+import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
+import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
 import {
   cloneSnapshot,
@@ -19,7 +19,7 @@ import {
   type DeleteSnapshotArgs,
   type RevertArgs,
   type TakeSnapshotArgs,
-} from './snapshotCommands';
+} from './snapshot-commands';
 
 type Command = (...args: never[]) => unknown;
 

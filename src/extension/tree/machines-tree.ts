@@ -3,7 +3,7 @@
 // and power polling (power-watch) have their own modules.
 import * as vscode from 'vscode';
 import type { BrokenMachine, LibraryScan, MachineSummary } from '../../engine/machine';
-import type { LibraryService } from '../libraryService';
+import type { LibraryService } from '../library-service';
 import { FolderSizes } from './folder-sizes';
 import {
   brokenNodeId,
