@@ -10,6 +10,12 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need_debs+=(qemu-system-x86)
 # The VS Code test host: Debian's Chromium drives code-server; code-server's kerberos module builds against libkrb5.
 command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need_debs+=(libkrb5-dev)
+# Oracles of the dev-machine suites: OpenSSH (ssh, ssh-keygen, a throwaway sshd), ISO 9660 readers (isoinfo,
+# genisoimage), PyYAML (what cloud-init parses user-data with).
+command -v ssh >/dev/null 2>&1 || need_debs+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need_debs+=(openssh-server)
+command -v isoinfo >/dev/null 2>&1 || need_debs+=(genisoimage)
+dpkg -s python3-yaml >/dev/null 2>&1 || need_debs+=(python3-yaml)
 
 if [ ${#need_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

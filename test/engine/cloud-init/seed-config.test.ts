@@ -18,17 +18,16 @@ import {
 import { MACHINE_ID_SCRIPT } from '../../../src/engine/cloud-init/seed-config';
 import { run, scratchDir } from '../../support/qemu';
 
-function hasPyYaml(): boolean {
-  return spawnSync('python3', ['-c', 'import yaml']).status === 0;
-}
+/** A python3 with PyYAML: the one on PATH, else Debian's (python3-yaml), which a PATH python may shadow. */
+const PYTHON = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import yaml']).status === 0) ?? null;
 
 /** PyYAML safe_load, returned as JSON; without PyYAML (and not in CI) the document is read as the JSON it also is. */
 function loadYaml(text: string): unknown {
-  if (!hasPyYaml()) {
+  if (PYTHON === null) {
     if (process.env.VMSNAP_REQUIRE_TOOLS === '1') throw new Error('python3 with PyYAML is needed: apt-get install -y python3-yaml');
     return JSON.parse(text.replace(/^#cloud-config\n/, ''));
   }
-  const r = spawnSync('python3', ['-c', 'import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))'], {
+  const r = spawnSync(PYTHON, ['-c', 'import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))'], {
     input: text,
     encoding: 'utf8',
   });
