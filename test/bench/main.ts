@@ -3,6 +3,7 @@
 // `npm run bench -- machine` runs only the sections whose name holds one of the words given.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { devSection } from './dev';
 import { machineSection } from './machine';
 import { qcow2Section } from './qcow2';
 import { runtimeSection } from './runtime';
@@ -17,6 +18,7 @@ const sections: Section[] = [
   { name: 'qcow2 chain operations', run: qcow2Section },
   { name: 'machine library', run: machineSection },
   { name: 'running machines', run: runtimeSection },
+  { name: 'dev guest (Debian)', run: devSection },
 ];
 
 async function main(): Promise<void> {

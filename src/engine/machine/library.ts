@@ -20,6 +20,7 @@ import { Store, type BrokenMachine } from './store';
 import type {
   CreateFromImageOptions,
   CreateFromImageResult,
+  TakenSnapshot,
   CloneOptions,
   CloneResult,
   CompareRow,
@@ -235,7 +236,7 @@ export class Library {
    * Takes a snapshot of the current state, in constant time whatever the disk size: each top layer is frozen
    * (it becomes the snapshot's read-only layer) and a new empty top layer backed by it starts the current state.
    */
-  takeSnapshot(ref: string, name: string, options: TakeSnapshotOptions = {}): Promise<SnapshotInfo> {
+  takeSnapshot(ref: string, name: string, options: TakeSnapshotOptions = {}): Promise<TakenSnapshot> {
     return snapshots.takeSnapshot(this.ctx, ref, name, options);
   }
 

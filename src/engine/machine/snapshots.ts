@@ -17,6 +17,7 @@ import { step } from './steps';
 import type { MachineEntry } from './store';
 import { ancestry, resolveSnapshot } from './tree';
 import type {
+  TakenSnapshot,
   DeleteSnapshotOptions,
   DeleteSnapshotResult,
   EditSnapshotOptions,
@@ -26,14 +27,14 @@ import type {
   TakeSnapshotOptions,
 } from './types';
 
-export async function takeSnapshot(ctx: LibraryContext, ref: string, name: string, options: TakeSnapshotOptions): Promise<SnapshotInfo> {
+export async function takeSnapshot(ctx: LibraryContext, ref: string, name: string, options: TakeSnapshotOptions): Promise<TakenSnapshot> {
   const snapName = validateName(name, 'snapshot name');
   const description = validateDescription(options.description ?? '');
   return ctx.withMachine(ref, 'take snapshot', async (e, all) => {
-    const { entry, snapshot } = (await isRunning(e))
+    const { entry, snapshot, pauseMs } = (await isRunning(e))
       ? await takeRunningLocked(e, snapName, description, options.diskOnly === true, ctx.qemu)
-      : await takeLocked(e, snapName, description);
-    return snapshotInfo(entry, snapshot, all);
+      : { ...(await takeLocked(e, snapName, description)), pauseMs: 0 };
+    return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs };
   });
 }
 
@@ -168,9 +169,10 @@ async function takeRunningLocked(
   description: string,
   diskOnly: boolean,
   qemu: QemuOptions,
-): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
+): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number }> {
   const m = e.manifest;
   const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly });
+  let pauseMs = 0;
   const stateFile = snapshot.stateFile;
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
@@ -189,6 +191,7 @@ async function takeRunningLocked(
       record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
     }
     after.powerState = r.resumed ? 'running' : 'paused';
+    pauseMs = r.pauseMs;
   } catch (err) {
     if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
       // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
@@ -201,7 +204,7 @@ async function takeRunningLocked(
   }
   // Past the switch, a failure must not roll back (QEMU writes into the new tops): recovery rolls forward.
   step('take snapshot: disks switched');
-  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record };
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record, pauseMs };
 }
 
 /**

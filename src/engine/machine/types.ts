@@ -20,6 +20,11 @@ export interface DiskInfo {
   virtualSize: number;
 }
 
+/** A snapshot just taken, and how long its machine did not run for it (0 when it was off or disk-only). */
+export interface TakenSnapshot extends SnapshotInfo {
+  pauseMs: number;
+}
+
 export interface SnapshotInfo {
   id: string;
   name: string;
