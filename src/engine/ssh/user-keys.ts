@@ -4,7 +4,8 @@ import { hostname } from 'node:os';
 import { chmod, link, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSshError, SshError } from './errors';
-import { atomicReplace, syncDir, tempPathFor, toSshIoError, writeNewFile } from './files';
+import { exists, fsyncDir, temporaryNameFor } from '../os';
+import { atomicReplace, toSshIoError, writeNewFile } from './files';
 import { ed25519PublicKeyFromPrivate, generateEd25519KeyPair, parsePublicKey } from './openssh-key';
 
 export interface UserKey {
@@ -63,7 +64,7 @@ export async function libraryKeyPair(libraryDir: string, comment = `vmsnap@${hos
     await mkdir(dir, { recursive: true, mode: 0o700 });
     if (process.platform !== 'win32') await chmod(dir, 0o700);
     let generated = false;
-    if (!(await readIfExists(privateKeyPath))) {
+    if (!(await exists(privateKeyPath))) {
       generated = await publishNewKey(privateKeyPath, generateEd25519KeyPair(comment).privateKey);
     }
     const privateKey = await readFile(privateKeyPath, 'utf8');
@@ -84,19 +85,10 @@ export async function libraryKeyPair(libraryDir: string, comment = `vmsnap@${hos
   }
 }
 
-async function readIfExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
-}
 
 /** Puts a new private key at `path` unless one appeared meanwhile; true when ours is the one that stays. */
 async function publishNewKey(path: string, privateKey: string): Promise<boolean> {
-  const tmp = tempPathFor(path);
+  const tmp = temporaryNameFor(path);
   try {
     await writeNewFile(tmp, privateKey, 0o600);
     try {
@@ -114,7 +106,7 @@ async function publishNewKey(path: string, privateKey: string): Promise<boolean>
         throw e2;
       }
     }
-    await syncDir(join(path, '..'));
+    await fsyncDir(join(path, '..'));
     return true;
   } finally {
     await rm(tmp, { force: true }).catch(() => {});
