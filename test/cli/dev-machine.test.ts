@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Library } from '../../src/engine/machine';
 import { stopMachine } from '../../src/engine/runtime';
+import { writeCountingGuest } from '../support/counting-guest';
 import { debianImage } from '../support/debian-image';
 import { ACCEL, requireQemu } from '../support/guest-machines';
 import { requireTool, scratchDir } from '../support/qemu';
@@ -107,6 +108,8 @@ describe('cli: a dev machine from a cloud image (real Debian guest, TCG)', funct
     const facts = async (vm: string): Promise<string[]> =>
       (await inGuest(vm, 'sudo cat /etc/hostname /sys/class/net/eth0/address /sys/class/dmi/id/product_uuid /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub ~/note.txt')).split('\n');
     const [dev, web] = await Promise.all([facts('dev'), facts('web')]);
+    assert.equal(dev.length, 6, dev.join('\n'));
+    assert.equal(web.length, 6, web.join('\n'));
     assert.equal(dev[0], 'dev');
     assert.equal(web[0], 'web');
     for (let i = 1; i <= 4; i++) assert.notEqual(dev[i], web[i], `line ${i}: ${dev[i]} vs ${web[i]}`);
@@ -127,7 +130,6 @@ describe('cli: a dev machine from a cloud image (real Debian guest, TCG)', funct
 
   it('says when SSH never comes up, pointing at the serial log', async () => {
     // A boot disk that never starts an SSH server, launched as a cloud image would be.
-    const { writeCountingGuest } = await import('../support/counting-guest');
     const raw = scratch.path('counting.raw');
     writeCountingGuest(raw);
     await ok(['vm', 'create', 'silent', '--from-image', raw, '--memory', '64', '--disk-size', '1M']);

@@ -138,7 +138,8 @@ function cloudConfig(o: { user: string; hostname: string; authorizedKeys: string
     ssh_deletekeys: true,
     ssh_keys: {
       ed25519_private: o.hostKeys.ed25519.privateKey,
-      ed25519_public: o.hostKeys.ed25519.publicKey,
+      // cloud-init writes the line as given: end it, as ssh-keygen does, so the .pub file reads like one.
+      ed25519_public: `${o.hostKeys.ed25519.publicKey}\n`,
     },
     bootcmd: [['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT]],
     packages: ['qemu-guest-agent'],

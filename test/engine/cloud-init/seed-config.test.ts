@@ -83,7 +83,7 @@ describe('cloud-init seed documents', () => {
     assert.equal(config.fqdn, 'dev');
     assert.equal(config.preserve_hostname, false);
     assert.equal(config.ssh_deletekeys, true);
-    assert.deepEqual(config.ssh_keys, { ed25519_private: hostKeys.ed25519.privateKey, ed25519_public: hostKeys.ed25519.publicKey });
+    assert.deepEqual(config.ssh_keys, { ed25519_private: hostKeys.ed25519.privateKey, ed25519_public: `${hostKeys.ed25519.publicKey}\n` });
     assert.deepEqual(config.packages, ['qemu-guest-agent']);
     assert.deepEqual(config.bootcmd, [['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT]]);
     assert.ok(Array.isArray(config.runcmd) && JSON.stringify(config.runcmd).includes('qemu-guest-agent'));
