@@ -270,9 +270,8 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
 
   let command: Command<Context>;
   let path: string[];
-  let positionals: string[];
   if (isGroup(verb)) {
-    const [subName, ...args] = rest;
+    const [subName] = rest;
     const subNames = verb.commands.map((c) => c.name);
     if (subName === undefined) {
       if (wantsHelp) return { kind: 'help', path: [verb.name] };
@@ -284,11 +283,9 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
     }
     command = sub;
     path = [verb.name, sub.name];
-    positionals = args;
   } else {
     command = verb;
     path = [verb.name];
-    positionals = rest;
   }
 
   // Second pass, with exactly this command's flags.
@@ -296,6 +293,8 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
   for (const f of [...GLOBAL_FLAGS, ...command.flags]) own.set(f.name, f.kind);
   const second = scan(argv, (n) => own.get(n), () => path);
   if (second.flags.has('help')) return { kind: 'help', path };
+  // The arguments as this command's own flags split them (the first pass may read a flag's value as a word).
+  const positionals = second.positionals.slice(path.length);
   const label = `vmsnap ${path.join(' ')}`;
   const firstUnknown = second.unknown[0];
   if (firstUnknown !== undefined) {

@@ -71,6 +71,19 @@ const SYSTEM_ACCOUNTS = new Set([
  * journald before: it is restarted (without waiting) so this boot's journal is filed under the new id and
  * `journalctl` shows it. PID 1 keeps the old id in memory until the next boot; nothing we rely on reads it there.
  */
+/**
+ * Turns password login off in sshd_config before sshd first starts (bootcmd runs in cloud-init.service, which
+ * systemd orders before ssh.service). ssh_pwauth alone does it later, in the config stage, and restarts sshd,
+ * which resets the connections of whoever logged in right after boot; with the line already there, cloud-init
+ * finds nothing to change and leaves sshd alone.
+ */
+export const PASSWORD_LOGIN_OFF_SCRIPT = [
+  'f=/etc/ssh/sshd_config; [ -f "$f" ] || exit 0',
+  'grep -qE "^PasswordAuthentication[[:space:]]+no" "$f" && exit 0',
+  'sed -i -E "s/^#?[[:space:]]*PasswordAuthentication[[:space:]].*/PasswordAuthentication no/" "$f"',
+  'grep -qE "^PasswordAuthentication[[:space:]]+no" "$f" || echo "PasswordAuthentication no" >> "$f"',
+].join('\n');
+
 export const MACHINE_ID_SCRIPT = [
   'if mountpoint -q /etc/machine-id 2>/dev/null; then exit 0; fi',
   'rm -f /etc/machine-id /var/lib/dbus/machine-id',
@@ -141,7 +154,10 @@ function cloudConfig(o: { user: string; hostname: string; authorizedKeys: string
       // cloud-init writes the line as given: end it, as ssh-keygen does, so the .pub file reads like one.
       ed25519_public: `${o.hostKeys.ed25519.publicKey}\n`,
     },
-    bootcmd: [['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT]],
+    bootcmd: [
+      ['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT],
+      ['sh', '-c', PASSWORD_LOGIN_OFF_SCRIPT],
+    ],
     packages: ['qemu-guest-agent'],
     runcmd: [['sh', '-c', GUEST_AGENT_SCRIPT]],
   };

@@ -27,8 +27,12 @@ export const IMAGE_CACHE = '.images';
 export async function createFromImage(ctx: LibraryContext, name: string, source: string, options: CreateFromImageOptions & OperationOptions): Promise<CreateFromImageResult> {
   const displayName = validateName(name, 'machine name');
   validateSettings(options);
-  const key = await userKey(ctx.store.dir, options.sshKey);
+  // A key file named by the user is checked before any download; the library's own pair is made only after it.
+  const named = options.sshKey === undefined ? null : await namedKey(options.sshKey);
   const user = options.user ?? defaultGuestUser(hostUser());
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) {
+    throw new MachineError('INVALID_ARGUMENT', `"${user}" is not a user name a Linux guest accepts: use lower-case letters, digits, "_" and "-" (at most 32), starting with a letter.`);
+  }
   const image = await fetchImage(source, {
     cacheDir: join(ctx.store.dir, IMAGE_CACHE),
     sha256: options.sha256,
@@ -38,6 +42,7 @@ export async function createFromImage(ctx: LibraryContext, name: string, source:
     throw fromFetchError(e);
   });
   const size = validateDiskSize(Math.max(options.diskSize ?? DEFAULT_DISK_SIZE, image.virtualSize));
+  const key = named ?? (await defaultKey(ctx.store.dir));
   const all = await ctx.entries();
   const id = newId();
   const top = newLayerName(0);
@@ -57,17 +62,26 @@ export async function createFromImage(ctx: LibraryContext, name: string, source:
   return { machine: await details({ folder, manifest }, await ctx.entries()), image: imageFacts(image), key: { path: key.publicKeyPath, generated: key.generated } };
 }
 
-/** The key the guest lets in: the one named, else the user's own (~/.ssh), else the library's (made once). */
-async function userKey(libraryDir: string, named: string | undefined): Promise<{ publicKey: string; publicKeyPath: string; privateKeyPath: string; generated: boolean }> {
-  if (named !== undefined) {
-    const publicKeyPath = named.endsWith('.pub') ? named : `${named}.pub`;
-    const text = await readFile(publicKeyPath, 'utf8').catch((e: Error) => {
-      throw new MachineError('NOT_FOUND', `The SSH key ${publicKeyPath} cannot be read (${e.message}); name a public key file (.pub).`);
-    });
-    const line = text.split('\n').find((l) => l.trim() !== '')?.trim() ?? '';
-    if (!/^(ssh-|ecdsa-|sk-)/.test(line)) throw new MachineError('INVALID_ARGUMENT', `${publicKeyPath} is not an SSH public key (it should start with ssh-ed25519, ssh-rsa or ecdsa-).`);
-    return { publicKey: line, publicKeyPath, privateKeyPath: publicKeyPath.slice(0, -4), generated: false };
-  }
+interface GuestKey {
+  publicKey: string;
+  publicKeyPath: string;
+  privateKeyPath: string;
+  generated: boolean;
+}
+
+/** A public key file the user named (FILE.pub, or FILE with FILE.pub beside it). */
+async function namedKey(named: string): Promise<GuestKey> {
+  const publicKeyPath = named.endsWith('.pub') ? named : `${named}.pub`;
+  const text = await readFile(publicKeyPath, 'utf8').catch((e: Error) => {
+    throw new MachineError('NOT_FOUND', `The SSH key ${publicKeyPath} cannot be read (${e.message}); name a public key file (.pub).`);
+  });
+  const line = text.split('\n').find((l) => l.trim() !== '')?.trim() ?? '';
+  if (!/^(ssh-|ecdsa-|sk-)/.test(line)) throw new MachineError('INVALID_ARGUMENT', `${publicKeyPath} is not an SSH public key (it should start with ssh-ed25519, ssh-rsa or ecdsa-).`);
+  return { publicKey: line, publicKeyPath, privateKeyPath: publicKeyPath.slice(0, -4), generated: false };
+}
+
+/** The user's own key (~/.ssh: id_ed25519, id_ecdsa, id_rsa), else the library's pair, made once. */
+async function defaultKey(libraryDir: string): Promise<GuestKey> {
   const own = await findUserPublicKey(homedir());
   if (own !== null) return { ...own, generated: false };
   return libraryKeyPair(libraryDir);

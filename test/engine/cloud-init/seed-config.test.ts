@@ -2,7 +2,7 @@
 // mistakes (a hostile key comment, a YAML-looking value) show up as a changed value, not as a passing string test.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   buildSeed,
@@ -15,7 +15,7 @@ import {
   type SeedErrorCode,
   type SeedOptions,
 } from '../../../src/engine/cloud-init';
-import { MACHINE_ID_SCRIPT } from '../../../src/engine/cloud-init/seed-config';
+import { MACHINE_ID_SCRIPT, PASSWORD_LOGIN_OFF_SCRIPT } from '../../../src/engine/cloud-init/seed-config';
 import { run, scratchDir } from '../../support/qemu';
 
 /** A python3 with PyYAML: the one on PATH, else Debian's (python3-yaml), which a PATH python may shadow. */
@@ -85,8 +85,31 @@ describe('cloud-init seed documents', () => {
     assert.equal(config.ssh_deletekeys, true);
     assert.deepEqual(config.ssh_keys, { ed25519_private: hostKeys.ed25519.privateKey, ed25519_public: `${hostKeys.ed25519.publicKey}\n` });
     assert.deepEqual(config.packages, ['qemu-guest-agent']);
-    assert.deepEqual(config.bootcmd, [['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT]]);
+    assert.deepEqual(config.bootcmd, [
+      ['cloud-init-per', 'instance', 'vmsnap-machine-id', 'sh', '-c', MACHINE_ID_SCRIPT],
+      ['sh', '-c', PASSWORD_LOGIN_OFF_SCRIPT],
+    ]);
     assert.ok(Array.isArray(config.runcmd) && JSON.stringify(config.runcmd).includes('qemu-guest-agent'));
+  });
+
+  it('password login is off in sshd_config before sshd starts, so cloud-init never restarts sshd for it', () => {
+    const dir = scratchDir('vmsnap-sshd-config-');
+    try {
+      const cases: [string, string][] = [
+        ['Include /etc/ssh/sshd_config.d/*.conf\n#PasswordAuthentication yes\nUsePAM yes\n', 'Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\nUsePAM yes\n'],
+        ['UsePAM yes\n', 'UsePAM yes\nPasswordAuthentication no\n'],
+        ['PasswordAuthentication yes\n', 'PasswordAuthentication no\n'],
+        ['PasswordAuthentication no\n', 'PasswordAuthentication no\n'],
+      ];
+      for (const [before, after] of cases) {
+        const file = join(dir.dir, 'sshd_config');
+        writeFileSync(file, before);
+        run('sh', ['-c', PASSWORD_LOGIN_OFF_SCRIPT.replace('/etc/ssh/sshd_config', file)]);
+        assert.equal(readFileSync(file, 'utf8'), after);
+      }
+    } finally {
+      dir.cleanup();
+    }
   });
 
   it('the machine-id script is valid sh and renews the id only when systemd did not just make it', () => {
