@@ -10,6 +10,10 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need_debs+=(qemu-system-x86)
 # The VS Code test host: Debian's Chromium drives code-server; code-server's kerberos module builds against libkrb5.
 command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need_debs+=(libkrb5-dev)
+# The Debian test guest (scripts/guest/build-debian-image.sh): a root file system and a boot disk without loop mounts.
+for deb in mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs; do
+  dpkg -s "$deb" >/dev/null 2>&1 || need_debs+=("$deb")
+done
 
 if [ ${#need_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
