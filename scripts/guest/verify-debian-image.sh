@@ -7,7 +7,7 @@
 #
 #   verify-debian-image.sh IMAGE.qcow2 [PORT]
 set -euo pipefail
-image=$(realpath "${1:?usage: verify-debian-image.sh IMAGE.qcow2 [PORT]}")
+image=$(realpath -e "${1:?usage: verify-debian-image.sh IMAGE.qcow2 [PORT]}")
 port=${2:-22322}
 uuid=5a1c3e0e-7d2b-4f6e-9a10-1c2d3e4f5a6b
 work=$(mktemp -d)
