@@ -76,13 +76,15 @@ boot() { # with-seed|without-seed
     -qmp unix:qmp.sock,server=on,wait=off </dev/null >qemu.out 2>&1 &
   qemu_pid=$!
   hostname=
-  for _ in $(seq 1 600); do
-    hostname=$(timeout 15 "${ssh_cmd[@]}" cat /etc/hostname 2>/dev/null) && break
+  local deadline=$((SECONDS + 400))
+  while [ $SECONDS -lt $deadline ]; do
+    hostname=$(timeout 15 "${ssh_cmd[@]}" cat /etc/hostname 2>ssh.err) && break
     kill -0 "$qemu_pid" 2>/dev/null || { echo "QEMU exited:"; cat qemu.out; tail -20 "serial-$1.log"; exit 1; }
     sleep 0.5
   done
   echo "SSH answered $(echo "$(date +%s.%N) - $started" | bc) s after QEMU started ($1); hostname: ${hostname:-none}"
-  [ "$hostname" = dev ] || { tail -30 "serial-$1.log"; exit 1; }
+  # A changed host key shows here (ssh's own message), not as a time-out.
+  [ "$hostname" = dev ] || { tail -30 "serial-$1.log"; echo "ssh: $(tail -5 ssh.err)"; exit 1; }
 }
 
 power_off() {
