@@ -16,6 +16,10 @@ command -v ssh >/dev/null 2>&1 || need_debs+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_debs+=(openssh-server)
 command -v isoinfo >/dev/null 2>&1 || need_debs+=(genisoimage)
 dpkg -s python3-yaml >/dev/null 2>&1 || need_debs+=(python3-yaml)
+# The Debian test guest (scripts/guest/build-debian-image.sh): a root file system and a boot disk without loop mounts.
+for deb in mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs; do
+  dpkg -s "$deb" >/dev/null 2>&1 || need_debs+=("$deb")
+done
 
 if [ ${#need_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
