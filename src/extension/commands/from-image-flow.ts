@@ -24,6 +24,9 @@ export interface NewFromImageArgs {
   /** A public key file the guest lets in (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, else the library's key). */
   sshKey?: string;
   sha256?: string;
+  /** Default 2 vCPUs, 2048 MiB. */
+  cpus?: number;
+  memoryMiB?: number;
 }
 
 export async function newMachineFromImage(ctx: CommandContext, args: NewFromImageArgs = {}): Promise<CreateFromImageResult | undefined> {
@@ -63,6 +66,8 @@ export async function newMachineFromImage(ctx: CommandContext, args: NewFromImag
     ...(diskSize === undefined ? {} : { diskSize }),
     ...(sshKey === undefined ? {} : { sshKey }),
     ...(args.sha256 === undefined ? {} : { sha256: args.sha256 }),
+    ...(args.cpus === undefined ? {} : { cpus: args.cpus }),
+    ...(args.memoryMiB === undefined ? {} : { memoryMiB: args.memoryMiB }),
   };
   const result = await withDownload(vscode.l10n.t('Creating “{0}” from {1}', name, shortSource(source)), (p) => lib.createFromImage(name, source, { ...options, ...p }));
   const m = result.machine;
