@@ -131,7 +131,7 @@ describe('Dev machines: from a cloud image, over SSH, from a remote window (QEMU
     );
     assert.ok(result, `New Machine from Image failed: ${lastError()?.message}`);
     assert.match(asked[0]!, /Image File.*Download from a URL/);
-    assert.match(asked[4]!, /no key in ~\/\.ssh/);
+    assert.match(asked[4]!, /A new key pair for this library/, 'no key in ~/.ssh: the library makes one');
     machine = result.machine;
     assert.equal(machine.name, 'dev-vm');
     assert.ok(machine.guest, 'the machine has a guest user');
@@ -194,8 +194,16 @@ describe('Dev machines: from a cloud image, over SSH, from a remote window (QEMU
     const row = (await api.tree.machineNode(machine.id))!;
     const item = api.tree.getTreeItem(row);
     assert.match(String(item.description), new RegExp(`^running · ssh :${status.ssh.port} · `));
-    const tooltip = (item.tooltip as vscode.MarkdownString).value;
+    const resolved = await api.tree.resolveTreeItem(item, row);
+    const tooltip = (resolved?.tooltip as vscode.MarkdownString).value;
     assert.ok(tooltip.includes(`127.0.0.1:${status.ssh.port}`), tooltip);
+    // The inline button's `when` matches this row (and not a running machine without a guest user).
+    const menus = (vscode.extensions.getExtension('vmsnap.vmsnap')!.packageJSON as { contributes: { menus: Record<string, { command: string; when?: string; group?: string }[]> } })
+      .contributes.menus['view/item/context']!;
+    const inline = menus.find((i) => i.command === 'vmsnap.connectRemoteSsh' && (i.group ?? '').startsWith('inline'));
+    const holds = (viewItem: string): boolean => [...(inline?.when ?? '').matchAll(/viewItem =~ \/(.*?)\/(?= |$)/g)].every((m) => new RegExp(m[1]!).test(viewItem));
+    assert.ok(holds(contextValue(row)), `${inline?.when} holds for ${contextValue(row)}`);
+    assert.ok(!holds('machine:running:plain:'), 'no inline Connect on a running machine that has no guest user');
   });
 
   it('Connect with Remote-SSH: the library\'s ssh_config gets the block, Remote-SSH is pointed at it with consent, and the window opens on ssh-remote+vmsnap-dev-vm/home/USER', async () => {

@@ -97,11 +97,14 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     return treeItem(node);
   }
 
-  /** A machine's tooltip gains what only its details say (the cloud image it runs on) when it is hovered. */
+  /** A machine's tooltip, made when it is hovered: it says what only the details know (the cloud image it runs on). */
   async resolveTreeItem(item: vscode.TreeItem, node: TreeNode): Promise<vscode.TreeItem> {
     if (node.kind !== 'machine') return item;
-    const details = await (await this.service.library()).show(node.machine.id).catch(() => undefined);
-    if (details !== undefined) item.tooltip = machineTooltip(node, details);
+    const details = await this.service
+      .library()
+      .then((lib) => lib.show(node.machine.id))
+      .catch(() => undefined);
+    item.tooltip = machineTooltip(node, details);
     return item;
   }
 

@@ -40,7 +40,8 @@ function machineItem(node: MachineNode): vscode.TreeItem {
     node.isDevMachine ? vscode.l10n.t('dev machine') : '',
   ];
   item.description = parts.filter((p) => p !== '').join(' · ');
-  item.tooltip = machineTooltip(node);
+  // No tooltip here: VS Code asks resolveTreeItem for it on hover only while it is undefined, and the hovered
+  // row's tooltip says what only the machine's details know (the cloud image it runs on).
   return item;
 }
 
