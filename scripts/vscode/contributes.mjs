@@ -6,6 +6,7 @@ const category = '%vmsnap.category%';
 /** [id, icon or null] in palette order; titles are `%vmsnap.command.<name>%`. */
 const commands = [
   ['newMachine', '$(add)'],
+  ['newMachineFromImage', '$(cloud-download)'],
   ['importImage', '$(desktop-download)'],
   ['openComparison', '$(table)'],
   ['refresh', '$(refresh)'],
@@ -15,6 +16,9 @@ const commands = [
   ['pauseMachine', '$(debug-pause)'],
   ['resumeMachine', '$(debug-continue)'],
   ['openConsole', '$(terminal)'],
+  ['connectRemoteSsh', '$(remote)'],
+  ['openSshTerminal', '$(terminal-bash)'],
+  ['showSerialLog', '$(output)'],
   ['takeSnapshot', '$(device-camera)'],
   ['cloneMachine', '$(copy)'],
   ['promoteClone', null],
@@ -44,6 +48,8 @@ const off = 'viewItem =~ /:off:/';
 const running = 'viewItem =~ /:running:/';
 const paused = 'viewItem =~ /:paused:/';
 const on = 'viewItem =~ /:(running|paused):/';
+// Off (it is started first), or running with SSH and a known user (launched from a cloud image).
+const sshable = 'viewItem =~ /:(off|ssh):/';
 
 const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
 
@@ -67,13 +73,15 @@ export const contributes = {
   menus: {
     'view/title': [
       item('newMachine', 'view == vmsnap.machines', 'navigation@1'),
-      item('importImage', 'view == vmsnap.machines', 'navigation@2'),
-      item('openComparison', 'view == vmsnap.machines', 'navigation@3'),
-      item('refresh', 'view == vmsnap.machines', 'navigation@4'),
+      item('newMachineFromImage', 'view == vmsnap.machines', 'navigation@2'),
+      item('importImage', 'view == vmsnap.machines', 'navigation@3'),
+      item('openComparison', 'view == vmsnap.machines', 'navigation@4'),
+      item('refresh', 'view == vmsnap.machines', 'navigation@5'),
     ],
     'view/item/context': [
       // inline buttons: power (only what applies to the state), take a snapshot on a machine or "You are here",
       // revert on a snapshot (a running machine's snapshot keeps its memory; a revert ends the running state)
+      item('connectRemoteSsh', `${machine} && viewItem =~ /:ssh:/`, 'inline@0'),
       item('startMachine', `${machine} && ${off}`, 'inline@0'),
       item('resumeMachine', `${machine} && ${paused}`, 'inline@0'),
       item('pauseMachine', `${machine} && ${running}`, 'inline@0'),
@@ -89,6 +97,9 @@ export const contributes = {
       item('stopMachine', `${machine} && ${on}`, '0_power@4'),
       item('forceStopMachine', `${machine} && ${on}`, '0_power@5'),
       item('openConsole', `${machine} && ${on}`, '0_power@6'),
+      item('showSerialLog', `${machine} && ${on}`, '0_power@7'),
+      item('connectRemoteSsh', `${machine} && ${sshable}`, '0_ssh@1'),
+      item('openSshTerminal', `${machine} && ${sshable}`, '0_ssh@2'),
       item('takeSnapshot', machine, '1_snapshot@1'),
       item('cloneMachine', `${machine} && ${off}`, '2_clone@1'),
       item('promoteClone', `${machine} && ${off} && viewItem =~ /:linked:/`, '2_clone@2'),

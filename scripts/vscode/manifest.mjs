@@ -10,6 +10,9 @@ pkg.main = './dist/extension.js';
 pkg.icon = 'media/icon.png';
 pkg.galleryBanner = { color: '#17324d', theme: 'dark' };
 pkg.activationEvents = activationEvents;
+// On the host side of a Remote-SSH window first (the library and QEMU are there), in the remote one only when
+// VS Code cannot run it locally (a web client).
+pkg.extensionKind = ['ui', 'workspace'];
 pkg.contributes = contributes;
 pkg.scripts = {
   ...pkg.scripts,

@@ -4,8 +4,10 @@ import { CommandContext } from './commands/context';
 import { registerCommands } from './commands/register-commands';
 import { ConsoleTerminals } from './console/console-terminal';
 import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
-import { DevMachineStatus, devMachineSetting } from './dev/dev-machine';
+import { DevMachineStatus, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
+import { RemoteWindowMachine } from './dev/remote-window';
 import { LibraryService } from './library-service';
+import { RemoteSshHolder } from './ssh/remote-ssh';
 import { MachinesTree } from './tree/machines-tree';
 import { ExtensionTestHandle, type TestHandle } from './test-handle';
 import { Prompts } from './ui/prompter';
@@ -15,21 +17,36 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   const started = performance.now();
   // Nothing is read from disk here: the library opens on first use (the view asking for rows, a command).
   const service = new LibraryService();
-  const tree = new MachinesTree(service, devMachineSetting);
+  // In a Remote-SSH window connected into one of our machines, that machine is the dev machine unless the setting
+  // names another (the extension runs on the host side there: extensionKind prefers ui).
+  const remoteWindow = new RemoteWindowMachine(service);
+  const devMachine = (): DevMachineRef | undefined => {
+    const setting = devMachineSetting();
+    if (setting !== '') return { ref: setting, from: 'setting' };
+    return remoteWindow.machineId === undefined ? undefined : { ref: remoteWindow.machineId, from: 'remote-window' };
+  };
+  const devMachineRef = (): string => devMachine()?.ref ?? '';
+  const tree = new MachinesTree(service, devMachineRef);
   const view = vscode.window.createTreeView('vmsnap.machines', { treeDataProvider: tree, showCollapseAll: true });
   const prompts = new Prompts();
-  const commands = new CommandContext(service, tree, view, prompts, context.extensionUri);
-  const status = new DevMachineStatus(service);
+  const commands = new CommandContext(service, tree, view, prompts, context.extensionUri, devMachineRef);
+  const status = new DevMachineStatus(service, devMachine);
   const consoles = new ConsoleTerminals();
+  const remoteSsh = new RemoteSshHolder();
   context.subscriptions.push(
     service,
+    remoteWindow,
     tree,
     view,
     tree.pollPowerWhileVisible(view),
     commands,
     status,
     consoles,
-    ...registerCommands(commands, consoles),
+    remoteWindow.onDidChange(() => {
+      void status.update();
+      tree.refresh();
+    }),
+    ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('vmsnap.devMachine')) tree.refresh();
@@ -37,7 +54,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     { dispose: () => ComparePanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(
-    { service, tree, view, prompts, commands, status, consoles, comparePanel: () => ComparePanel.current(service.dir) },
+    { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },
     performance.now() - started,
   );
   context.subscriptions.push(handle);

@@ -5,7 +5,9 @@ import type { CommandContext, ShownError } from './commands/context';
 import type { ComparePanel } from './compare/compare-panel';
 import type { ConsolePty, ConsoleTerminals } from './console/console-terminal';
 import type { DevMachineStatus } from './dev/dev-machine';
+import type { RemoteWindowMachine } from './dev/remote-window';
 import type { LibraryService } from './library-service';
+import type { RemoteSsh, RemoteSshHolder } from './ssh/remote-ssh';
 import type { MachinesTree } from './tree/machines-tree';
 import type { TreeNode } from './tree/nodes';
 import type { Prompter, Prompts } from './ui/prompter';
@@ -15,7 +17,7 @@ export type { ShownError };
 /** The Machines tree's rows as the view reads them, and how tests find one and make the tree read again. */
 export type TreeRows = Pick<
   MachinesTree,
-  'onDidChangeTreeData' | 'refresh' | 'getChildren' | 'getTreeItem' | 'getParent' | 'machineNodes' | 'machineNode' | 'snapshotNode' | 'currentNode' | 'descendants'
+  'onDidChangeTreeData' | 'refresh' | 'getChildren' | 'getTreeItem' | 'resolveTreeItem' | 'getParent' | 'machineNodes' | 'machineNode' | 'snapshotNode' | 'currentNode' | 'descendants'
 >;
 
 export interface TestHandle {
@@ -30,6 +32,20 @@ export interface TestHandle {
   readonly statusText: string;
   /** The last error a command showed (commands return undefined then); tests clear it before a step. */
   lastError: ShownError | undefined;
+  /** The last information message a command showed with its result (e.g. which SSH key a new guest lets in). */
+  lastInfo: string | undefined;
+  /**
+   * Until disposed, Remote-SSH is `remoteSsh` (the real extension cannot be installed offline): a stand-in that
+   * says it is installed and records the window it would open.
+   */
+  useRemoteSsh(remoteSsh: RemoteSsh): vscode.Disposable;
+  /**
+   * As if this window were a remote one with `authority` (e.g. `ssh-remote+vmsnap-dev-vm`), or a local one
+   * (undefined): a real Remote-SSH window cannot be opened in the test host. Resolves once the match is made.
+   */
+  simulateRemoteAuthority(authority: string | undefined): Promise<void>;
+  /** The machine this (remote) window is in, matched from its authority. */
+  readonly remoteWindowMachine: string | undefined;
   /** Until disposed, the commands' questions go to `prompter` instead of the user. */
   answerWith(prompter: Prompter): vscode.Disposable;
   /** Reveals and selects a snapshot's row, as a command does after changing it. */
@@ -49,18 +65,36 @@ export interface Activation {
   commands: CommandContext;
   status: DevMachineStatus;
   consoles: ConsoleTerminals;
+  remoteWindow: RemoteWindowMachine;
+  remoteSsh: RemoteSshHolder;
   comparePanel(): ComparePanel | undefined;
 }
 
 export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
   lastError: ShownError | undefined;
-  private readonly subscription: vscode.Disposable;
+  lastInfo: string | undefined;
+  private readonly subscriptions: vscode.Disposable[];
 
   constructor(
     private readonly parts: Activation,
     readonly activationMs: number,
   ) {
-    this.subscription = parts.commands.onDidFail((shown) => (this.lastError = shown));
+    this.subscriptions = [parts.commands.onDidFail((shown) => (this.lastError = shown)), parts.commands.onDidInform((message) => (this.lastInfo = message))];
+  }
+
+  useRemoteSsh(remoteSsh: RemoteSsh): vscode.Disposable {
+    const holder = this.parts.remoteSsh;
+    const previous = holder.current;
+    holder.current = remoteSsh;
+    return { dispose: () => (holder.current = previous) };
+  }
+
+  simulateRemoteAuthority(authority: string | undefined): Promise<void> {
+    return this.parts.remoteWindow.simulate(authority);
+  }
+
+  get remoteWindowMachine(): string | undefined {
+    return this.parts.remoteWindow.machineId;
   }
 
   get libraryDir(): string {
@@ -99,6 +133,6 @@ export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
   }
 
   dispose(): void {
-    this.subscription.dispose();
+    for (const s of this.subscriptions) s.dispose();
   }
 }

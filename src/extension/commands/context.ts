@@ -14,10 +14,11 @@ import { machinePickItem, snapshotPickItems } from './pick-items';
  * comparison table, tests), or nothing (the command palette: use the tree's selection, else ask). */
 export type Target = TreeNode | string | { machine: string; snapshot?: string } | undefined;
 
-/** An error a command showed: its sentence, and the engine's code when it has one. */
+/** An error a command showed: its sentence, the engine's code when it has one, and the actions offered with it. */
 export interface ShownError {
   message: string;
   code: string | undefined;
+  actions: string[];
 }
 
 /** Everything commands share: the library, the tree and its view, the prompts; one instance per activation. */
@@ -25,6 +26,9 @@ export class CommandContext implements vscode.Disposable {
   private readonly failed = new vscode.EventEmitter<ShownError>();
   /** Fires for each error a command shows (the test handle keeps the last). */
   readonly onDidFail = this.failed.event;
+  private readonly informed = new vscode.EventEmitter<string>();
+  /** Fires for each message a command shows with `inform` (the test handle keeps the last). */
+  readonly onDidInform = this.informed.event;
 
   constructor(
     readonly service: LibraryService,
@@ -32,6 +36,8 @@ export class CommandContext implements vscode.Disposable {
     readonly view: vscode.TreeView<TreeNode>,
     readonly prompts: Prompts,
     readonly extensionUri: vscode.Uri,
+    /** The dev machine's reference (id or name): the setting, else the machine this remote window is in; '' for none. */
+    readonly devMachine: () => string,
   ) {}
 
   library(): Promise<Library> {
@@ -47,9 +53,19 @@ export class CommandContext implements vscode.Disposable {
    * the user reads it, and an action runs when chosen.
    */
   fail(e: unknown, actions: ErrorAction[] = []): undefined {
-    this.failed.fire({ message: errorMessage(e), code: isMachineError(e) || (e instanceof Error && 'code' in e) ? String((e as { code: unknown }).code) : undefined });
+    this.failed.fire({
+      message: errorMessage(e),
+      code: isMachineError(e) || (e instanceof Error && 'code' in e) ? String((e as { code: unknown }).code) : undefined,
+      actions: actions.map((a) => a.title),
+    });
     void showError(e, actions);
     return undefined;
+  }
+
+  /** An information message with actions; the command does not wait for the user's choice. */
+  inform(message: string, actions: ErrorAction[] = []): void {
+    this.informed.fire(message);
+    void Promise.resolve(vscode.window.showInformationMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
   }
 
   /** After a change this window made: re-read the library now, then reveal and select the affected row. */
@@ -157,6 +173,7 @@ export class CommandContext implements vscode.Disposable {
 
   dispose(): void {
     this.failed.dispose();
+    this.informed.dispose();
   }
 }
 

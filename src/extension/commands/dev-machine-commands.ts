@@ -1,7 +1,7 @@
 // Commands for the machine the developer works in: Checkpoint (one keystroke), Set Dev Machine, Show Dev Machine.
 import * as vscode from 'vscode';
 import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
-import { devMachineSetting, setDevMachineSetting } from '../dev/dev-machine';
+import { setDevMachineSetting } from '../dev/dev-machine';
 import { gitPosition } from '../dev/git';
 import { formatDate } from '../format';
 import type { CommandContext, Target } from './context';
@@ -40,10 +40,13 @@ export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {})
   return snapshot;
 }
 
-/** The dev machine: from the argument, the setting, or asked (and then remembered in the workspace settings). */
+/**
+ * The dev machine: from the argument, the setting, the machine this Remote-SSH window is in, or asked (and then
+ * remembered in the workspace settings).
+ */
 async function devMachine(ctx: CommandContext, ref: string | undefined): Promise<MachineDetails | undefined> {
   const lib = await ctx.library();
-  const configured = ref ?? devMachineSetting();
+  const configured = ref ?? ctx.devMachine();
   if (configured !== '') return lib.show(configured);
   const machines = await lib.list();
   if (machines.length === 0) throw new Error(vscode.l10n.t('The library has no machines yet: create one with “New Machine” first.'));
@@ -64,7 +67,7 @@ export async function setDevMachine(ctx: CommandContext, target: Target) {
 
 /** Show Dev Machine (the status-bar item's click): selects its "You are here"; asks which one when none is set. */
 export async function showDevMachine(ctx: CommandContext) {
-  const ref = devMachineSetting();
+  const ref = ctx.devMachine();
   if (ref === '') return vscode.commands.executeCommand('vmsnap.setDevMachine');
   const m = await (await ctx.library()).show(ref);
   await ctx.select(async () => (await ctx.tree.currentNode(m.id)) ?? ctx.tree.machineNode(m.id), true);

@@ -43,7 +43,7 @@ export async function newMachine(ctx: CommandContext, args: NewMachineArgs = {})
   return machine;
 }
 
-function parseGiB(text: string): number | undefined {
+export function parseGiB(text: string): number | undefined {
   const n = Number(text.trim().replace(/\s*gi?b$/i, ''));
   if (!Number.isFinite(n) || n < 1 / 1024 || n > 65536) return undefined;
   return Math.round((n * GiB) / (1024 * 1024)) * 1024 * 1024;

@@ -1,13 +1,16 @@
 // Every command of the extension, registered in one place, and the one place a failing command shows its error.
 import * as vscode from 'vscode';
 import type { ConsoleTerminals } from '../console/console-terminal';
+import type { RemoteSshHolder } from '../ssh/remote-ssh';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
+import { newMachineFromImage, type NewFromImageArgs } from './from-image-flow';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './library-commands';
 import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
+import { connectRemoteSsh, openSshTerminal, showSerialLog, type SshCommandArgs } from './ssh-commands';
 import {
   cloneSnapshot,
   compareWithCurrent,
@@ -28,10 +31,11 @@ type Command = (...args: never[]) => unknown;
  * `{machine, snapshot}`; nothing from the palette) and, second, answers that skip its questions (tests, the
  * comparison table, other extensions).
  */
-export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals): vscode.Disposable[] {
+export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals, remoteSsh: RemoteSshHolder): vscode.Disposable[] {
   const commands: Record<string, Command> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
+    'vmsnap.newMachineFromImage': (args?: NewFromImageArgs) => newMachineFromImage(ctx, args),
     'vmsnap.importImage': (args?: ImportArgs) => importImage(ctx, args),
     'vmsnap.openComparison': (target?: Target) => openComparison(ctx, target),
     'vmsnap.takeSnapshot': (target?: Target, args?: TakeSnapshotArgs) => takeSnapshot(ctx, target, args),
@@ -47,6 +51,9 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.pauseMachine': (target?: Target) => pauseMachine(ctx, target),
     'vmsnap.resumeMachine': (target?: Target) => resumeMachine(ctx, target),
     'vmsnap.openConsole': (target?: Target) => openConsole(ctx, consoles, target),
+    'vmsnap.connectRemoteSsh': (target?: Target, args?: SshCommandArgs) => connectRemoteSsh(ctx, remoteSsh, target, args),
+    'vmsnap.openSshTerminal': (target?: Target, args?: SshCommandArgs) => openSshTerminal(ctx, target, args),
+    'vmsnap.showSerialLog': (target?: Target) => showSerialLog(ctx, target),
     'vmsnap.revert': (target?: Target, args?: RevertArgs) => revert(ctx, target, args),
     'vmsnap.cloneSnapshot': (target?: Target, args?: CloneArgs) => cloneSnapshot(ctx, target, args),
     'vmsnap.renameSnapshot': (target?: Target, args?: { name?: string }) => renameSnapshot(ctx, target, args),

@@ -8,13 +8,23 @@ export function devMachineSetting(): string {
   return vscode.workspace.getConfiguration('vmsnap').get<string>('devMachine', '').trim();
 }
 
+/** The dev machine and why: the setting names it, or this Remote-SSH window is connected into it. */
+export interface DevMachineRef {
+  ref: string;
+  from: 'setting' | 'remote-window';
+}
+
 /** The status-bar item: "dev-vm · after npm upgrade · +12 MiB" (the machine, the snapshot it is on, unsaved changes). */
 export class DevMachineStatus implements vscode.Disposable {
   readonly item = vscode.window.createStatusBarItem('vmsnap.devMachine', vscode.StatusBarAlignment.Left, 50);
   private readonly subscriptions: vscode.Disposable[] = [];
   private updating: Promise<void> = Promise.resolve();
 
-  constructor(private readonly service: LibraryService) {
+  constructor(
+    private readonly service: LibraryService,
+    /** The dev machine, or undefined for none. */
+    private readonly devMachine: () => DevMachineRef | undefined,
+  ) {
     this.item.name = vscode.l10n.t('Dev Machine');
     this.item.command = 'vmsnap.showDevMachine';
     this.subscriptions.push(
@@ -32,11 +42,12 @@ export class DevMachineStatus implements vscode.Disposable {
   }
 
   private async render(): Promise<void> {
-    const ref = devMachineSetting();
-    if (ref === '') {
+    const dev = this.devMachine();
+    if (dev === undefined) {
       this.item.hide();
       return;
     }
+    const ref = dev.ref;
     try {
       const m = await (await this.service.library()).show(ref);
       const on = m.snapshots.find((s) => s.id === m.current);
@@ -50,6 +61,7 @@ export class DevMachineStatus implements vscode.Disposable {
       const t = new vscode.MarkdownString(undefined, true);
       t.appendMarkdown(
         `**${vscode.l10n.t('Dev machine')}: ${m.name}** — ${powerLabel(m.powerState)}\n\n` +
+          (dev.from === 'remote-window' ? `$(remote) ${vscode.l10n.t('This window is connected into it over SSH.')}\n\n` : '') +
           (on ? vscode.l10n.t('On snapshot “{0}” ({1}), {2} changed since.', on.name, formatDate(on.createdAt), formatBytes(m.currentChangedBytes)) : vscode.l10n.t('No snapshot yet.')) +
           `\n\n$(record) ${vscode.l10n.t('Checkpoint it: {0}', 'Ctrl+Alt+Shift+S')}`,
       );

@@ -2,7 +2,7 @@
 // what changed. How rows look (tree-items), what they were built from (shown-state), folder sizes (folder-sizes)
 // and power polling (power-watch) have their own modules.
 import * as vscode from 'vscode';
-import type { BrokenMachine, LibraryScan, MachineSummary } from '../../engine/machine';
+import type { BrokenMachine, Library, LibraryScan, MachineSummary } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
 import { FolderSizes } from './folder-sizes';
 import {
@@ -12,6 +12,7 @@ import {
   machineNodeId,
   snapshotNodeId,
   type BrokenNode,
+  type MachineAccess,
   type CurrentNode,
   type MachineNode,
   type SnapshotNode,
@@ -19,7 +20,7 @@ import {
 } from './nodes';
 import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
-import { treeItem } from './tree-items';
+import { machineTooltip, treeItem } from './tree-items';
 
 /** How long a listing of the machines waits for their sizes on disk before it shows the rows without them. */
 const SIZE_WAIT_MS = 50;
@@ -94,6 +95,17 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   getTreeItem(node: TreeNode): vscode.TreeItem {
     return treeItem(node);
+  }
+
+  /** A machine's tooltip, made when it is hovered: it says what only the details know (the cloud image it runs on). */
+  async resolveTreeItem(item: vscode.TreeItem, node: TreeNode): Promise<vscode.TreeItem> {
+    if (node.kind !== 'machine') return item;
+    const details = await this.service
+      .library()
+      .then((lib) => lib.show(node.machine.id))
+      .catch(() => undefined);
+    item.tooltip = machineTooltip(node, details);
+    return item;
   }
 
   getChildren(node?: TreeNode): Promise<TreeNode[]> {
@@ -176,13 +188,17 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length + broken.length === 0 ? 'empty' : 'ready');
     this.sizes.keepOnly(new Set(machines.map((m) => m.id)));
     const dev = this.devMachine();
-    const nodes: MachineNode[] = machines.map((machine) => ({
-      kind: 'machine',
-      id: machineNodeId(machine.id),
-      machine,
-      sizeBytes: this.sizes.get(machine.id),
-      isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
-    }));
+    const lib = await this.service.library();
+    const nodes: MachineNode[] = await Promise.all(
+      machines.map(async (machine) => ({
+        kind: 'machine' as const,
+        id: machineNodeId(machine.id),
+        machine,
+        sizeBytes: this.sizes.get(machine.id),
+        isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
+        ...(machine.powerState === 'off' ? {} : { access: await machineAccess(lib, machine.id) }),
+      })),
+    );
     // Rows measured in time show their size at once: after a change, the row redraws once, not again a moment
     // later with its new size (each redraw of a focused tree can take the focus back from the command palette).
     const measured = await this.sizes.measureUntil(nodes, Date.now() + SIZE_WAIT_MS);
@@ -226,4 +242,11 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subscription.dispose();
     this.changed.dispose();
   }
+}
+
+/** A running machine's SSH forward and failure, from QEMU; undefined when it cannot be asked (busy, just stopped). */
+async function machineAccess(lib: Library, machineId: string): Promise<MachineAccess | undefined> {
+  const status = await lib.machineStatus(machineId).catch(() => undefined);
+  if (status === undefined) return undefined;
+  return { sshPort: status.ssh?.port ?? null, sshUser: status.ssh?.user ?? null, failure: status.failure };
 }

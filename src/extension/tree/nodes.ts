@@ -14,6 +14,17 @@ export interface MachineNode {
   /** Bytes the machine's own files occupy on the host disk; undefined while unknown. */
   sizeBytes: number | undefined;
   isDevMachine: boolean;
+  /** While it runs: where SSH reaches it and why QEMU stopped the guest (asked of QEMU); undefined when off. */
+  access?: MachineAccess | undefined;
+}
+
+export interface MachineAccess {
+  /** The port of its SSH forward on 127.0.0.1. */
+  sshPort: number | null;
+  /** The guest user (machines launched from a cloud image), else null. */
+  sshUser: string | null;
+  /** One sentence when QEMU stopped the guest by itself (e.g. KVM could not run it), else null. */
+  failure: string | null;
 }
 
 export interface SnapshotNode {
@@ -106,7 +117,7 @@ export function cloneKind(m: MachineSummary): CloneKindLabel {
 /**
  * State the menus match with regexes (`viewItem =~ /:off:/`): the row's type first, then flags, each followed by
  * ':' so a flag never matches part of another. The first flag is the machine's power state (off, running, paused);
- * `memory` marks a snapshot that holds a running state.
+ * `memory` marks a snapshot that holds a running state; `ssh` a running machine launched from a cloud image.
  */
 export function contextValue(node: TreeNode): string {
   const flags: string[] = [];
@@ -115,6 +126,8 @@ export function contextValue(node: TreeNode): string {
       flags.push(node.machine.powerState, cloneKind(node.machine));
       if (node.machine.snapshotCount > 0) flags.push('snapshots');
       if (node.isDevMachine) flags.push('dev');
+      // SSH answers with a known user and key: a machine launched from a cloud image, running.
+      if (node.access?.sshUser != null && node.access.sshPort !== null) flags.push('ssh');
       break;
     case 'cloneRef':
       flags.push(node.clone.powerState, cloneKind(node.clone));

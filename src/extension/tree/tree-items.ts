@@ -1,7 +1,7 @@
 // How each row of the Machines tree looks: label, icon, description and tooltip, from the row's data.
 import * as vscode from 'vscode';
 import { basename, join } from 'node:path';
-import type { PowerState } from '../../engine/machine';
+import type { MachineDetails, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import { powerLabel } from '../labels';
 import { cloneKind, contextValue, type BrokenNode, type CloneKindLabel, type CloneRefNode, type CurrentNode, type MachineNode, type SnapshotNode, type TreeNode } from './nodes';
@@ -29,20 +29,41 @@ function machineItem(node: MachineNode): vscode.TreeItem {
   const kind = cloneKind(m);
   const power = m.powerState === 'off' ? '' : powerLabel(m.powerState);
   item.iconPath = machineIcon(m.powerState, kind);
+  const ssh = node.access?.sshPort != null ? vscode.l10n.t('ssh :{0}', node.access.sshPort) : '';
   const parts = [
     kind === 'linked' ? vscode.l10n.t('linked clone') : kind === 'full' ? vscode.l10n.t('full clone') : '',
     power,
+    ssh,
+    node.access?.failure ? vscode.l10n.t('stopped by QEMU') : '',
     plural(m.snapshotCount, vscode.l10n.t('snapshot')),
     node.sizeBytes === undefined ? '' : formatBytes(node.sizeBytes),
     node.isDevMachine ? vscode.l10n.t('dev machine') : '',
   ];
   item.description = parts.filter((p) => p !== '').join(' · ');
+  // No tooltip here: VS Code asks resolveTreeItem for it on hover only while it is undefined, and the hovered
+  // row's tooltip says what only the machine's details know (the cloud image it runs on).
+  return item;
+}
+
+/** A machine row's tooltip; with its details (when hovered), also the cloud image it runs on and its guest user. */
+export function machineTooltip(node: MachineNode, details?: MachineDetails): vscode.MarkdownString {
+  const m = node.machine;
+  const kind = cloneKind(m);
   const t = new vscode.MarkdownString(undefined, true);
   t.appendMarkdown(`$(${machineIcon(m.powerState, kind).id}) **${escape(m.name)}** — ${powerLabel(m.powerState)}\n\n`);
+  if (node.access?.failure) t.appendMarkdown(`$(error) ${escape(node.access.failure)}\n\n`);
   if (m.note) t.appendMarkdown(`${escape(m.note)}\n\n`);
+  const access = node.access;
+  const user = access?.sshUser ?? details?.guest?.user ?? null;
   t.appendMarkdown(
     [
       `${vscode.l10n.t('Kind')}: ${kind === 'plain' ? vscode.l10n.t('machine') : kind === 'linked' ? vscode.l10n.t('linked clone') : vscode.l10n.t('full clone')}`,
+      details?.baseImage ? `${vscode.l10n.t('Base image')}: ${escape(details.baseImage.source)} (sha256 ${details.baseImage.sha256.slice(0, 12)}…)` : '',
+      access?.sshPort != null
+        ? `SSH: \`127.0.0.1:${access.sshPort}\`${user !== null ? ` ${vscode.l10n.t('as')} ${escape(user)}` : ''}`
+        : user !== null
+          ? `${vscode.l10n.t('Guest user')}: ${escape(user)}`
+          : '',
       `${vscode.l10n.t('Created')}: ${formatDate(m.createdAt)}`,
       `${vscode.l10n.t('Snapshots')}: ${m.snapshotCount}`,
       node.sizeBytes === undefined ? '' : `${vscode.l10n.t('Size on disk')}: ${formatBytes(node.sizeBytes)}`,
@@ -53,8 +74,7 @@ function machineItem(node: MachineNode): vscode.TreeItem {
       .filter((l) => l !== '')
       .join('  \n'),
   );
-  item.tooltip = t;
-  return item;
+  return t;
 }
 
 function snapshotItem(node: SnapshotNode): vscode.TreeItem {
