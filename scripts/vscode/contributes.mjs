@@ -49,7 +49,8 @@ const running = 'viewItem =~ /:running:/';
 const paused = 'viewItem =~ /:paused:/';
 const on = 'viewItem =~ /:(running|paused):/';
 // Off (it is started first), or running with SSH and a known user (launched from a cloud image).
-const sshable = 'viewItem =~ /:(off|ssh):/';
+/** A machine launched from a cloud image: its guest user and key are known. */
+const sshable = 'viewItem =~ /:guest:/';
 
 const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
 

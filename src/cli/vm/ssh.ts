@@ -1,10 +1,7 @@
 // `vmsnap vm ssh` and `vmsnap vm ssh-config`: into a running machine with the system ssh, with the machine's own
 // known_hosts (the host key cloud-init was given here), never the user's ~/.ssh/known_hosts.
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Library } from '../../engine/machine';
-import { sshArgs, sshConfigBlock, type SshTarget } from '../../engine/ssh';
+import { sshArgs } from '../../engine/ssh';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { intOption, openLibrary, VM_ARG } from './shared';
@@ -53,23 +50,9 @@ export const vmSshConfigCommand: Command<CliContext> = {
   async run(inv, ctx) {
     const lib = await openLibrary(inv, ctx);
     const one = inv.arg('VM');
-    const blocks = await sshBlocks(lib, one);
-    const text = blocks.map((b) => b.block).join('\n');
-    if (one === undefined) await writeFile(join(lib.dir, 'ssh_config'), text, { mode: 0o600 });
-    emit(ctx, blocks.map((b) => ({ name: b.name, host: b.host, target: b.target })), () => text.trimEnd());
+    const blocks = await lib.sshHostBlocks(one);
+    if (one === undefined) await lib.writeSshConfig();
+    emit(ctx, blocks.map((b) => ({ name: b.name, host: b.host, target: b.target })), () => blocks.map((b) => b.block).join('\n').trimEnd());
     return 0;
   },
 };
-
-async function sshBlocks(lib: Library, one: string | undefined): Promise<{ name: string; host: string; target: SshTarget; block: string }[]> {
-  const names = one !== undefined ? [one] : (await lib.list()).filter((m) => m.powerState !== 'off').map((m) => m.id);
-  const out = [];
-  for (const ref of names) {
-    const m = await lib.show(ref);
-    if (m.guest === null) continue;
-    const target = await lib.sshTarget(ref);
-    const block = sshConfigBlock(m.name, target);
-    out.push({ name: m.name, host: block.split('\n')[0]!.slice('Host '.length), target, block });
-  }
-  return out;
-}

@@ -6,3 +6,4 @@ export { defaultLibraryDir } from './library-dir';
 export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';
 export type { BrokenMachine } from './store';
+export type { SshHostBlock } from './ssh-config';

@@ -16,6 +16,8 @@ import * as machines from './machines';
 import * as power from './power';
 import * as queries from './queries';
 import * as snapshots from './snapshots';
+import * as sshConfig from './ssh-config';
+import type { SshHostBlock } from './ssh-config';
 import { Store, type BrokenMachine } from './store';
 import type {
   CreateFromImageOptions,
@@ -171,6 +173,16 @@ export class Library {
     const target = sshTargetOf(e.folder, e.manifest, status.forwards, options.user);
     if (options.wait !== undefined) await waitForGuestSsh(target, e.manifest, status.serialLog, options.wait);
     return target;
+  }
+
+  /** `Host vmsnap-NAME` blocks of the running machines launched from a cloud image (or of `ref`). */
+  sshHostBlocks(ref?: string): Promise<SshHostBlock[]> {
+    return sshConfig.sshHostBlocks(this.ctx, ref);
+  }
+
+  /** Rewrites `<library>/ssh_config` (for an `Include` line in ~/.ssh/config) and returns its path. */
+  writeSshConfig(): Promise<string> {
+    return sshConfig.writeSshConfig(this.ctx);
   }
 
   /**

@@ -54,6 +54,7 @@ export function summary(e: MachineEntry): MachineSummary {
     snapshotCount: m.snapshots.length,
     current: m.current,
     clonedFrom: m.clonedFrom ? { machineId: m.clonedFrom.machineId, snapshotId: m.clonedFrom.snapshotId, kind: m.clonedFrom.kind } : null,
+    guestUser: m.guest?.user ?? null,
   };
 }
 

@@ -58,6 +58,8 @@ export interface MachineSummary {
   snapshotCount: number;
   current: string | null;
   clonedFrom: ClonedFrom | null;
+  /** The guest user of a machine launched from a cloud image (reachable with `vm ssh`), else null. */
+  guestUser: string | null;
 }
 
 export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snapshotCount'> {

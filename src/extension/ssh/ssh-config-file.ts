@@ -6,7 +6,6 @@ import { rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Library } from '../../engine/machine';
-import { sshConfigBlock } from '../../engine/ssh';
 
 /** The library's SSH config (the CLI's `vm ssh-config` writes the same file). */
 export const LIBRARY_SSH_CONFIG = 'ssh_config';
@@ -18,22 +17,9 @@ export function userSshConfig(): string {
   return join(homedir(), '.ssh', 'config');
 }
 
-/**
- * Rewrites `<library>/ssh_config` with a block for each running machine launched from a cloud image (ports are
- * chosen at each start, so the file follows the running machines, as the CLI's `vm ssh-config` writes it).
- */
-export async function writeLibrarySshConfig(lib: Library): Promise<string> {
-  const blocks: string[] = [];
-  for (const m of await lib.list()) {
-    if (m.powerState === 'off') continue;
-    const details = await lib.show(m.id).catch(() => undefined);
-    if (details?.guest == null) continue;
-    const target = await lib.sshTarget(m.id).catch(() => undefined);
-    if (target !== undefined) blocks.push(sshConfigBlock(details.name, target));
-  }
-  const path = join(lib.dir, LIBRARY_SSH_CONFIG);
-  await replaceFile(path, blocks.join('\n'));
-  return path;
+/** Rewrites `<library>/ssh_config` from the running machines (the engine's, as the CLI's `vm ssh-config` does). */
+export function writeLibrarySshConfig(lib: Library): Promise<string> {
+  return lib.writeSshConfig();
 }
 
 /**

@@ -126,6 +126,7 @@ export function contextValue(node: TreeNode): string {
       flags.push(node.machine.powerState, cloneKind(node.machine));
       if (node.machine.snapshotCount > 0) flags.push('snapshots');
       if (node.isDevMachine) flags.push('dev');
+      if (node.machine.guestUser !== null) flags.push('guest');
       // SSH answers with a known user and key: a machine launched from a cloud image, running.
       if (node.access?.sshUser != null && node.access.sshPort !== null) flags.push('ssh');
       break;
