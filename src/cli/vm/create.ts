@@ -28,10 +28,13 @@ export const vmCreateCommand: Command<CliContext> = {
     { name: 'user', kind: 'value', valueName: 'NAME', description: 'with --from-image: the guest user to create' },
     { name: 'ssh-key', kind: 'value', valueName: 'FILE.pub', description: 'with --from-image: the public key to let in' },
     { name: 'user-data', kind: 'value', valueName: 'FILE', description: 'with --from-image: your own cloud-init user-data' },
+    { name: 'iso', kind: 'value', valueName: 'FILE', description: 'put an ISO image (an installer) in the CD drive: it boots until the disk can' },
   ],
+  choices: [{ flags: ['from-image', 'iso'], required: false }],
   examples: [
     'vmsnap vm create dev --disk-size 20G',
     'vmsnap vm create "Windows 11 test" --cpus 4 --memory 8192',
+    'vmsnap vm create debian --iso debian-12.7.0-amd64-netinst.iso --disk-size 20G',
     'vmsnap vm create dev --from-image https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --disk-size 20G',
   ],
   async run(inv, ctx) {
@@ -45,12 +48,15 @@ export const vmCreateCommand: Command<CliContext> = {
     if (size !== undefined) options.diskSize = parseSize(size, '--disk-size');
     const dir = inv.value('dir');
     if (dir !== undefined) options.dir = dir;
+    const iso = inv.value('iso');
+    if (iso !== undefined) options.iso = iso;
     const lib = await openLibrary(inv, ctx);
     const m = await lib.createMachine(inv.required('NAME'), options);
     emit(ctx, m, () =>
       [
         `Created machine "${m.name}" (id ${shortId(m.id)}, MAC ${m.macAddress}): ${m.cpus} CPUs, ${m.memoryMiB} MiB, a ${formatSize(m.disks[0]?.virtualSize ?? 0)} disk.`,
         `Disk 0: ${m.disks[0]?.path ?? '-'}`,
+        ...(m.iso === null ? [] : [`CD: ${m.iso} (boots until the disk has an operating system; \`vmsnap vm edit "${m.name}" --eject\` takes it out)`]),
       ].join('\n'),
     );
     return 0;

@@ -1,5 +1,6 @@
 // `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
 import { attachConsole, serialLogTail } from '../../engine/runtime';
+import type { MachineStatus } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { openLibrary, VM_ARG } from './shared';
@@ -22,10 +23,15 @@ export const vmStartCommand: Command<CliContext> = {
     const s = await lib.startMachine(vm);
     const moved = s.forwards.filter((f) => f.wanted !== undefined).map((f) => ` Port ${f.wanted} was taken: guest port ${f.guestPort} is on ${f.hostPort} instead.`).join('');
     const ssh = s.ssh === null ? '' : ` SSH on 127.0.0.1 port ${s.ssh.port}.`;
-    emit(ctx, s, () => `Started "${vm}" (QEMU pid ${s.pid ?? '-'}); serial output goes to ${s.serialLog}.${ssh}${moved}`);
-    return 0;
+    emit(ctx, s, () => [`Started "${vm}" (QEMU pid ${s.pid ?? '-'}); serial output goes to ${s.serialLog}.${ssh}${moved}`, ...remarks(s)].join('\n'));
+    return s.failure === null ? 0 : 1;
   },
 };
+
+/** What a start or resume must tell besides "started": how it runs, or why the guest stopped. */
+function remarks(s: MachineStatus): string[] {
+  return [...(s.notice === null ? [] : [`Notice: ${s.notice}`]), ...(s.failure === null ? [] : [`Problem: ${s.failure}`])];
+}
 
 export const vmStopCommand: Command<CliContext> = {
   name: 'stop',
@@ -67,7 +73,7 @@ export const vmResumeCommand: Command<CliContext> = {
     const lib = await openLibrary(inv, ctx);
     const vm = inv.required('VM');
     const s = await lib.resumeMachine(vm);
-    emit(ctx, s, () => `Resumed "${vm}".`);
+    emit(ctx, s, () => [`Resumed "${vm}".`, ...remarks(s)].join('\n'));
     return 0;
   },
 };
@@ -92,6 +98,7 @@ export const vmStatusCommand: Command<CliContext> = {
         ...(s.ssh === null ? [] : [`SSH:         ${s.ssh.user === null ? '' : `${s.ssh.user}@`}${s.ssh.host} port ${s.ssh.port}`]),
         ...s.forwards.filter((f) => f.guestPort !== 22).map((f) => `Forward:     ${f.hostPort} -> guest port ${f.guestPort}`),
         ...(s.failure === null ? [] : [`Problem:     ${s.failure}`]),
+        ...(s.notice === null ? [] : [`Notice:      ${s.notice}`]),
       ].join('\n'),
     );
     return 0;

@@ -4,6 +4,7 @@ import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatSize, formatSizeExact } from '../units';
 import { describeLineage, formatDate, openLibrary, VM_ARG } from './shared';
+import { describeDevices } from './edit';
 
 export const vmShowCommand: Command<CliContext> = {
   name: 'show',
@@ -33,6 +34,8 @@ export const vmShowCommand: Command<CliContext> = {
     ];
     if (m.note !== '') lines.push(`Note:        ${m.note.replace(/\n/g, ' ')}`);
     for (const d of m.disks) lines.push(`Disk ${d.index}:      ${d.path} (${formatSizeExact(d.virtualSize)} virtual)`);
+    lines.push(...describeDevices(m));
+    if (m.kvmFailedAt !== null) lines.push(`Accelerator: TCG (KVM could not run this guest, ${formatDate(m.kvmFailedAt)})`);
     lines.push(
       `Current:     ${parent ? `descends from snapshot "${parent.name}"` : 'descends from no snapshot'}; ${formatSize(m.currentChangedBytes)} changed since, ${formatSize(m.currentSizeBytes)} on disk`,
       `Snapshots:   ${m.snapshots.length === 0 ? 'none' : `${m.snapshots.length}, ${formatSize(m.snapshots.reduce((n, s) => n + s.sizeBytes, 0))} on disk`}`,

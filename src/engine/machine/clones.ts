@@ -63,6 +63,9 @@ export async function clone(ctx: LibraryContext, ref: string, newName: string, o
         // A new instance for cloud-init: its own seed (instance-id, hostname, host key), the same user and keys.
         if (m.guest !== undefined) manifest.guest = await writeGuestAccess(staging, manifest, await guestSetupOf(src.folder, m.guest));
         if (m.forwards !== undefined) manifest.forwards = m.forwards.map((f) => ({ guestPort: f.guestPort }));
+        // The same guest on the same host: the CD drive and a known KVM failure carry over.
+        if (m.cdrom !== undefined) manifest.cdrom = m.cdrom;
+        if (m.kvmFailedAt !== undefined) manifest.kvmFailedAt = m.kvmFailedAt;
         return manifest;
       });
     } catch (err) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { runningPid } from '../runtime';
 import { bytesOnDisk } from './fsutil';
 import { fromImageError, layerAllocatedBytes } from './layer-files';
+import { forwardsOf } from './devices';
 import { directClones } from './lineage';
 import type { SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
@@ -89,5 +90,8 @@ export async function details(e: MachineEntry, all: MachineEntry[]): Promise<Mac
     currentSizeBytes: await sumBytes(disks.map((d) => d.path)),
     guest: e.manifest.guest === undefined ? null : { user: e.manifest.guest.user, hostKey: e.manifest.guest.hostKey },
     baseImage: e.manifest.baseImage === undefined ? null : { sha256: e.manifest.baseImage.sha256, source: e.manifest.baseImage.source },
+    iso: e.manifest.cdrom ?? null,
+    forwards: forwardsOf(e.manifest).map((f) => ({ ...f })),
+    kvmFailedAt: e.manifest.kvmFailedAt ?? null,
   };
 }

@@ -1,6 +1,7 @@
 // Whole machines: create one, import an image as one, edit its settings, delete it (and its linked clones).
 import { join, resolve } from 'node:path';
 import { killMachine, removeRuntimeFiles } from '../runtime';
+import { applyForwardChanges, checkForwardChanges, checkIso } from './devices';
 import { MachineError } from './errors';
 import { machineFolderPath, makeMachineFolder, removeMachineFolder } from './folders';
 import { newId, newMacAddress } from './identity';
@@ -29,10 +30,12 @@ export async function createMachine(ctx: LibraryContext, name: string, options: 
   const displayName = validateName(name, 'machine name');
   const size = validateDiskSize(options.diskSize ?? DEFAULT_DISK_SIZE);
   validateSettings(options);
+  const iso = options.iso === undefined ? undefined : await checkIso(options.iso);
   const all = await ctx.entries();
   const id = newId();
   const top = newLayerName(0);
   const manifest = newManifest(id, displayName, all, options, [{ virtualSize: size, top }]);
+  if (iso !== undefined) manifest.cdrom = iso;
   const folder = await makeMachineFolder(ctx.store, machineFolderPath(ctx.store, displayName, id, options.dir), async (staging) => {
     await createLayer(join(staging, top), size, null);
     step('create machine: disk created');
@@ -67,12 +70,18 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
   const name = changes.name === undefined ? undefined : validateName(changes.name, 'machine name');
   const note = changes.note === undefined ? undefined : validateDescription(changes.note);
   validateSettings(changes);
+  if (changes.forwards !== undefined) checkForwardChanges(changes.forwards);
+  const iso = typeof changes.iso === 'string' ? await checkIso(changes.iso) : changes.iso;
   return ctx.withMachine(ref, 'edit', async (e, all) => {
     const m = cloneManifest(e.manifest);
     if (name !== undefined) m.name = name;
     if (note !== undefined) m.note = note;
     if (changes.cpus !== undefined) m.cpus = changes.cpus;
     if (changes.memoryMiB !== undefined) m.memoryMiB = changes.memoryMiB;
+    // The CD drive and forwards take effect at the next start; a running QEMU keeps what it started with.
+    if (iso === null) delete m.cdrom;
+    else if (iso !== undefined) m.cdrom = iso;
+    if (changes.forwards !== undefined) applyForwardChanges(m, changes.forwards);
     m.revision++;
     await writeManifest(e.folder, m);
     step('edit machine: manifest written');

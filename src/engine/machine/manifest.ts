@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { MachineError } from './errors';
 import { atomicWriteJson } from '../os';
 import { MAC_PATTERN } from './identity';
@@ -38,6 +38,8 @@ export interface SnapshotVmRecord {
   machineType: string;
   accel: 'kvm' | 'tcg';
   qemuVersion: string;
+  /** The ISO that was in the CD-ROM drive (absolute path): the state loads only with it. Absent: no CD drive. */
+  cdrom?: string;
 }
 
 export interface ClonedFromRecord {
@@ -101,8 +103,12 @@ export interface Manifest {
   /** Absent in machines not launched from a cloud image (and in manifests written before these existed). */
   guest?: GuestRecord;
   baseImage?: BaseImageRecord;
-  /** Ports forwarded into the guest besides SSH (which every machine gets). */
+  /** Ports forwarded into the guest besides SSH (which every machine gets); one per guest port. */
   forwards?: ForwardRecord[];
+  /** The ISO in the CD-ROM drive (absolute path, never copied or written), e.g. an installer; absent: none. */
+  cdrom?: string;
+  /** When KVM could not run this guest under the auto accelerator (ISO 8601): it starts with TCG since. */
+  kvmFailedAt?: string;
 }
 
 class Checker {
@@ -286,6 +292,8 @@ export function validateManifest(value: unknown, file: string): Manifest {
   if (o['guest'] !== undefined) m.guest = guestRecord(c, o['guest'], useFile);
   if (o['baseImage'] !== undefined) m.baseImage = baseImageRecord(c, o['baseImage']);
   if (o['forwards'] !== undefined) m.forwards = c.array(o, 'forwards', '').map((f, i) => forwardRecord(c, f, `forwards[${i}]`));
+  if (o['cdrom'] !== undefined) m.cdrom = isoPath(c, o, 'cdrom', '');
+  if (o['kvmFailedAt'] !== undefined) m.kvmFailedAt = c.date(o, 'kvmFailedAt', '');
   return m;
 }
 
@@ -319,6 +327,14 @@ function baseImageRecord(c: Checker, v: unknown): BaseImageRecord {
   return { sha256, format, layer, source: c.string(o, 'source', 'baseImage.', 8192) };
 }
 
+/** An ISO image's absolute path on this computer (one line: QEMU gets it on its command line). */
+function isoPath(c: Checker, o: Record<string, unknown>, key: string, prefix: string): string {
+  const v = c.string(o, key, prefix, 4096);
+  // eslint-disable-next-line no-control-regex
+  if (!isAbsolute(v) || /[\u0000-\u001f]/.test(v)) c.fail(prefix + key, 'must be an absolute path');
+  return v;
+}
+
 function forwardRecord(c: Checker, v: unknown, field: string): ForwardRecord {
   const o = c.object(v, field);
   const guestPort = c.int(o, 'guestPort', `${field}.`, 1, 65535);
@@ -346,7 +362,7 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
   if (accel !== 'kvm' && accel !== 'tcg') c.fail(p + 'accel', 'must be "kvm" or "tcg"');
   const machineType = c.string(o, 'machineType', p, 128);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(machineType)) c.fail(p + 'machineType', 'must be a QEMU machine type such as pc-q35-7.2');
-  return {
+  const vm: SnapshotVmRecord = {
     cpus: c.int(o, 'cpus', p, 1, 1024),
     memoryMiB: c.int(o, 'memoryMiB', p, 1, 16 * 1024 * 1024),
     macAddress,
@@ -354,6 +370,8 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
     accel,
     qemuVersion: c.string(o, 'qemuVersion', p, 128),
   };
+  if (o['cdrom'] !== undefined) vm.cdrom = isoPath(c, o, 'cdrom', p);
+  return vm;
 }
 
 /**

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import {
   isQemuError,
   machineStatus as runtimeStatus,
+  runtimeInfo,
+  watchRunState,
   openConsole as runtimeConsole,
   pauseMachine as runtimePause,
   resumeMachine as runtimeResume,
@@ -16,6 +18,8 @@ import {
   type MachineConfig,
   type RuntimeStatus,
 } from '../runtime';
+import { accelNotice, accelVerdict, DEFAULT_ACCEL_WATCH_MS, shouldWatch, startAccel } from './accelerator';
+import { forwardsOf } from './devices';
 import { MachineError, isMachineError } from './errors';
 import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
@@ -23,13 +27,32 @@ import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from
 import type { MachineEntry } from './store';
 import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
 
-/** Powers the machine on (QEMU runs detached and outlives this process). ALREADY_RUNNING when it runs. */
+/**
+ * Powers the machine on (QEMU runs detached and outlives this process). ALREADY_RUNNING when it runs. Under the
+ * auto accelerator a guest KVM runs is watched for a few seconds: when KVM cannot run it, TCG takes over.
+ */
 export async function startMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
   return ctx.withMachine(ref, 'start', async (e) => {
-    const r = await runtimeCall(() => runtimeStart(machineConfig(e), ctx.qemu));
-    await setPower(e, 'running');
-    return statusOf(r, e.manifest);
+    const r = await runtimeCall(() => runtimeStart(machineConfig(e), { ...ctx.qemu, accel: startAccel(ctx.qemu, e.manifest) }));
+    if (shouldWatch(ctx.qemu, r.info.accel)) {
+      const state = await runtimeCall(() => watchRunState(e.folder, ctx.qemu.accelWatchMs ?? DEFAULT_ACCEL_WATCH_MS, ctx.qemu));
+      if (accelVerdict(ctx.qemu, state, r.info.accel) === 'fall-back') return fallBackToTcg(ctx, e);
+    }
+    const m = await setPower(e, 'running');
+    return statusOf(r, m, r.info.accel, ctx);
   });
+}
+
+/** KVM stopped the guest with an internal error under auto: end that QEMU, remember it, start again with TCG. */
+async function fallBackToTcg(ctx: LibraryContext, e: MachineEntry): Promise<MachineStatus> {
+  await runtimeCall(() => runtimeStop(e.folder, { ...ctx.qemu, force: true }));
+  const m = cloneManifest(e.manifest);
+  m.kvmFailedAt = new Date().toISOString();
+  m.powerState = 'off';
+  m.revision++;
+  const after = { folder: e.folder, manifest: await writeManifest(e.folder, m) };
+  const r = await runtimeCall(() => runtimeStart(machineConfig(after), { ...ctx.qemu, accel: 'tcg' }));
+  return statusOf(r, await setPower(after, 'running'), r.info.accel, ctx);
 }
 
 /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
@@ -50,25 +73,33 @@ export async function stopMachine(ctx: LibraryContext, ref: string, options: Sto
 export async function pauseMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
   return ctx.withMachine(ref, 'pause', async (e) => {
     const r = await runtimeCall(() => runtimePause(e.folder, ctx.qemu));
-    await setPower(e, r.powerState);
-    return statusOf(r, e.manifest);
+    const accel = (await runtimeInfo(e.folder))?.accel ?? null;
+    return statusOf(r, await setPower(e, r.powerState), accel, ctx);
   });
 }
 
+/** Resumes a paused machine; a guest KVM could not run is started again with TCG under auto, else refused. */
 export async function resumeMachine(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
   return ctx.withMachine(ref, 'resume', async (e) => {
+    const before = await runtimeCall(() => runtimeStatus(e.folder, ctx.qemu));
+    const accel = (await runtimeInfo(e.folder))?.accel ?? null;
+    if (accelVerdict(ctx.qemu, before.qemuRunState, accel) === 'fall-back') return fallBackToTcg(ctx, e);
+    if (before.failure !== null) throw new MachineError('RUNTIME_ERROR', `Machine "${e.manifest.name}" cannot resume: ${before.failure}`);
     const r = await runtimeCall(() => runtimeResume(e.folder, ctx.qemu));
-    await setPower(e, r.powerState);
-    return statusOf(r, e.manifest);
+    return statusOf(r, await setPower(e, r.powerState), accel, ctx);
   });
 }
 
-/** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
+/**
+ * The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. A guest KVM
+ * could not run under auto is started again with TCG here too (the start only watches its first seconds).
+ */
 export async function machineStatus(ctx: LibraryContext, ref: string): Promise<MachineStatus> {
   return ctx.withMachine(ref, 'status', async (e) => {
     const r = await runtimeCall(() => runtimeStatus(e.folder, ctx.qemu));
-    await setPower(e, r.powerState);
-    return statusOf(r, e.manifest);
+    const accel = r.pid === null ? null : ((await runtimeInfo(e.folder))?.accel ?? null);
+    if (accelVerdict(ctx.qemu, r.qemuRunState, accel) === 'fall-back') return fallBackToTcg(ctx, e);
+    return statusOf(r, await setPower(e, r.powerState), accel, ctx);
   });
 }
 
@@ -98,7 +129,7 @@ export async function setPower(e: MachineEntry, state: PowerState): Promise<Mani
   return writeManifest(e.folder, m);
 }
 
-function statusOf(r: RuntimeStatus, m: Manifest): MachineStatus {
+function statusOf(r: RuntimeStatus, m: Manifest, accel: 'kvm' | 'tcg' | null, ctx: LibraryContext): MachineStatus {
   const ssh = r.forwards.find((f) => f.guestPort === SSH_GUEST_PORT);
   return {
     powerState: r.powerState,
@@ -108,6 +139,7 @@ function statusOf(r: RuntimeStatus, m: Manifest): MachineStatus {
     startedAt: r.startedAt,
     qemuRunState: r.qemuRunState,
     failure: r.failure,
+    notice: r.pid === null ? null : accelNotice(ctx.qemu, m, accel),
     forwards: r.forwards,
     ssh: ssh === undefined ? null : { host: FORWARD_HOST, port: ssh.hostPort, user: m.guest?.user ?? null },
   };
@@ -125,7 +157,8 @@ export function stateFileName(snapshotId: string): string {
 
 /**
  * What QEMU runs for the machine's current state: its cpus, memory, MAC and every disk's top layer, its id as the
- * SMBIOS UUID, SSH (and the user's forwards) on 127.0.0.1, and the cloud-init seed of a machine from a cloud image.
+ * SMBIOS UUID, SSH (and the user's forwards) on 127.0.0.1, the cloud-init seed of a machine from a cloud image,
+ * and the ISO in its CD-ROM drive.
  */
 export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): MachineConfig {
   return {
@@ -134,6 +167,7 @@ export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): Machin
     memoryMiB: m.memoryMiB,
     disks: m.disks.map((d) => join(e.folder, d.top)),
     macAddress: m.macAddress,
+    ...(m.cdrom === undefined ? {} : { cdrom: m.cdrom }),
   };
 }
 
@@ -143,7 +177,7 @@ function identityConfig(e: MachineEntry, m: Manifest): Pick<MachineConfig, 'fold
     folder: e.folder,
     name: m.name,
     uuid: m.id,
-    forwards: [{ guestPort: SSH_GUEST_PORT }, ...(m.forwards ?? [])],
+    forwards: forwardsOf(m),
     ...(m.guest === undefined ? {} : { seedImage: join(e.folder, SEED_FILE) }),
   };
 }
@@ -158,6 +192,8 @@ export function stateConfig(e: MachineEntry, s: SnapshotRecord, tops: string[]):
     disks: tops.map((t) => join(e.folder, t)),
     macAddress: vm.macAddress,
     machineType: vm.machineType,
+    // The CD drive exactly as saved: a state loads only into the same devices.
+    ...(vm.cdrom === undefined ? {} : { cdrom: vm.cdrom }),
   };
 }
 

@@ -1,4 +1,5 @@
 // Snapshots of one machine: take (off or running), revert to one, rename or describe one, delete one.
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isImageError } from '../qcow2';
 import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
@@ -51,6 +52,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
   return ctx.withMachine(ref, 'revert', async (found, all) => {
     let e = found;
     const target = resolveSnapshot(e.manifest, snapshotRef);
+    await requireStateDevices(e.manifest, target);
     let savedRunning: SnapshotRecord | null = null;
     if (await isRunning(e)) {
       // A running machine's current state is saved with its memory (when asked) before QEMU is ended.
@@ -72,6 +74,11 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
     after.current = target.id;
     after.powerState = 'off';
     after.disks = m.disks.map((d, i) => ({ ...d, top: newTops[i]! }));
+    if (target.stateFile !== null && target.vm !== null) {
+      // The machine comes back with the CD drive it had at the snapshot: the current state has it too.
+      if (target.vm.cdrom === undefined) delete after.cdrom;
+      else after.cdrom = target.vm.cdrom;
+    }
     const tx = await Transaction.start(e.folder, 'revert', after, { created: newTops, obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
     await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, target.layers[i]!), 'revert');
     let committed = await tx.commit();
@@ -153,6 +160,22 @@ export async function deleteSnapshot(ctx: LibraryContext, ref: string, snapshotR
   });
 }
 
+/**
+ * A snapshot's memory state loads only into the devices it was saved with: refuses (before anything changes) a
+ * revert to one saved with an ISO in the CD drive that is gone since.
+ */
+async function requireStateDevices(m: Manifest, target: SnapshotRecord): Promise<void> {
+  const iso = target.stateFile !== null ? target.vm?.cdrom : undefined;
+  if (iso === undefined) return;
+  const st = await stat(iso).catch(() => null);
+  if (st === null || !st.isFile()) {
+    throw new MachineError(
+      'INVALID_ARGUMENT',
+      `Snapshot "${target.name}" of "${m.name}" was taken running with the ISO image ${iso} in its CD drive, which is gone: put that file back to revert to the snapshot with its memory.`,
+    );
+  }
+}
+
 async function takeLocked(e: MachineEntry, name: string, description: string): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
   const { tx, snapshot } = await beginTake(e, name, description);
   return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot };
@@ -189,6 +212,7 @@ async function takeRunningLocked(
     );
     if (r.stateFile !== null) {
       record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
+      if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
     }
     after.powerState = r.resumed ? 'running' : 'paused';
     pauseMs = r.pauseMs;

@@ -74,6 +74,12 @@ export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snap
   guest: { user: string; hostKey: string } | null;
   /** The cloud image its disk is an overlay on (in the library's image cache), else null. */
   baseImage: { sha256: string; source: string } | null;
+  /** The ISO image in its CD-ROM drive (absolute path), else null. */
+  iso: string | null;
+  /** Ports forwarded from 127.0.0.1 into the guest at its next start (SSH first; hostPort absent: any free port). */
+  forwards: { guestPort: number; hostPort?: number }[];
+  /** The machine runs with TCG because KVM could not run its guest (under the auto accelerator), else null. */
+  kvmFailedAt: string | null;
 }
 
 /** A node of the snapshot tree; the current state is a pseudo-node of kind 'current' ("You are here"). */
@@ -113,6 +119,8 @@ export interface CreateMachineOptions {
   note?: string;
   /** Put the machine's folder in this directory instead of the library (registered in the library). */
   dir?: string;
+  /** An ISO image to put in the CD-ROM drive (referenced by absolute path, never copied): it boots until the disk can. */
+  iso?: string;
 }
 
 export interface CreateFromImageOptions extends OperationOptions {
@@ -163,6 +171,10 @@ export interface EditMachineOptions {
   note?: string;
   cpus?: number;
   memoryMiB?: number;
+  /** An ISO image to put in the CD-ROM drive, or null to eject it; effective at the next start. */
+  iso?: string | null;
+  /** Ports to stop forwarding, then forwards to add (one per guest port); effective at the next start. */
+  forwards?: { remove?: number[] | 'all'; add?: { guestPort: number; hostPort?: number }[] };
 }
 
 export interface DeleteMachineOptions {
@@ -212,6 +224,8 @@ export interface MachineStatus {
   qemuRunState: string | null;
   /** Why the guest stopped by itself (e.g. KVM could not run it), one sentence; else null. */
   failure: string | null;
+  /** Something the user should know about how it runs (e.g. KVM could not run it, so TCG does), one sentence; else null. */
+  notice: string | null;
   /** Ports forwarded from 127.0.0.1 into the guest while it runs. */
   forwards: BoundForward[];
   /** Where SSH reaches the guest while it runs (user: null when the machine was not launched from a cloud image). */

@@ -28,6 +28,7 @@ export type {
   StopOptions,
   StopResult,
 } from './qemu';
+export { acceleratorOf, AUTO_ACCEL, isAutoAccel, watchRunState } from './accel';
 export { RUNTIME_FILES, RUNTIME_FILE_NAMES, RUNTIME_LOG_FILE_NAMES, runtimeFiles, type RuntimeFiles } from './files';
 export { anyFreePort, bindForwards, FORWARD_HOST, portIsFree } from './forwards';
 export type { BoundForward, PortForward } from './forwards';

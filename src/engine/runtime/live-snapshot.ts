@@ -55,6 +55,8 @@ export interface RunningSnapshotResult {
   machineType: string;
   accel: 'kvm' | 'tcg';
   qemuVersion: string;
+  /** The ISO in the CD-ROM drive when the state was saved (the state loads only with a CD drive), else null. */
+  cdrom: string | null;
   /** The guest runs again afterwards (false when it was paused before and stays paused). */
   resumed: boolean;
 }
@@ -192,8 +194,8 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion'> {
-  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion };
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom'> {
+  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null };
 }
 
 interface Switchover {

@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { QemuError, isQemuError } from './errors';
 import { RUNTIME_FILES, runtimeFiles, type RuntimeFiles } from './files';
 import { isProcessAlive } from '../os';
+import { acceleratorOf } from './accel';
 import { bindForwards, hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
 import { processArgv, readPid, sleep, StartLock, waitForExit } from './process';
 import { QmpClient, withQmp, type QmpOptions } from './qmp';
@@ -37,6 +38,11 @@ export interface MachineConfig {
   forwards?: PortForward[];
   /** A cloud-init seed volume (raw, read-only), attached after the disks as a virtio disk. */
   seedImage?: string;
+  /**
+   * An ISO image in the CD-ROM drive (absolute path, opened read-only), e.g. an installer. It boots after the
+   * disks: SeaBIOS skips a disk without a boot sector, so the CD boots until an operating system is installed.
+   */
+  cdrom?: string;
 }
 
 export interface QemuOptions {
@@ -46,6 +52,11 @@ export interface QemuOptions {
   accel?: string;
   /** Time-out for QEMU to come up (default 30000 ms). */
   startTimeoutMs?: number;
+  /**
+   * How long the machine layer watches a guest KVM runs under the auto accelerator for KVM's internal error
+   * right after a start (then it falls back to TCG); default 3000 ms. Later failures are caught by a status.
+   */
+  accelWatchMs?: number;
   qmp?: QmpOptions;
 }
 
@@ -93,6 +104,8 @@ export interface RuntimeInfo {
   drives: string[];
   /** Ports forwarded from 127.0.0.1 into the guest. Absent in runtime.json files written before forwards existed. */
   forwards?: BoundForward[];
+  /** The ISO in the CD-ROM drive (absolute path); absent when none (a memory snapshot records it). */
+  cdrom?: string;
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
@@ -100,10 +113,6 @@ const MAX_SERIAL_LOG = 8 * 1024 * 1024;
 
 export function qemuPath(options: QemuOptions = {}): string {
   return options.qemuPath ?? process.env['VMSNAP_QEMU'] ?? 'qemu-system-x86_64';
-}
-
-function accelOf(options: QemuOptions): string {
-  return options.accel ?? process.env['VMSNAP_QEMU_ACCEL'] ?? 'kvm:tcg';
 }
 
 /** QEMU option values separate with commas: a comma inside a value is written twice. */
@@ -117,7 +126,7 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
   const args = [
     '-name', opt(config.name),
     ...(config.uuid === undefined ? [] : ['-uuid', config.uuid]),
-    '-machine', `${opt(config.machineType ?? 'q35')},accel=${opt(accelOf(options))}`,
+    '-machine', `${opt(config.machineType ?? 'q35')},accel=${opt(acceleratorOf(options))}`,
     '-smp', String(config.cpus),
     '-m', `${config.memoryMiB}M`,
     '-nodefaults', '-no-user-config',
@@ -133,6 +142,13 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
     args.push(
       '-drive', `file=${opt(resolve(config.seedImage))},format=raw,if=none,id=seed,readonly=on`,
       '-device', 'virtio-blk-pci,drive=seed,id=seed-dev',
+    );
+  }
+  if (config.cdrom !== undefined) {
+    // q35's AHCI controller (ide.0): an ide-cd reads the ISO with the same device on every accelerator.
+    args.push(
+      '-drive', `file=${opt(resolve(config.cdrom))},format=raw,if=none,id=cd0,media=cdrom,readonly=on`,
+      '-device', `ide-cd,drive=cd0,bus=ide.0,id=cd0-dev,bootindex=${config.disks.length}`,
     );
   }
   // romfile= : no iPXE option ROM (not installed with --no-install-recommends; we never boot from the network).
@@ -357,6 +373,7 @@ async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: St
       argv: [exe, ...args],
       drives: config.disks.map((_, i) => `drive${i}`),
       forwards: options.boundForwards ?? [],
+      ...(config.cdrom === undefined ? {} : { cdrom: resolve(config.cdrom) }),
     };
     await writeFile(files.infoFile, `${JSON.stringify(info, null, 2)}\n`);
     child.unref();

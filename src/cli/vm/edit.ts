@@ -1,0 +1,77 @@
+// `vmsnap vm edit`: a machine's settings: name, note, CPUs, memory, the ISO in its CD drive, its port forwards.
+import type { EditMachineOptions, MachineDetails } from '../../engine/machine';
+import { UsageError, type Command, type Invocation } from '../args';
+import { emit, type CliContext } from '../output';
+import { hardwareOptions, openLibrary, VM_ARG } from './shared';
+
+export const vmEditCommand: Command<CliContext> = {
+  name: 'edit',
+  summary: 'change a machine\'s name, note, CPUs, memory, CD (--iso, --eject) or port forwards; effective at the next start',
+  description: [
+    'Forwards listen on 127.0.0.1 only. --forward takes a comma-separated list of HOSTPORT:GUESTPORT (one forward per',
+    'guest port: a new one replaces the old; 22 sets the SSH port); when HOSTPORT is taken at start, the next free',
+    'port is used and `vm start` says so. --no-forward takes a comma-separated list of guest ports, or all.',
+    'The ISO is used where it is (never copied or written); it boots when the disk has no operating system yet.',
+  ].join('\n'),
+  args: [VM_ARG],
+  flags: [
+    { name: 'name', kind: 'value', valueName: 'NAME', description: 'a new display name' },
+    { name: 'note', kind: 'value', valueName: 'TEXT', description: 'a new free-text note' },
+    { name: 'cpus', kind: 'value', valueName: 'N', description: 'virtual CPUs' },
+    { name: 'memory', kind: 'value', valueName: 'MIB', description: 'memory in MiB' },
+    { name: 'iso', kind: 'value', valueName: 'FILE', description: 'put this ISO image in the CD drive' },
+    { name: 'eject', kind: 'boolean', description: 'take the ISO image out of the CD drive' },
+    { name: 'forward', kind: 'value', valueName: 'HOST:GUEST[,...]', description: 'forward 127.0.0.1:HOST to the guest\'s port GUEST' },
+    { name: 'no-forward', kind: 'value', valueName: 'GUEST[,...]|all', description: 'stop forwarding to these guest ports' },
+  ],
+  choices: [{ flags: ['iso', 'eject'], required: false }],
+  examples: ['vmsnap vm edit dev --memory 4096', 'vmsnap vm edit dev --iso ~/Downloads/debian-12.iso', 'vmsnap vm edit dev --eject', 'vmsnap vm edit dev --forward 8080:80,5433:5432', 'vmsnap vm edit dev --no-forward all'],
+  async run(inv, ctx) {
+    const changes: EditMachineOptions = hardwareOptions(inv);
+    const name = inv.value('name');
+    if (name !== undefined) changes.name = name;
+    const iso = inv.value('iso');
+    if (iso !== undefined) changes.iso = iso;
+    if (inv.flag('eject')) changes.iso = null;
+    const add = inv.value('forward');
+    const remove = inv.value('no-forward');
+    if (add !== undefined || remove !== undefined) {
+      changes.forwards = {
+        ...(remove === undefined ? {} : { remove: remove.trim() === 'all' ? ('all' as const) : portList(inv, remove) }),
+        ...(add === undefined ? {} : { add: forwardList(inv, add) }),
+      };
+    }
+    if (Object.keys(changes).length === 0) throw new UsageError('Nothing to change: give at least one of the options.', inv.path);
+    const lib = await openLibrary(inv, ctx);
+    const ref = inv.required('VM');
+    const m = await lib.editMachine(ref, changes);
+    emit(ctx, m, () => [`Changed "${m.name}".`, ...describeDevices(m), ...(m.powerState === 'off' ? [] : ['The CD drive and forwards change at the next start.'])].join('\n'));
+    return 0;
+  },
+};
+
+/** "CD: FILE" and "Forward: 8080 -> guest port 80" lines, as `vm edit` and `vm show` print them. */
+export function describeDevices(m: MachineDetails): string[] {
+  return [
+    `CD:          ${m.iso ?? 'empty'}`,
+    ...m.forwards.map((f) => `Forward:     127.0.0.1:${f.hostPort ?? 'any free port'} -> guest port ${f.guestPort}${f.guestPort === 22 ? ' (SSH)' : ''}`),
+  ];
+}
+
+function port(inv: Invocation, text: string, what: string): number {
+  const t = text.trim();
+  if (!/^\d{1,5}$/.test(t) || Number(t) < 1 || Number(t) > 65535) throw new UsageError(`${what} "${text}" is not a port from 1 to 65535.`, inv.path);
+  return Number(t);
+}
+
+function forwardList(inv: Invocation, text: string): { guestPort: number; hostPort: number }[] {
+  return text.split(',').map((item) => {
+    const parts = item.split(':');
+    if (parts.length !== 2) throw new UsageError(`--forward "${item}" is not HOSTPORT:GUESTPORT (e.g. 8080:80).`, inv.path);
+    return { hostPort: port(inv, parts[0]!, '--forward host port'), guestPort: port(inv, parts[1]!, '--forward guest port') };
+  });
+}
+
+function portList(inv: Invocation, text: string): number[] {
+  return text.split(',').map((p) => port(inv, p, '--no-forward'));
+}
