@@ -2,32 +2,10 @@
 export * from './errors';
 export { QmpClient, withQmp } from './qmp';
 export type { QmpEvent, QmpGreeting, QmpOptions } from './qmp';
-export {
-  connectMachine,
-  killMachine,
-  machineStatus,
-  pauseMachine,
-  qemuArgs,
-  qemuPath,
-  qemuWords,
-  removeRuntimeFiles,
-  resumeMachine,
-  runningPid,
-  runtimeInfo,
-  startMachine,
-  stopMachine,
-} from './qemu';
-export type {
-  MachineConfig,
-  QemuOptions,
-  RuntimeInfo,
-  RuntimePowerState,
-  RuntimeStatus,
-  StartOptions,
-  StartResult,
-  StopOptions,
-  StopResult,
-} from './qemu';
+export { machineStatus, qemuArgs, qemuPath, runningPid, runtimeInfo, runStateFailure } from './qemu';
+export type { MachineConfig, QemuOptions, RuntimeInfo, RuntimePowerState, RuntimeStatus, StartOptions } from './qemu';
+export { qemuWords, startMachine, type StartResult } from './start';
+export { connectMachine, killMachine, pauseMachine, removeRuntimeFiles, resumeMachine, stopMachine, type StopOptions, type StopResult } from './control';
 export { acceleratorOf, AUTO_ACCEL, isAutoAccel, watchRunState } from './accel';
 export { RUNTIME_FILES, RUNTIME_FILE_NAMES, RUNTIME_LOG_FILE_NAMES, runtimeFiles, type RuntimeFiles } from './files';
 export { anyFreePort, bindForwards, FORWARD_HOST, portIsFree } from './forwards';

@@ -19,19 +19,9 @@ import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
 import { runtimeFiles } from './files';
 import type { QmpClient } from './qmp';
-import {
-  connectMachine,
-  machineStatus,
-  qemuWords,
-  runtimeInfo,
-  shellQuote,
-  startMachine,
-  stopMachine,
-  type MachineConfig,
-  type QemuOptions,
-  type RuntimeInfo,
-  type StartResult,
-} from './qemu';
+import { connectMachine, stopMachine } from './control';
+import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
+import { qemuWords, startMachine, type StartResult } from './start';
 
 export interface RunningSnapshotRequest {
   /** Where each disk's new top layer goes, in disk order (created here; they must not exist). */

@@ -1,20 +1,15 @@
-// One QEMU process per machine folder: start it from a machine's description, find it again after our process
-// restarts (pidfile + QMP), pause, resume and stop it.
-//
-// The files it keeps in the machine folder are named in ./files.ts.
-// QEMU is spawned detached (its own session, stdio to qemu.log) instead of -daemonize, so errors after start
-// (a failed incoming migration) are not lost to /dev/null; it survives the CLI exiting all the same.
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { QemuError, isQemuError } from './errors';
-import { RUNTIME_FILES, runtimeFiles, type RuntimeFiles } from './files';
+// QEMU for one machine folder: the command line a machine's description gives, and its status found again after
+// our process restarts (pidfile + QMP). Starting is in ./start.ts, pausing and stopping in ./control.ts; the files
+// it keeps in the machine folder are named in ./files.ts.
+import { readFile, unlink } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { isProcessAlive } from '../os';
 import { acceleratorOf } from './accel';
-import { bindForwards, hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
-import { processArgv, readPid, sleep, StartLock, waitForExit } from './process';
-import { QmpClient, withQmp, type QmpOptions } from './qmp';
+import { QemuError, isQemuError } from './errors';
+import { runtimeFiles, type RuntimeFiles } from './files';
+import { hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
+import { processArgv, readPid } from './process';
+import { withQmp, type QmpOptions } from './qmp';
 
 export type RuntimePowerState = 'running' | 'paused' | 'off';
 
@@ -109,7 +104,7 @@ export interface RuntimeInfo {
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
-const MAX_SERIAL_LOG = 8 * 1024 * 1024;
+export const MAX_SERIAL_LOG = 8 * 1024 * 1024;
 
 export function qemuPath(options: QemuOptions = {}): string {
   return options.qemuPath ?? process.env['VMSNAP_QEMU'] ?? 'qemu-system-x86_64';
@@ -186,7 +181,7 @@ function validateConfig(config: MachineConfig): void {
 
 // ---- status ----------------------------------------------------------------------------------------------
 
-async function readInfo(files: RuntimeFiles): Promise<RuntimeInfo | null> {
+export async function readInfo(files: RuntimeFiles): Promise<RuntimeInfo | null> {
   try {
     return JSON.parse(await readFile(files.infoFile, 'utf8')) as RuntimeInfo;
   } catch {
@@ -205,7 +200,7 @@ export async function runtimeInfo(folder: string): Promise<RuntimeInfo | null> {
  * The pid of the QEMU serving this folder, or null. A pid whose process is gone, or (on Linux) is some other
  * program that reused the number, does not count.
  */
-async function livePid(files: RuntimeFiles): Promise<number | null> {
+export async function livePid(files: RuntimeFiles): Promise<number | null> {
   const pid = (await readPid(files.pidFile)) ?? (await readInfo(files))?.pid ?? null;
   if (pid === null || !isProcessAlive(pid)) return null;
   const argv = processArgv(pid);
@@ -219,7 +214,7 @@ export async function runningPid(folder: string): Promise<number | null> {
 }
 
 /** Removes what a QEMU that is gone left behind (QEMU removes them itself when it quits cleanly). */
-async function cleanStale(files: RuntimeFiles): Promise<void> {
+export async function cleanStale(files: RuntimeFiles): Promise<void> {
   const starter = await readPid(files.startLock);
   if (starter !== null && isProcessAlive(starter)) return; // a start in progress owns these files
   for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket]) await unlink(f).catch(() => {});
@@ -266,269 +261,4 @@ export function runStateFailure(runState: string | null, info: RuntimeInfo | nul
   }
   if (runState === 'guest-panicked') return 'The guest operating system crashed (kernel panic); stop and start the machine.';
   return null;
-}
-
-// ---- start ----------------------------------------------------------------------------------------------
-
-export interface StartResult extends RuntimeStatus {
-  info: RuntimeInfo;
-  /** Milliseconds from spawning QEMU until QMP answered. */
-  startMs: number;
-}
-
-/** Starts QEMU for the machine; refuses when one already runs for the folder (in any process). */
-export async function startMachine(config: MachineConfig, options: StartOptions = {}): Promise<StartResult> {
-  const files = runtimeFiles(config.folder);
-  const lock = await StartLock.acquire(files.startLock, `Machine "${config.name}"`);
-  try {
-    const pid = await livePid(files);
-    if (pid !== null) {
-      throw new QemuError('ALREADY_RUNNING', `Machine "${config.name}" is already running (QEMU pid ${pid}); stop it first.`);
-    }
-    for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket]) await unlink(f).catch(() => {});
-    if (dirname(files.qmpSocket) !== files.folder) await mkdir(dirname(files.qmpSocket), { recursive: true, mode: 0o700 });
-    await rotateSerialLog(files);
-    return await spawnWithForwards(config, files, options);
-  } finally {
-    await lock.release();
-  }
-}
-
-async function rotateSerialLog(files: RuntimeFiles): Promise<void> {
-  const size = await stat(files.serialLog).then((s) => s.size, () => 0);
-  if (size > MAX_SERIAL_LOG) await rename(files.serialLog, join(files.folder, RUNTIME_FILES.serialLogRotated)).catch(() => {});
-}
-
-/** QEMU refuses to start when a forwarded host port was taken between our check and its bind: pick others, 3 times. */
-async function spawnWithForwards(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {
-  const forwards = config.forwards ?? [];
-  const taken = new Set<number>();
-  for (let attempt = 0; ; attempt++) {
-    const boundForwards = await bindForwards(forwards, taken);
-    try {
-      return await spawnQemu(config, files, { ...options, boundForwards });
-    } catch (e) {
-      const port = isQemuError(e) && e.code === 'PORT_TAKEN' ? e.port : null;
-      if (port === null || attempt === 2) throw e;
-      taken.add(port);
-    }
-  }
-}
-
-async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {
-  const exe = qemuPath(options);
-  const args = qemuArgs(config, files, options);
-  const logStart = await stat(files.qemuLog).then((s) => s.size, () => 0);
-  let logFd: number;
-  try {
-    logFd = openSync(files.qemuLog, 'a');
-    writeSync(logFd, `--- ${new Date().toISOString()} ${exe} ${args.join(' ')}\n`);
-  } catch (e) {
-    throw new QemuError('IO_ERROR', `Cannot write ${files.qemuLog}: ${(e as Error).message}`, { cause: e });
-  }
-  const t0 = performance.now();
-  const child = spawn(exe, args, { cwd: files.folder, detached: true, stdio: ['ignore', logFd, logFd] });
-  closeSync(logFd);
-  // Set from the child's events while we poll for QMP.
-  const seen: { exited: boolean; error: NodeJS.ErrnoException | null } = { exited: false, error: null };
-  child.on('exit', () => (seen.exited = true));
-  child.on('error', (e) => (seen.error = e));
-  const deadline = Date.now() + (options.startTimeoutMs ?? 30000);
-  let qmp: QmpClient | null = null;
-  try {
-    while (qmp === null) {
-      if (seen.error !== null) {
-        const err = seen.error;
-        throw err.code === 'ENOENT'
-          ? new QemuError('QEMU_NOT_FOUND', `${exe} is not installed: install Debian's qemu-system-x86 (apt-get install --no-install-recommends qemu-system-x86) or set VMSNAP_QEMU to its path.`)
-          : new QemuError('START_FAILED', `Cannot run ${exe}: ${err.message}`, { cause: err });
-      }
-      if (seen.exited) throw await startFailure(config, files, logStart);
-      if (Date.now() > deadline) throw new QemuError('TIMEOUT', `QEMU did not come up for machine "${config.name}" within ${options.startTimeoutMs ?? 30000} ms; see ${files.qemuLog}.`);
-      try {
-        qmp = await QmpClient.connect(files.qmpSocket, { connectTimeoutMs: 5000, ...options.qmp });
-      } catch (e) {
-        if (!isQemuError(e)) throw e;
-        await sleep(5); // the socket does not exist yet, or QEMU is still initialising
-      }
-    }
-    const startMs = performance.now() - t0;
-    const pid = child.pid ?? (await readPid(files.pidFile));
-    if (pid === null || pid === undefined) throw new QemuError('START_FAILED', `QEMU started for machine "${config.name}" but reported no pid.`);
-    const [runState, kvm, type] = await Promise.all([
-      qmp.execute<{ status: string }>('query-status'),
-      qmp.execute<{ enabled: boolean }>('query-kvm'),
-      qmp.execute<string>('qom-get', { path: '/machine', property: 'type' }),
-    ]);
-    const v = qmp.greeting.version;
-    const info: RuntimeInfo = {
-      pid,
-      startedAt: new Date().toISOString(),
-      qemuPath: exe,
-      accel: kvm.enabled ? 'kvm' : 'tcg',
-      machineType: type.replace(/-machine$/, ''),
-      qemuVersion: `${v.major}.${v.minor}.${v.micro}`,
-      qmpSocket: files.qmpSocket,
-      consoleSocket: files.consoleSocket,
-      argv: [exe, ...args],
-      drives: config.disks.map((_, i) => `drive${i}`),
-      forwards: options.boundForwards ?? [],
-      ...(config.cdrom === undefined ? {} : { cdrom: resolve(config.cdrom) }),
-    };
-    await writeFile(files.infoFile, `${JSON.stringify(info, null, 2)}\n`);
-    child.unref();
-    return {
-      powerState: runState.status === 'running' ? 'running' : 'paused',
-      pid,
-      serialLog: files.serialLog,
-      consoleSocket: files.consoleSocket,
-      startedAt: info.startedAt,
-      qemuRunState: runState.status,
-      forwards: info.forwards ?? [],
-      failure: runStateFailure(runState.status, info),
-      info,
-      startMs,
-    };
-  } catch (e) {
-    // QEMU that quits right after greeting (e.g. a state it cannot load) drops QMP: report its own words.
-    const died = isQemuError(e) && e.code === 'QMP_UNAVAILABLE' && child.pid !== undefined && (await waitForExit(child.pid, 3000));
-    if (!died && !seen.exited && child.pid !== undefined) {
-      child.kill('SIGKILL');
-      await waitForExit(child.pid, 5000);
-    }
-    await cleanStale(files).catch(() => {});
-    throw died ? await startFailure(config, files, logStart) : e;
-  } finally {
-    qmp?.close();
-  }
-}
-
-/** What QEMU said (in qemu.log) since its last start, warnings left out; '' when it said nothing. */
-export async function qemuWords(folder: string, from?: number): Promise<string> {
-  const log = await readFile(runtimeFiles(folder).qemuLog, 'utf8').catch(() => '');
-  const section = from !== undefined ? log.slice(from) : log.slice(Math.max(0, log.lastIndexOf('\n--- ') + 1));
-  return section
-    .split('\n')
-    .filter((l) => l.trim() && !l.startsWith('--- '))
-    .map((l) => l.replace(/^qemu-system-\w+: /, ''))
-    .filter((l) => !/^warning:/i.test(l))
-    .join(' ')
-    .trim();
-}
-
-/** Turns QEMU's own words into an error the user can act on. */
-async function startFailure(config: MachineConfig, files: RuntimeFiles, logStart: number): Promise<QemuError> {
-  const said = await qemuWords(files.folder, logStart);
-  if (/Cannot lock pid file/i.test(said)) {
-    return new QemuError('ALREADY_RUNNING', `Machine "${config.name}" is already running in another QEMU process; stop it first.`);
-  }
-  const fwd = /Could not set up host forwarding rule 'tcp:[\d.]*:(\d+)-/i.exec(said);
-  if (fwd !== null) {
-    return new QemuError('PORT_TAKEN', `Port ${fwd[1]} on 127.0.0.1 is taken by another program; machine "${config.name}" could not forward it.`, { port: Number(fwd[1]) });
-  }
-  if (/Failed to get "?(write|shared)"? lock/i.test(said)) {
-    return new QemuError('IMAGE_IN_USE', `A disk of machine "${config.name}" is in use by another program (${said}); close it and try again.`);
-  }
-  return new QemuError('START_FAILED', `QEMU could not start machine "${config.name}": ${said || `it exited; see ${files.qemuLog}`}.`);
-}
-
-// ---- pause, resume, stop --------------------------------------------------------------------------------
-
-/** Connects to the running machine's QMP, or throws NOT_RUNNING. */
-export async function connectMachine(folder: string, options: QemuOptions = {}): Promise<QmpClient> {
-  const files = runtimeFiles(folder);
-  const pid = await livePid(files);
-  if (pid === null) {
-    await cleanStale(files);
-    throw new QemuError('NOT_RUNNING', `The machine in ${files.folder} is not running; start it first.`);
-  }
-  return QmpClient.connect(files.qmpSocket, options.qmp);
-}
-
-async function withMachine<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
-  const qmp = await connectMachine(folder, options);
-  try {
-    return await fn(qmp);
-  } finally {
-    qmp.close();
-  }
-}
-
-export async function pauseMachine(folder: string, options: QemuOptions = {}): Promise<RuntimeStatus> {
-  await withMachine(folder, options, (qmp) => qmp.execute('stop'));
-  return machineStatus(folder, options);
-}
-
-export async function resumeMachine(folder: string, options: QemuOptions = {}): Promise<RuntimeStatus> {
-  await withMachine(folder, options, (qmp) => qmp.execute('cont'));
-  return machineStatus(folder, options);
-}
-
-export interface StopOptions extends QemuOptions {
-  /** Skip the ACPI power button: quit QEMU at once (like pulling the plug; QEMU still flushes its images). */
-  force?: boolean;
-  /** How long the guest gets to shut down after the ACPI power button (default 60000 ms). */
-  powerdownTimeoutMs?: number;
-}
-
-export interface StopResult {
-  /** How the process ended: the guest shut down, QEMU quit, or it was killed; 'already-off' when nothing ran. */
-  method: 'already-off' | 'acpi' | 'quit' | 'kill';
-  ms: number;
-}
-
-/**
- * Powers the machine off: the ACPI power button and up to `powerdownTimeoutMs` for the guest to shut down,
- * then QMP `quit`, then SIGKILL. A paused machine is resumed first so its guest can see the button.
- */
-export async function stopMachine(folder: string, options: StopOptions = {}): Promise<StopResult> {
-  const files = runtimeFiles(folder);
-  const t0 = performance.now();
-  const pid = await livePid(files);
-  if (pid === null) {
-    await cleanStale(files);
-    return { method: 'already-off', ms: 0 };
-  }
-  const done = async (method: StopResult['method']): Promise<StopResult> => {
-    await cleanStale(files);
-    return { method, ms: performance.now() - t0 };
-  };
-  let qmp: QmpClient | null = null;
-  try {
-    qmp = await QmpClient.connect(files.qmpSocket, { connectTimeoutMs: 5000, ...options.qmp });
-  } catch (e) {
-    if (!isQemuError(e)) throw e; // QMP unreachable: fall through to the signal
-  }
-  try {
-    if (qmp !== null && !options.force) {
-      const state = await qmp.execute<{ status: string }>('query-status');
-      if (state.status !== 'running') await qmp.execute('cont').catch(() => {});
-      await qmp.execute('system_powerdown');
-      if (await waitForExit(pid, options.powerdownTimeoutMs ?? 60000)) return await done('acpi');
-    }
-    if (qmp !== null && !qmp.closed) {
-      await qmp.execute('quit', undefined, 5000).catch(() => {}); // the reply may race the socket closing
-      if (await waitForExit(pid, 10000)) return await done('quit');
-    }
-    process.kill(pid, 'SIGKILL');
-    if (!(await waitForExit(pid, 10000))) {
-      throw new QemuError('TIMEOUT', `QEMU (pid ${pid}) did not end after SIGKILL; check the process and try again.`);
-    }
-    return await done('kill');
-  } finally {
-    qmp?.close();
-  }
-}
-
-/** Ends QEMU before its machine folder is deleted (force: the disks are about to go). */
-export async function killMachine(folder: string, options: QemuOptions = {}): Promise<StopResult> {
-  return stopMachine(folder, { ...options, force: true });
-}
-
-/** Removes the runtime files of a machine that is off (for a machine's deletion); refuses while it runs. */
-export async function removeRuntimeFiles(folder: string): Promise<void> {
-  const files = runtimeFiles(folder);
-  if ((await livePid(files)) !== null) throw new QemuError('ALREADY_RUNNING', `The machine in ${files.folder} is running; stop it first.`);
-  await cleanStale(files);
-  await rm(files.startLock, { force: true });
 }

@@ -10,15 +10,7 @@ import { runningTops, snapshotRunning, startFromState } from '../../../src/engin
 import { isProcessAlive } from '../../../src/engine/os';
 import { runtimeFiles } from '../../../src/engine/runtime/files';
 import { withQmp } from '../../../src/engine/runtime/qmp';
-import {
-  machineStatus,
-  pauseMachine,
-  resumeMachine,
-  runningPid,
-  startMachine,
-  stopMachine,
-  type MachineConfig,
-} from '../../../src/engine/runtime/qemu';
+import { machineStatus, pauseMachine, resumeMachine, runningPid, startMachine, stopMachine, type MachineConfig } from '../../../src/engine/runtime';
 import { Qcow2Image } from '../../../src/engine/qcow2/image';
 import { qemuCheck, qemuInfo, run, scratchDir } from '../../support/qemu';
 import { ACCEL, countsSince, last, logSize, Machines, requireQemu, waitForCounts } from '../../support/guest-machines';

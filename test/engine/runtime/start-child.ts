@@ -1,5 +1,5 @@
 // Run by the orphan test in its own Node process: starts a machine, prints QEMU's pid, then waits to be killed.
-import { startMachine, type MachineConfig } from '../../../src/engine/runtime/qemu';
+import { startMachine, type MachineConfig } from '../../../src/engine/runtime';
 
 const [configJson, accel] = process.argv.slice(2);
 startMachine(JSON.parse(configJson ?? '{}') as MachineConfig, accel === undefined ? {} : { accel }).then(
