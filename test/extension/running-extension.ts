@@ -29,7 +29,8 @@ export async function useFreshLibrary(api: TestHandle): Promise<{ dir: string; l
     dir,
     lib,
     async dispose() {
-      await rm(dir, { recursive: true, force: true });
+      // The extension may still be asking a machine's status (a lock file comes and goes): retry a busy folder.
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
 }
