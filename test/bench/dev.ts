@@ -31,7 +31,8 @@ export async function devSection(workDir: string): Promise<BenchRow[]> {
     const t0 = performance.now();
     await lib.createFromImage('dev', image, { memoryMiB: 1024, diskSize: 4 * 1024 ** 3 });
     await lib.startMachine('dev');
-    const target = await lib.sshTarget('dev', { wait: { timeoutMs: 600_000 } });
+    // A revert starts a new QEMU, with the SSH forward on a new port: the target is asked for again after each.
+    let target = await lib.sshTarget('dev', { wait: { timeoutMs: 600_000 } });
     ssh(target, 'true');
     const firstBoot = performance.now() - t0;
     rows.push({ operation: `dev (${ACCEL}): create from image until SSH logs in (first boot, cloud-init)`, oursMs: firstBoot, qemuMs: null });
@@ -49,9 +50,9 @@ export async function devSection(workDir: string): Promise<BenchRow[]> {
       ssh(target, 'sudo rm -rf /usr/share/doc');
       const t2 = performance.now();
       await lib.revert('dev', snap.id, { discardCurrent: true });
-      const back = await lib.sshTarget('dev');
-      await waitForSsh(back.host, back.port, { timeoutMs: 120_000, retryDelayMs: 20 });
-      ssh(back, 'test -d /usr/share/doc');
+      target = await lib.sshTarget('dev');
+      await waitForSsh(target.host, target.port, { timeoutMs: 120_000, retryDelayMs: 20 });
+      ssh(target, 'test -d /usr/share/doc');
       reverts.push(performance.now() - t2);
       console.log(`  run ${i + 1}: paused ${Math.round(snap.pauseMs)} ms, take ${Math.round(takes[i]!)} ms, revert to SSH ${Math.round(reverts[i]!)} ms`);
     }

@@ -168,4 +168,25 @@ describe('cli: vm create --iso, vm edit --iso/--eject/--forward/--no-forward (QE
     await ok(['vm', 'edit', 'net', '--no-forward', 'all']);
     assert.deepEqual((await json<{ forwards: { guestPort: number }[] }>(['vm', 'show', 'net'])).forwards, [{ guestPort: 22 }]);
   });
+
+  it('keeps the SSH port of the last start, so an SSH session or a Remote-SSH window finds the machine again', async () => {
+    await ok(['vm', 'create', 'keep', '--disk-size', '16M', '--cpus', '1', '--memory', '64']);
+    await ok(['vm', 'start', 'keep']);
+    const first = (await json<{ ssh: { port: number } }>(['vm', 'status', 'keep'])).ssh.port;
+    await ok(['vm', 'stop', 'keep', '--force']);
+    const again = await ok(['vm', 'start', 'keep']);
+    assert.equal((await json<{ ssh: { port: number } }>(['vm', 'status', 'keep'])).ssh.port, first);
+    assert.doesNotMatch(again.stdout, /was taken/);
+    await ok(['vm', 'stop', 'keep', '--force']);
+    // Taken meanwhile by another program: another port, without a word (nobody asked for that one).
+    const holder = await occupy(first);
+    try {
+      const moved = await ok(['vm', 'start', 'keep']);
+      assert.notEqual((await json<{ ssh: { port: number } }>(['vm', 'status', 'keep'])).ssh.port, first);
+      assert.doesNotMatch(moved.stdout, /was taken/);
+      await ok(['vm', 'stop', 'keep', '--force']);
+    } finally {
+      holder.close();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 // The files the runtime keeps in a machine folder, named here and nowhere else (all removed when the machine is
-// off, except the logs).
+// off, except the logs and the last forwarded ports).
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,11 @@ export const RUNTIME_FILES = {
   serialLogRotated: 'serial.log.1',
   /** QEMU's own messages (its stderr), e.g. why a start or a state load failed. */
   qemuLog: 'qemu.log',
+  /**
+   * The host ports the forwards had at the last start: the next start (a revert too) takes them again when they
+   * are free, so an SSH session or a Remote-SSH window finds the machine where it was.
+   */
+  lastPorts: 'ports.json',
 } as const;
 
 /** Every file name the runtime may leave in a machine folder. */

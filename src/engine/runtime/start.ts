@@ -48,19 +48,42 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
   }
 }
 
+async function readLastPorts(file: string): Promise<Map<number, number>> {
+  try {
+    const list = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    const ports = new Map<number, number>();
+    if (Array.isArray(list)) {
+      for (const f of list as { guestPort?: unknown; hostPort?: unknown }[]) {
+        if (Number.isInteger(f?.guestPort) && Number.isInteger(f?.hostPort)) ports.set(f.guestPort as number, f.hostPort as number);
+      }
+    }
+    return ports;
+  } catch {
+    return new Map();
+  }
+}
+
 async function rotateSerialLog(files: RuntimeFiles): Promise<void> {
   const size = await stat(files.serialLog).then((s) => s.size, () => 0);
   if (size > MAX_SERIAL_LOG) await rename(files.serialLog, join(files.folder, RUNTIME_FILES.serialLogRotated)).catch(() => {});
 }
 
-/** QEMU refuses to start when a forwarded host port was taken between our check and its bind: pick others, 3 times. */
+/**
+ * Binds the forwards (a port without a wanted one takes the one it had last time when free) and starts QEMU.
+ * QEMU refuses to start when a forwarded port was taken between our check and its bind: pick others, 3 times.
+ */
 async function spawnWithForwards(config: MachineConfig, files: RuntimeFiles, options: StartOptions): Promise<StartResult> {
-  const forwards = config.forwards ?? [];
+  const lastFile = join(files.folder, RUNTIME_FILES.lastPorts);
+  const last = await readLastPorts(lastFile);
+  const forwards = (config.forwards ?? []).map((f) => (f.hostPort === undefined && last.has(f.guestPort) ? { ...f, hostPort: last.get(f.guestPort)!, lastTime: true } : f));
   const taken = new Set<number>();
   for (let attempt = 0; ; attempt++) {
-    const boundForwards = await bindForwards(forwards, taken);
+    // A port it had last time is a preference, not a wish the user made: another one is not worth a word.
+    const boundForwards = (await bindForwards(forwards, taken)).map((b, i) => ('lastTime' in forwards[i]! ? { guestPort: b.guestPort, hostPort: b.hostPort } : b));
     try {
-      return await spawnQemu(config, files, { ...options, boundForwards });
+      const started = await spawnQemu(config, files, { ...options, boundForwards });
+      await writeFile(lastFile, `${JSON.stringify(boundForwards.map((b) => ({ guestPort: b.guestPort, hostPort: b.hostPort })))}\n`).catch(() => {});
+      return started;
     } catch (e) {
       const port = isQemuError(e) && e.code === 'PORT_TAKEN' ? e.port : null;
       if (port === null || attempt === 2) throw e;
