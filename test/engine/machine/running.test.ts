@@ -7,7 +7,7 @@ import { buildSync } from 'esbuild';
 import { join } from 'node:path';
 import { Library, isMachineError, type MachineDetails } from '../../../src/engine/machine';
 import { validateManifest } from '../../../src/engine/machine/manifest';
-import { machineStatus as runtimeStatus, runningPid, runningTops, stopMachine } from '../../../src/engine/runtime';
+import { machineStatus as runtimeStatus, runningPid, runningTops, RUNTIME_FILE_NAMES, stopMachine } from '../../../src/engine/runtime';
 import { qemuCheck, scratchDir } from '../../support/qemu';
 import { writeCountingGuest } from '../../support/counting-guest';
 import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
@@ -145,8 +145,7 @@ describe('machine library: running machines (QEMU, TCG)', function () {
       assert.deepEqual(await runningTops(m.folder), d.disks.map((x) => x.path), `step ${n}: QEMU writes into the manifest's tops`);
       const manifest = JSON.parse(readFileSync(join(m.folder, 'machine.json'), 'utf8')) as { disks: { top: string }[]; snapshots: { layers: string[]; stateFile: string | null }[] };
       const known = new Set(['machine.json', ...manifest.disks.map((x) => x.top), ...manifest.snapshots.flatMap((x) => [...x.layers, ...(x.stateFile === null ? [] : [x.stateFile])])]);
-      const runtime = /^(qemu\.pid|runtime\.json|qmp\.sock|console\.sock|serial\.log(\.1)?|qemu\.log)$/;
-      const leftovers = readdirSync(m.folder).filter((f) => !known.has(f) && !runtime.test(f) && !f.endsWith('.lock'));
+      const leftovers = readdirSync(m.folder).filter((f) => !known.has(f) && !RUNTIME_FILE_NAMES.includes(f) && !f.endsWith('.lock'));
       assert.deepEqual(leftovers, [], `step ${n}: leftovers`);
     }
     assert.ok(completed, `the snapshot did not complete within 30 steps: ${outcomes.join(' ')}`);
