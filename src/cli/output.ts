@@ -1,6 +1,16 @@
 // Where a command's results go: lines for people, or exactly one JSON document for programs, and a progress line.
 import type { OperationOptions } from '../engine/qcow2';
 
+// Control characters (newline and tab kept) and text-direction overrides: a name from a hand-edited file must not
+// drive the terminal (ESC sequences) or reorder what is shown.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu;
+
+/** Text with every unprintable character shown as a \u escape (newline and tab kept). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export interface TextSink {
   write(text: string): unknown;
   isTTY?: boolean;
@@ -32,7 +42,8 @@ export class Output {
   print(text: string): void {
     if (this.json) return;
     this.clearProgress();
-    this.io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    const safe = printable(text);
+    this.io.stdout.write(safe.endsWith('\n') ? safe : `${safe}\n`);
   }
 
   /** The JSON document; only under --json, and only once. */
@@ -50,7 +61,7 @@ export class Output {
   /** One readable sentence on stderr (errors, warnings, cancellation). */
   error(sentence: string): void {
     this.clearProgress();
-    this.io.stderr.write(`${sentence}\n`);
+    this.io.stderr.write(`${printable(sentence)}\n`);
   }
 
   progress(label: string): Progress {

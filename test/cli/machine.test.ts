@@ -2,7 +2,7 @@
 // checked with qemu-io, every image checked with qemu-img. One story, in order: each step builds on the last.
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CompareTableRow as CompareRow } from '../../src/cli/compare';
 import type { MachineDetails as Machine, SnapshotInfo as Snapshot, SnapshotTreeNode as TreeNode, StateDiff } from '../../src/engine/machine';
@@ -430,5 +430,19 @@ describe('vmsnap vm, snapshot, clone, compare, diff (end to end)', function () {
     assert.deepEqual(readdirSync(lib).sort(), before);
     assert.ok(!vj<{ name: string }[]>('vm', 'list').doc.some((m) => m.name === 'big-copy'));
     await checkAll(lib);
+  });
+
+  it('never prints a control character raw: an unreadable folder named with ESC is listed escaped', () => {
+    const evil = join(lib, 'evil\u001b[31mred');
+    mkdirSync(evil, { recursive: true });
+    writeFileSync(join(evil, 'machine.json'), 'not json');
+    try {
+      const r = v('vm', 'list');
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(!(r.stdout + r.stderr).includes('\u001b'), 'an ESC was printed raw');
+      assert.match(r.stdout + r.stderr, /evil\\u001b\[31mred/);
+    } finally {
+      rmSync(evil, { recursive: true });
+    }
   });
 });

@@ -15,6 +15,7 @@ import { details, snapshotInfo, sumBytes } from './machine-info';
 import { newManifest } from './machines';
 import { cloneManifest, type SnapshotRecord } from './manifest';
 import { validateName } from './names';
+import { refuseMachineIdLikeName } from './resolve-ref';
 import { isRunning, requireOff } from './power';
 import { beginTake } from './snapshots';
 import { step } from './steps';
@@ -28,6 +29,7 @@ export async function clone(ctx: LibraryContext, ref: string, newName: string, o
     throw new MachineError('INVALID_ARGUMENT', 'Choose a linked or a full clone.');
   }
   return ctx.withMachine(ref, `${options.kind} clone`, async (src, all) => {
+    refuseMachineIdLikeName(displayName, all);
     if (await isRunning(src)) {
       throw new MachineError('POWERED_ON', `Machine "${src.manifest.name}" is running: power it off before cloning it (a clone is made only from a powered-off machine).`);
     }

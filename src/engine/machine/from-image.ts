@@ -17,6 +17,7 @@ import type { LibraryContext } from './library-context';
 import { details } from './machine-info';
 import { newManifest } from './machines';
 import { validateName } from './names';
+import { refuseMachineIdLikeName } from './resolve-ref';
 import { DEFAULT_DISK_SIZE, validateDiskSize, validateSettings } from './settings';
 import { step } from './steps';
 import type { CreateFromImageOptions, CreateFromImageResult } from './types';
@@ -44,6 +45,7 @@ export async function createFromImage(ctx: LibraryContext, name: string, source:
   const size = validateDiskSize(Math.max(options.diskSize ?? DEFAULT_DISK_SIZE, image.virtualSize));
   const key = named ?? (await defaultKey(ctx.store.dir));
   const all = await ctx.entries();
+  refuseMachineIdLikeName(displayName, all);
   const id = newId();
   const top = newLayerName(0);
   const manifest = newManifest(id, displayName, all, options, [{ virtualSize: size, top }]);

@@ -1,5 +1,5 @@
 // File-system helpers with the machine layer's meaning: errors as MachineErrors, sizes on disk, frozen layers.
-import { chmod, stat, statfs } from 'node:fs/promises';
+import { chmod, lstat, stat, statfs } from 'node:fs/promises';
 import { MachineError, isMachineError } from './errors';
 
 /** Turns a Node file-system error into a MachineError naming the file (ENOSPC becomes NO_SPACE). */
@@ -28,8 +28,28 @@ export async function bytesOnDisk(path: string): Promise<number> {
   }
 }
 
+/**
+ * Refuses a file of a machine folder that is a symbolic link: changing it (chmod, a merge, a rename) would change
+ * its target, which may be anywhere outside the library.
+ */
+export async function refuseSymlink(path: string): Promise<void> {
+  let linked = false;
+  try {
+    linked = (await lstat(path)).isSymbolicLink();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw toMachineIoError(e, `reading ${path}`);
+  }
+  if (linked) {
+    throw new MachineError(
+      'INVALID_MANIFEST',
+      `${path} is a symbolic link: vmsnap never changes a file through a link (its target may be outside the library); replace the link with the file itself.`,
+    );
+  }
+}
+
 /** Frozen layers are read-only on disk so no tool writes into a snapshot by mistake. */
 export async function setReadOnly(path: string, readOnly: boolean): Promise<void> {
+  await refuseSymlink(path);
   try {
     await chmod(path, readOnly ? 0o444 : 0o644);
   } catch (e) {

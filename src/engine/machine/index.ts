@@ -1,7 +1,7 @@
 // The library of machines: manifests, snapshot trees, clone lineage, locks and crash recovery (no vscode).
 export { Library, type LibraryScan } from './library';
 export { MachineError, isMachineError, type MachineErrorCode, type MachineErrorDetail } from './errors';
-export { MIN_ID_PREFIX, resolveRef, type RefMatch } from './resolve-ref';
+export { MIN_ID_PREFIX, refuseIdLikeName, resolveRef, type RefMatch } from './resolve-ref';
 export { defaultLibraryDir } from './library-dir';
 export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';

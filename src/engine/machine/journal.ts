@@ -1,4 +1,4 @@
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../operation';
 import { commit, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../qcow2/ops';
@@ -235,6 +235,7 @@ async function rollBack(folder: string, journal: Journal): Promise<void> {
  * it did, or null when there was nothing to do.
  */
 export async function recoverFolder(folder: string): Promise<'rolled-forward' | 'rolled-back' | null> {
+  await removeTemporaryFiles(folder);
   const journal = await readJournal(folder);
   if (journal === null) {
     await repairEmptyTops(folder, await readManifest(folder));
@@ -278,6 +279,33 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
   await rollBack(folder, journal);
   await repairEmptyTops(folder, await readManifest(folder));
   return 'rolled-back';
+}
+
+/**
+ * The hidden temporary files an operation writes next to their final name and renames into place: atomic writes
+ * (`.<file>.<hex>.partial`), other writers' `.<file>.<…>.tmp`, new layers (`.<layer>.new-<pid>-<time>`). One left
+ * in a machine folder belongs to a killed process (the caller holds the lock).
+ */
+export function isTemporaryName(name: string): boolean {
+  return name.startsWith('.') && (/\.partial$/.test(name) || /\.tmp$/.test(name) || /\.new-\d+-\d+$/.test(name));
+}
+
+export async function hasTemporaryFiles(folder: string): Promise<boolean> {
+  try {
+    return (await readdir(folder)).some(isTemporaryName);
+  } catch {
+    return false;
+  }
+}
+
+async function removeTemporaryFiles(folder: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(folder);
+  } catch (e) {
+    throw toMachineIoError(e, `reading ${folder}`);
+  }
+  for (const n of names.filter(isTemporaryName)) await rm(join(folder, n), { force: true });
 }
 
 /** Whether QEMU runs the machine on the journal's new top layers (a running snapshot got past its switch). */

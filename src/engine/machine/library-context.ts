@@ -2,9 +2,33 @@
 import type { QemuOptions } from '../runtime';
 import { recoverFolder } from './journal';
 import { findMachine } from './lineage';
-import { MachineLock } from './lock';
-import { readManifest } from './manifest';
+import { LOCK_FILE, MachineLock } from './lock';
+import { isMachineError } from './errors';
+import { exists } from '../os';
+import { MANIFEST_FILE, readManifest } from './manifest';
+import { refuseSymlink } from './fsutil';
+import { join } from 'node:path';
 import type { MachineEntry, Store } from './store';
+
+/** Every file the manifest names in the machine folder, checked before an operation may change any of them. */
+async function refuseLinkedFiles(e: MachineEntry): Promise<void> {
+  const m = e.manifest;
+  const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile])])];
+  for (const f of files) await refuseSymlink(join(e.folder, f));
+}
+
+/** Waits while a writer holds the machine's lock; whether there was one (else a failed read is not a race). */
+async function waitForWriter(folder: string): Promise<boolean> {
+  const lockFile = join(folder, LOCK_FILE);
+  if (!(await exists(lockFile))) return false;
+  for (const until = Date.now() + WRITER_WAIT_MS; Date.now() < until && (await exists(lockFile)); ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/** How long a reader waits for a writer before it reports what it read (a full clone may hold the lock longer). */
+const WRITER_WAIT_MS = 10_000;
 
 export class LibraryContext {
   constructor(
@@ -23,6 +47,22 @@ export class LibraryContext {
     return { e: findMachine(all, ref), all };
   }
 
+  /**
+   * Runs a read of the machine `ref` names without taking its lock. A writer may have a file out of place for a
+   * moment: a read that fails while the machine's lock is held is tried again once the lock is released, so a
+   * reader sees the state before or after a change, never an error made of half of one.
+   */
+  async read<T>(ref: string, fn: (e: MachineEntry, all: MachineEntry[]) => Promise<T>): Promise<T> {
+    const first = await this.find(ref);
+    try {
+      return await fn(first.e, first.all);
+    } catch (err) {
+      if (!isMachineError(err) || !(await waitForWriter(first.e.folder))) throw err;
+      const again = await this.find(ref);
+      return await fn(again.e, again.all);
+    }
+  }
+
   /** Runs `fn` holding the machine's lock, on a fresh manifest, after finishing any interrupted operation. */
   async withMachine<T>(ref: string, operation: string, fn: (e: MachineEntry, all: MachineEntry[]) => Promise<T>): Promise<T> {
     const found = findMachine(await this.entries(), ref);
@@ -31,6 +71,7 @@ export class LibraryContext {
       await recoverFolder(found.folder);
       const all = await this.entries();
       const e = all.find((x) => x.folder === found.folder) ?? { folder: found.folder, manifest: await readManifest(found.folder) };
+      await refuseLinkedFiles(e);
       return await fn(e, all);
     } finally {
       await lock.release();

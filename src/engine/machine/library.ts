@@ -111,8 +111,7 @@ export class Library {
 
   /** Everything about one machine, with measured sizes. */
   async show(ref: string): Promise<MachineDetails> {
-    const { e, all } = await this.ctx.find(ref);
-    return { ...(await details(e, all)), powerState: await livePower(e) };
+    return this.ctx.read(ref, async (e, all) => ({ ...(await details(e, all)), powerState: await livePower(e) }));
   }
 
   /** Absolute path of a disk's current top layer: writing into it (QEMU, qemu-io) changes the current state. */

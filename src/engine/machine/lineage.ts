@@ -12,6 +12,13 @@ export function findMachine(all: MachineEntry[], ref: string): MachineEntry {
     case 'found':
       return r.item;
     case 'ambiguous-name':
+      if (r.byIdToo === true) {
+        throw new MachineError(
+          'AMBIGUOUS',
+          `"${wanted}" is the name of one machine and the id (or its start) of another: name the one you mean by its whole id.`,
+          r.items.map((e) => `${e.manifest.name} (id ${e.manifest.id}, ${e.folder})`),
+        );
+      }
       throw new MachineError(
         'AMBIGUOUS',
         `${r.items.length} machines are named "${wanted}": name one by its id (${r.items.map((e) => shortId(e.manifest.id)).join(', ')}).`,

@@ -56,6 +56,8 @@ export class MachineLock {
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOSPC' || code === 'EDQUOT') throw toMachineIoError(e, `locking machine "${machineName}"`);
+        // The folder went away: the machine was deleted (or moved) while we waited for it.
+        if (code === 'ENOENT') throw new MachineError('NOT_FOUND', `Machine "${machineName}" no longer exists: it was deleted or moved meanwhile.`, [], { cause: e });
         throw new MachineError('IO_ERROR', `Cannot lock machine "${machineName}": ${(e as Error).message}`, [], { cause: e });
       }
       const holder = await readLock(file);

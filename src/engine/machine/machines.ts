@@ -12,6 +12,7 @@ import { findMachine, linkedDescendants } from './lineage';
 import { details } from './machine-info';
 import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, writeManifest, type Manifest } from './manifest';
 import { validateDescription, validateName } from './names';
+import { refuseMachineIdLikeName } from './resolve-ref';
 import { runtimeCall } from './power';
 import { DEFAULT_CPUS, DEFAULT_DISK_SIZE, DEFAULT_MEMORY_MIB, validateDiskSize, validateSettings } from './settings';
 import { step } from './steps';
@@ -32,6 +33,7 @@ export async function createMachine(ctx: LibraryContext, name: string, options: 
   validateSettings(options);
   const iso = options.iso === undefined ? undefined : await checkIso(options.iso);
   const all = await ctx.entries();
+  refuseMachineIdLikeName(displayName, all);
   const id = newId();
   const top = newLayerName(0);
   const manifest = newManifest(id, displayName, all, options, [{ virtualSize: size, top }]);
@@ -48,6 +50,7 @@ export async function importMachine(ctx: LibraryContext, name: string, imagePath
   const displayName = validateName(name, 'machine name');
   validateSettings(options);
   const all = await ctx.entries();
+  refuseMachineIdLikeName(displayName, all);
   const id = newId();
   let listed: ImportResult['internalSnapshots'] = [];
   let converted = false;
@@ -74,6 +77,7 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
   const iso = typeof changes.iso === 'string' ? await checkIso(changes.iso) : changes.iso;
   return ctx.withMachine(ref, 'edit', async (e, all) => {
     const m = cloneManifest(e.manifest);
+    if (name !== undefined) refuseMachineIdLikeName(name, all);
     if (name !== undefined) m.name = name;
     if (note !== undefined) m.note = note;
     if (changes.cpus !== undefined) m.cpus = changes.cpus;

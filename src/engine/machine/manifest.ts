@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { MachineError } from './errors';
+import { isMachineError, MachineError } from './errors';
 import { atomicWriteJson } from '../os';
 import { MAC_PATTERN } from './identity';
+import { validateName } from './names';
 import type { CloneKind, PowerState } from './types';
 
 export const MANIFEST_FILE = 'machine.json';
@@ -157,6 +158,18 @@ class Checker {
     return v;
   }
 
+  /** A display name, held to what validateName accepts on create (a hand-edited one could inject terminal codes). */
+  name(o: Record<string, unknown>, key: string, prefix: string): string {
+    const v = this.string(o, key, prefix, 1024);
+    try {
+      if (validateName(v) !== v) this.fail(prefix + key, 'has spaces around it or is not in Unicode normal form NFC');
+    } catch (e) {
+      if (!isMachineError(e) || e.code !== 'INVALID_NAME') throw e;
+      this.fail(prefix + key, `is not a valid name (${e.message.replace(/^The name /, '').replace(/\.$/, '')})`);
+    }
+    return v;
+  }
+
   /** A plain file name in the machine folder: no separators, no `..`, nothing that could point elsewhere. */
   layerName(v: unknown, field: string): string {
     if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/.test(v) || v.includes('..')) {
@@ -183,7 +196,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
   const revision = c.int(o, 'revision', '', 0);
   const id = c.string(o, 'id', '', 64);
   if (!/^[0-9a-f-]{8,64}$/.test(id)) c.fail('id', 'must be a UUID');
-  const name = c.string(o, 'name', '', 1024);
+  const name = c.name(o, 'name', '');
   const macAddress = c.string(o, 'macAddress', '', 17);
   if (!MAC_PATTERN.test(macAddress)) c.fail('macAddress', 'must look like 52:54:00:12:34:56 (lower case)');
   const cpus = c.int(o, 'cpus', '', 1, 1024);
@@ -225,7 +238,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
     });
     return {
       id: sid,
-      name: c.string(sObj, 'name', p, 1024),
+      name: c.name(sObj, 'name', p),
       description: c.string(sObj, 'description', p),
       parentId: c.nullableString(sObj, 'parentId', p),
       createdAt: c.date(sObj, 'createdAt', p),

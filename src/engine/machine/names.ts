@@ -6,6 +6,9 @@ export const MAX_DESCRIPTION_LENGTH = 16 * 1024;
 // C0, DEL, C1, and the line/paragraph separators: they break listings and terminals.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
+// Bidirectional overrides and isolates (text shown in another order than it is stored) and invisible characters
+// (zero-width space/joiners, word joiner, BOM): two names that look alike must not be different names.
+const DECEPTIVE = /[\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]/u;
 
 /**
  * Any Unicode text a user types is a valid display name: trimmed, 1..128 characters (code points), no control
@@ -19,6 +22,9 @@ export function validateName(raw: string, what = 'name'): string {
   }
   if (CONTROL.test(name)) {
     throw new MachineError('INVALID_NAME', `The ${what} contains a control character (such as a newline or tab): remove it.`);
+  }
+  if (DECEPTIVE.test(raw)) {
+    throw new MachineError('INVALID_NAME', `The ${what} contains an invisible or text-direction character (such as a zero-width space or a right-to-left override): remove it.`);
   }
   return name;
 }

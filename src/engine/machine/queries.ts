@@ -36,8 +36,7 @@ export async function snapshotTree(ctx: LibraryContext, ref: string): Promise<Sn
 }
 
 export async function sizes(ctx: LibraryContext, ref: string): Promise<MachineSizes> {
-  const { e, all } = await ctx.find(ref);
-  const d = await details(e, all);
+  const d = await ctx.read(ref, (e, all) => details(e, all));
   const snapshots = d.snapshots.map((s) => ({ id: s.id, name: s.name, sizeBytes: s.sizeBytes }));
   return {
     machineId: d.id,
@@ -48,7 +47,10 @@ export async function sizes(ctx: LibraryContext, ref: string): Promise<MachineSi
 }
 
 export async function diff(ctx: LibraryContext, ref: string, a: StateRef, b: StateRef, options: { exact?: boolean } & OperationOptions): Promise<StateDiff> {
-  const { e } = await ctx.find(ref);
+  return ctx.read(ref, (e) => diffOf(e, a, b, options));
+}
+
+async function diffOf(e: MachineEntry, a: StateRef, b: StateRef, options: { exact?: boolean } & OperationOptions): Promise<StateDiff> {
   const state = (r: StateRef): { snapshotId: string | null; layers: string[] } => {
     if (r.trim() === 'current') return { snapshotId: null, layers: e.manifest.disks.map((d) => join(e.folder, d.top)) };
     const s = resolveSnapshot(e.manifest, r);
@@ -79,7 +81,10 @@ export async function diff(ctx: LibraryContext, ref: string, a: StateRef, b: Sta
  * up), its snapshots, its clones and theirs, with measured sizes. Rows are data; front ends word them.
  */
 export async function compare(ctx: LibraryContext, ref: string): Promise<CompareRow[]> {
-  const { e: start, all } = await ctx.find(ref);
+  return ctx.read(ref, (start, all) => compareRows(start, all));
+}
+
+async function compareRows(start: MachineEntry, all: MachineEntry[]): Promise<CompareRow[]> {
   const rows: CompareRow[] = [];
   const visit = async (e: MachineEntry, depth: number, seen: Set<string>): Promise<void> => {
     if (seen.has(e.manifest.id)) return;

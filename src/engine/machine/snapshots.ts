@@ -13,6 +13,7 @@ import type { LibraryContext } from './library-context';
 import { machineBytes, snapshotInfo, sumAllocated } from './machine-info';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import { validateDescription, validateName } from './names';
+import { refuseSnapshotIdLikeName } from './resolve-ref';
 import { isRunning, runtimeCall, setPower, stateConfig, stateFileName } from './power';
 import { step } from './steps';
 import type { MachineEntry } from './store';
@@ -32,6 +33,7 @@ export async function takeSnapshot(ctx: LibraryContext, ref: string, name: strin
   const snapName = validateName(name, 'snapshot name');
   const description = validateDescription(options.description ?? '');
   return ctx.withMachine(ref, 'take snapshot', async (e, all) => {
+    refuseSnapshotIdLikeName(snapName, e.manifest.snapshots);
     const { entry, snapshot, pauseMs } = (await isRunning(e))
       ? await takeRunningLocked(e, snapName, description, options.diskOnly === true, ctx.qemu)
       : { ...(await takeLocked(e, snapName, description)), pauseMs: 0 };
@@ -51,6 +53,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
   const saveName = options.saveCurrentAs === undefined ? undefined : validateName(options.saveCurrentAs, 'snapshot name');
   return ctx.withMachine(ref, 'revert', async (found, all) => {
     let e = found;
+    if (saveName !== undefined) refuseSnapshotIdLikeName(saveName, e.manifest.snapshots);
     const target = resolveSnapshot(e.manifest, snapshotRef);
     await requireStateDevices(e.manifest, target);
     let savedRunning: SnapshotRecord | null = null;
@@ -115,6 +118,7 @@ export async function editSnapshot(ctx: LibraryContext, ref: string, snapshotRef
   return ctx.withMachine(ref, 'edit snapshot', async (e, all) => {
     const m = cloneManifest(e.manifest);
     const s = resolveSnapshot(m, snapshotRef);
+    if (name !== undefined) refuseSnapshotIdLikeName(name, m.snapshots);
     if (name !== undefined) s.name = name;
     if (description !== undefined) s.description = description;
     m.revision++;

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MachineError, isMachineError } from './errors';
 import { atomicWriteJson, exists, isProcessAlive } from '../os';
-import { JOURNAL_FILE, recoverFolder } from './journal';
+import { hasTemporaryFiles, JOURNAL_FILE, recoverFolder } from './journal';
 import { LOCK_FILE, MachineLock } from './lock';
 import { MANIFEST_FILE, readManifest, type Manifest } from './manifest';
 
@@ -94,21 +94,32 @@ export class Store {
   }
 
   async folders(): Promise<string[]> {
+    return (await this.scanFolders()).folders;
+  }
+
+  /** Machine folders, and symbolic links in the library folder (never followed: they are reported, not hidden). */
+  private async scanFolders(): Promise<{ folders: string[]; links: string[] }> {
     const names = await readdir(this.dir, { withFileTypes: true });
     const inside = names.filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => join(this.dir, d.name));
+    const links = names.filter((d) => d.isSymbolicLink() && !d.name.startsWith('.')).map((d) => join(this.dir, d.name));
     const outside = (await this.readRegistry()).machines.filter((m) => m.pid === undefined).map((m) => m.path);
-    return [...inside, ...outside];
+    return { folders: [...inside, ...outside], links };
   }
 
   /** Every machine's manifest; folders without machine.json are not machines and are ignored. */
   async loadAll(): Promise<{ entries: MachineEntry[]; broken: BrokenMachine[] }> {
-    const folders = await this.folders();
+    const { folders, links } = await this.scanFolders();
     const entries: MachineEntry[] = [];
-    const broken: BrokenMachine[] = [];
+    const broken: BrokenMachine[] = links.map((folder) => ({
+      folder,
+      message: `${folder} is a symbolic link: vmsnap does not follow links in the library folder (a machine's files could be changed outside it); move the machine folder itself into the library, or clone it with a folder of its own.`,
+    }));
     await Promise.all(
       folders.map(async (folder) => {
         try {
-          entries.push({ folder, manifest: await readManifest(folder) });
+          const manifest = await readManifest(folder);
+          checkBaseLayers(folder, manifest, folders);
+          entries.push({ folder, manifest });
         } catch (e) {
           if (isMachineError(e) && e.code === 'NOT_FOUND') return;
           broken.push({ folder, message: e instanceof Error ? e.message : String(e) });
@@ -159,9 +170,26 @@ export class Store {
     }
     for (const folder of await this.folders()) {
       // A lock left by a dead process is taken over and released, so a killed operation leaves no trace.
-      if ((await exists(join(folder, JOURNAL_FILE))) || (await exists(join(folder, LOCK_FILE)))) await recoverMachine(folder);
+      if ((await exists(join(folder, JOURNAL_FILE))) || (await exists(join(folder, LOCK_FILE))) || (await hasTemporaryFiles(folder))) await recoverMachine(folder);
     }
   }
+}
+
+/**
+ * A linked clone's base layers must be layer files of the library's machine folders: a hand-edited (or damaged)
+ * manifest must not make the library read, or a later merge write, a file anywhere else.
+ */
+function checkBaseLayers(folder: string, m: Manifest, folders: readonly string[]): void {
+  const known = new Set(folders.map((f) => resolve(f)));
+  (m.clonedFrom?.baseLayers ?? []).forEach((b, i) => {
+    const at = resolve(folder, b);
+    if (!known.has(dirname(at)) || dirname(at) === resolve(folder) || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(basename(at))) {
+      throw new MachineError(
+        'INVALID_MANIFEST',
+        `${join(folder, MANIFEST_FILE)}: field "clonedFrom.baseLayers[${i}]" names ${at}, which is not a layer of another machine of this library; restore the file from a backup or fix that field.`,
+      );
+    }
+  });
 }
 
 async function removeDeadWork(parent: string, prefix: string, name: string): Promise<void> {

@@ -55,6 +55,13 @@ export function resolveSnapshot(m: Manifest, ref: string): SnapshotRecord {
     case 'found':
       return r.item;
     case 'ambiguous-name':
+      if (r.byIdToo === true) {
+        throw new MachineError(
+          'AMBIGUOUS',
+          `"${wanted}" is the name of one snapshot of "${m.name}" and the id (or its start) of another: name the one you mean by its whole id.`,
+          r.items.map((s) => `${treePath(m, s.id)} (id ${s.id})`),
+        );
+      }
       throw new MachineError(
         'AMBIGUOUS',
         `${r.items.length} snapshots of "${m.name}" are named "${wanted}": name one by its id (${r.items.map((s) => s.id.slice(0, 8)).join(', ')}).`,

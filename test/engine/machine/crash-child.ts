@@ -20,6 +20,11 @@ export const operations: Record<string, (lib: Library) => Promise<unknown>> = {
   'delete-machine': (lib) => lib.deleteMachine('vm3'),
 };
 
+/** Deletions whose merge copies a few hundred MiB, so that a kill lands inside the copying (crash-merge.test.ts). */
+export const mergeOperations: Record<string, (lib: Library) => Promise<unknown>> = {
+  'delete-big-merge': (lib) => lib.deleteSnapshot('big', 'A'),
+};
+
 /** Operations on a machine QEMU runs (running.test.ts). */
 export const runningOperations: Record<string, (lib: Library) => Promise<unknown>> = {
   'take-running': (lib) => lib.takeSnapshot('guest', 'live'),
@@ -27,7 +32,7 @@ export const runningOperations: Record<string, (lib: Library) => Promise<unknown
 
 async function main(): Promise<void> {
   const [dir, op] = process.argv.slice(2);
-  const all = { ...operations, ...runningOperations };
+  const all = { ...operations, ...mergeOperations, ...runningOperations };
   const run = all[op ?? ''];
   if (!dir || !run) throw new Error(`usage: crash-child LIBRARY (${Object.keys(all).join('|')})`);
   await run(await Library.open(dir));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -181,6 +181,35 @@ describe('machine library crash safety: killed at every step, the library recove
         assert.notEqual(which, 'neither', `killed after step ${n}, the library reads neither as before nor as after:\n${s}\nbefore:\n${beforeState}\nafter:\n${afterState}`);
       }
       assert.ok(states.size >= 1, `only ${states.size} interruption points: ${outcomes.join(' ')}`);
+    });
+  }
+
+  for (const op of ['take', 'revert-discard']) {
+    it(`${op}: killed while a hidden temporary file exists, the reopened library has none left`, async () => {
+      const work = join(scratch.dir, 'temp-kill');
+      let caught: string[] = [];
+      for (let round = 0; round < 40 && caught.length === 0; round++) {
+        execFileSync('rm', ['-rf', work]);
+        execFileSync('cp', ['-a', template, work]);
+        const folder = join(work, readdirSync(work).find((f) => f.startsWith('vm-'))!);
+        const p = spawn(process.execPath, [child, work, op], { stdio: 'ignore' });
+        let done = false;
+        const exited = new Promise<void>((resolve) => p.on('exit', () => ((done = true), resolve())));
+        // Killed the moment a temporary file shows (written, not yet renamed into place).
+        while (!done) {
+          const temps = readdirSync(folder).filter((f) => f.startsWith('.'));
+          if (temps.length > 0 && p.kill('SIGKILL')) {
+            caught = temps;
+            break;
+          }
+          await new Promise((r) => setImmediate(r));
+        }
+        await exited;
+        await Library.open(work);
+        expectNoLeftovers(work);
+        await checkChanged(work, template);
+      }
+      assert.ok(caught.length > 0, 'no kill landed while a temporary file existed');
     });
   }
 
