@@ -184,8 +184,10 @@ function findSnapshot(machine: MachineDetails, ref: string): SnapshotInfo {
     case 'found':
       return r.item;
     case 'ambiguous-name':
-    case 'ambiguous-prefix':
+      if (r.byIdToo) throw new Error(vscode.l10n.t('“{0}” is the name of one snapshot of “{1}” and the id of another: choose one in the tree.', ref, machine.name));
       throw new Error(vscode.l10n.t('{0} snapshots of “{1}” are named “{2}”: choose one in the tree.', r.items.length, machine.name, ref));
+    case 'ambiguous-prefix':
+      throw new Error(vscode.l10n.t('{0} snapshots of “{1}” have ids starting with “{2}”: choose one in the tree.', r.items.length, machine.name, ref));
     case 'none':
       throw new Error(vscode.l10n.t('Machine “{0}” has no snapshot “{1}” any more: the tree was refreshed.', machine.name, ref));
   }
