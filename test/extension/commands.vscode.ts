@@ -148,6 +148,18 @@ describe('Commands', () => {
     assert.equal((await library.lib.show(machine.id)).snapshots.length, 2);
   });
 
+  it('Delete Snapshot from the palette refuses a locked snapshot before asking, with "Show Clones"', async () => {
+    const { machine, installed } = await machineWithSnapshots(library.lib);
+    await library.lib.clone(machine.id, 'runner', { kind: 'linked', from: installed.id });
+    // One answer only (the snapshot): a "cannot be undone?" question after it would be unexpected.
+    const { asked } = await answering(api, [installed.name], () => vscode.commands.executeCommand('vmsnap.deleteSnapshot', machine.id));
+    assert.equal(asked.length, 1, asked.join('\n'));
+    assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
+    assert.match(api.lastError?.message ?? '', /locked.*“runner”/);
+    assert.deepEqual(api.lastError?.actions, ['Show Clones']);
+    assert.equal((await library.lib.show(machine.id)).snapshots.length, 2);
+  });
+
   it('Clone Current State as a full clone shows progress and gives an independent machine', async () => {
     const { machine } = await machineWithSnapshots(library.lib);
     const result = await vscode.commands.executeCommand<CloneResult>('vmsnap.cloneMachine', machine.id, { kind: 'full', name: 'full copy', dir: null });

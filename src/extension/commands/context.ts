@@ -167,7 +167,9 @@ export class CommandContext implements vscode.Disposable {
     if (machine.snapshots.length === 0) {
       throw new Error(vscode.l10n.t('Machine “{0}” has no snapshots yet: take one first.', machine.name));
     }
-    const picked = await this.ask.pick(snapshotPickItems(machine), { placeHolder, title: `${machine.name}: ${placeHolder}` });
+    const machines = machine.snapshots.some((s) => s.lockedBy.length > 0) ? await (await this.library()).list() : [];
+    const cloneName = (id: string): string => machines.find((m) => m.id === id)?.name ?? id;
+    const picked = await this.ask.pick(snapshotPickItems(machine, cloneName), { placeHolder, title: `${machine.name}: ${placeHolder}` });
     return picked ? { machine, snapshot: picked.value } : undefined;
   }
 

@@ -6,7 +6,7 @@ import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { nameValidator, uniqueName } from './names';
-import { requireOff } from './refusals';
+import { requireOff, requireUnlocked } from './refusals';
 
 export interface TakeSnapshotArgs {
   name?: string;
@@ -178,6 +178,7 @@ export async function deleteSnapshot(ctx: CommandContext, target: Target, args: 
   if (!picked) return undefined;
   const { machine, snapshot } = picked;
   requireOff(machine, vscode.l10n.t('delete a snapshot'));
+  await requireUnlocked(ctx, machine, snapshot.id);
   if (!args.confirmed) {
     const below = descendants(machine.snapshots, snapshot.id);
     const title = children
