@@ -48,7 +48,9 @@ export async function requireUnlocked(ctx: CommandContext, machine: MachineDetai
   const snapshot = machine.snapshots.find((s) => s.id === snapshotId);
   throw new MachineError(
     'LOCKED_BY_CLONES',
-    vscode.l10n.t('Snapshot “{0}” is locked: the linked clones {1} read its disk layers. Delete or promote them first.', snapshot?.name ?? snapshotId, ids.map((id) => `“${name(id)}”`).join(', ')),
+    ids.length === 1
+      ? vscode.l10n.t('Snapshot “{0}” is locked: the linked clone {1} reads its disk layers. Delete or promote it first.', snapshot?.name ?? snapshotId, `“${name(ids[0]!)}”`)
+      : vscode.l10n.t('Snapshot “{0}” is locked: the linked clones {1} read its disk layers. Delete or promote them first.', snapshot?.name ?? snapshotId, ids.map((id) => `“${name(id)}”`).join(', ')),
     ids.map((id) => `${name(id)} (id ${id})`),
   );
 }
