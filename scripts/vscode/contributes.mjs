@@ -136,7 +136,9 @@ export const contributes = {
       'vmsnap.libraryFolder': {
         type: 'string',
         default: '',
-        scope: 'machine',
+        // Window, not machine: a machine-scoped value in User settings is ignored by a remote or browser
+        // (code-server) window, silently. The extension runs on the UI side first, where User settings live.
+        scope: 'window',
         markdownDescription: '%vmsnap.config.libraryFolder%',
       },
       'vmsnap.defaultCloneKind': {
@@ -175,4 +177,6 @@ export const contributes = {
   },
 };
 
-export const activationEvents = ['onView:vmsnap.machines', 'onWebviewPanel:vmsnap.compare'];
+// onStartupFinished: the dev machine's status item and checkpoint keybinding work in a fresh window. Activation
+// reads nothing from disk; with no dev machine set it only registers (measured in test/extension/activation).
+export const activationEvents = ['onStartupFinished', 'onView:vmsnap.machines', 'onWebviewPanel:vmsnap.compare'];

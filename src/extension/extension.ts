@@ -28,6 +28,10 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   const devMachineRef = (): string => devMachine()?.ref ?? '';
   const tree = new MachinesTree(service, devMachineRef);
   const view = vscode.window.createTreeView('vmsnap.machines', { treeDataProvider: tree, showCollapseAll: true });
+  // The welcome views say "the library folder shown at the top of this view": which folder it looked in.
+  tree.onState = (state) => {
+    view.description = state === 'ready' ? '' : tildeHome(service.dir);
+  };
   const prompts = new Prompts();
   const commands = new CommandContext(service, tree, view, prompts, context.extensionUri, devMachineRef);
   const status = new DevMachineStatus(service, devMachine);
@@ -59,6 +63,12 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   );
   context.subscriptions.push(handle);
   return handle;
+}
+
+/** A path under the home folder as `~/…`, as people write it in settings. */
+function tildeHome(path: string): string {
+  const home = process.env['HOME'] ?? '';
+  return home !== '' && (path === home || path.startsWith(`${home}/`)) ? `~${path.slice(home.length)}` : path;
 }
 
 export function deactivate(): void {

@@ -21,14 +21,16 @@ describe('UI: npm start shows notifications', function () {
     rmSync(profileDir, { recursive: true, force: true });
   });
 
-  it('deleting the demo’s locked snapshot from the palette pops up the refusal as a toast', async () => {
+  it('shows the dev machine in the status bar at start-up; a refused delete pops up as a toast', async () => {
     demo = await startDemo({ profileDir });
     chromium = await openChromium();
     const page = chromium.page;
     await page.goto(demo.url);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-    // The dev machine's status item shows once the extension is active.
-    await page.getByRole('button', { name: /dev-vm/ }).first().waitFor({ timeout: 60_000 }).catch(() => undefined);
+    // The demo sets vmsnap.devMachine: its status item shows in a fresh window with nothing opened (onStartupFinished).
+    const status = page.locator('.statusbar-item', { hasText: 'dev-vm' });
+    await status.first().waitFor({ timeout: 60_000 });
+    assert.match((await status.first().textContent()) ?? '', /dev-vm · /);
     await runFromPalette(page, 'VM Snapshots: Delete Snapshot');
     const input = page.locator('.quick-input-widget input');
     const title = page.locator('.quick-input-widget .quick-input-title');
