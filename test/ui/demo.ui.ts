@@ -49,5 +49,26 @@ describe('UI: npm start shows notifications', function () {
       await page.screenshot({ path: join(ROOT, 'test-artifacts', 'demo-notification.png') });
     }
     assert.match((await toast.first().textContent()) ?? '', /ci-runner|clone/i);
+    assert.ok(await toast.first().getByRole('button', { name: 'Show Clones' }).isVisible(), 'the refusal offers Show Clones');
+  });
+
+  it('the comparison table shows the lock instead of Delete on the locked snapshot', async () => {
+    const page = chromium!.page;
+    await page.keyboard.press('Escape');
+    await runFromPalette(page, 'VM Snapshots: Open Comparison Table');
+    const frame = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
+    const rowNamed = (name: string) => frame.locator('table.rows tbody tr').filter({ has: frame.locator('td:nth-child(2)', { hasText: new RegExp(`^${name}$`) }) });
+    const locked = rowNamed('Fresh install');
+    await locked.waitFor({ timeout: 30_000 });
+    const actions = locked.locator('td.actions');
+    assert.match((await actions.textContent()) ?? '', /Locked/);
+    assert.equal(await actions.getByRole('button', { name: 'Delete' }).count(), 0);
+    assert.match((await actions.locator('.locked').getAttribute('title')) ?? '', /“ci-runner”/);
+    // Unlocked snapshots keep their Delete button.
+    assert.equal(await rowNamed('Before npm upgrade').locator('td.actions').getByRole('button', { name: 'Delete' }).count(), 1);
+    await actions.scrollIntoViewIfNeeded();
+    await actions.locator('.locked').hover();
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(ROOT, 'test-artifacts', 'demo-compare-locked-dark.png') });
   });
 });

@@ -149,11 +149,16 @@ function actionsFor(r: CompareRow): HTMLElement[] {
     // A locked snapshot cannot be deleted: show the lock and why instead of a button that would only be refused.
     const last =
       clones.length > 0
-        ? el('span', { class: 'locked', title: `Locked: the linked clones ${clones.map((c) => `“${c}”`).join(', ')} read its disk layers. Delete or promote them first.` }, '🔒 Locked')
+        ? el('span', { class: 'locked', title: `Locked: ${lockReason(clones)}` }, 'Locked')
         : button('Delete', 'delete', r.id, true);
     return [button('Revert', 'revert', r.id), button('Clone', 'clone', r.id), last];
   }
   return [button('Snapshot', 'takeSnapshot', null), button('Show', 'reveal', null)];
+}
+
+function lockReason(clones: string[]): string {
+  const names = clones.map((c) => `“${c}”`).join(', ');
+  return clones.length === 1 ? `the linked clone ${names} reads its disk layers. Delete or promote it first.` : `the linked clones ${names} read its disk layers. Delete or promote them first.`;
 }
 
 /** The linked clones (by name) that keep a snapshot: hanging on it or on a snapshot after it, as the engine counts. */
