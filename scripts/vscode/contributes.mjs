@@ -62,6 +62,9 @@ export const contributes = {
     vmsnap: [{ id: 'vmsnap.machines', name: '%vmsnap.view.machines%', icon: 'media/vmsnap.svg', contextualTitle: '%vmsnap.container.title%' }],
   },
   viewsWelcome: [
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.setting%', when: 'vmsnap.state == empty && vmsnap.librarySource == setting' },
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.env%', when: 'vmsnap.state == empty && vmsnap.librarySource == env' },
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.default%', when: 'vmsnap.state == empty && vmsnap.librarySource == default' },
     { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty%', when: 'vmsnap.state == empty' },
     { view: 'vmsnap.machines', contents: '%vmsnap.welcome.error%', when: 'vmsnap.state == error' },
   ],
