@@ -22,6 +22,11 @@ export interface CodeServerOptions {
   install?: string[];
   /** Where code-server's output goes; default: collected, printed only when it fails to start. */
   log?: (line: string) => void;
+  /**
+   * Load a test payload (extensionDevelopmentPath, extensionTestsPath) through VS Code's smoke-test driver: tests
+   * only, since with the driver on the workbench shows no notification toasts (they only light the bell).
+   */
+  testDriver?: boolean;
 }
 
 export interface CodeServer {
@@ -106,9 +111,8 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     '--reconnection-grace-time',
     '10',
     ...base,
-    // Without it the workbench silently ignores the test payload.
-    '--vscode-option',
-    'enable-smoke-test-driver',
+    // Without it the workbench silently ignores the test payload; with it, it hides notification toasts.
+    ...(options.testDriver === true ? ['--vscode-option', 'enable-smoke-test-driver'] : []),
     '--vscode-option',
     'skip-welcome',
     '--vscode-option',

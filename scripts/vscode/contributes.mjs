@@ -62,6 +62,9 @@ export const contributes = {
     vmsnap: [{ id: 'vmsnap.machines', name: '%vmsnap.view.machines%', icon: 'media/vmsnap.svg', contextualTitle: '%vmsnap.container.title%' }],
   },
   viewsWelcome: [
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.setting%', when: 'vmsnap.state == empty && vmsnap.librarySource == setting' },
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.env%', when: 'vmsnap.state == empty && vmsnap.librarySource == env' },
+    { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty.default%', when: 'vmsnap.state == empty && vmsnap.librarySource == default' },
     { view: 'vmsnap.machines', contents: '%vmsnap.welcome.empty%', when: 'vmsnap.state == empty' },
     { view: 'vmsnap.machines', contents: '%vmsnap.welcome.error%', when: 'vmsnap.state == error' },
   ],
@@ -136,7 +139,9 @@ export const contributes = {
       'vmsnap.libraryFolder': {
         type: 'string',
         default: '',
-        scope: 'machine',
+        // Window, not machine: a machine-scoped value in User settings is ignored by a remote or browser
+        // (code-server) window, silently. The extension runs on the UI side first, where User settings live.
+        scope: 'window',
         markdownDescription: '%vmsnap.config.libraryFolder%',
       },
       'vmsnap.defaultCloneKind': {
@@ -175,4 +180,6 @@ export const contributes = {
   },
 };
 
-export const activationEvents = ['onView:vmsnap.machines', 'onWebviewPanel:vmsnap.compare'];
+// onStartupFinished: the dev machine's status item and checkpoint keybinding work in a fresh window. Activation
+// reads nothing from disk; with no dev machine set it only registers (measured in test/extension/activation).
+export const activationEvents = ['onStartupFinished', 'onView:vmsnap.machines', 'onWebviewPanel:vmsnap.compare'];

@@ -24,7 +24,7 @@ async function extensionHostPhase(): Promise<PhaseResult> {
   const started = Date.now();
   const workspace = scratchWorkspace();
   const library = mkdtempSync(join(tmpdir(), 'vmsnap-default-library-'));
-  const server = await startCodeServer({ workspace, env: { VMSNAP_LIBRARY: library } });
+  const server = await startCodeServer({ workspace, testDriver: true, env: { VMSNAP_LIBRARY: library } });
   try {
     const run = await runExtensionSuite(server, {
       extensionPath: ROOT,

@@ -28,6 +28,14 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   const devMachineRef = (): string => devMachine()?.ref ?? '';
   const tree = new MachinesTree(service, devMachineRef);
   const view = vscode.window.createTreeView('vmsnap.machines', { treeDataProvider: tree, showCollapseAll: true });
+  // Which folder the view looked in: its path next to the title (when the sidebar is wide enough for it).
+  tree.onState = (state) => {
+    view.description = state === 'ready' ? '' : tildeHome(service.dir);
+    // The welcome views also say in words where the folder came from (a narrow sidebar cuts the description off).
+    const configured = vscode.workspace.getConfiguration('vmsnap').get<string>('libraryFolder', '').trim() !== '';
+    const source = configured ? 'setting' : (process.env['VMSNAP_LIBRARY'] ?? '') !== '' ? 'env' : 'default';
+    void vscode.commands.executeCommand('setContext', 'vmsnap.librarySource', source);
+  };
   const prompts = new Prompts();
   const commands = new CommandContext(service, tree, view, prompts, context.extensionUri, devMachineRef);
   const status = new DevMachineStatus(service, devMachine);
@@ -59,6 +67,12 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   );
   context.subscriptions.push(handle);
   return handle;
+}
+
+/** A path under the home folder as `~/…`, as people write it in settings. */
+function tildeHome(path: string): string {
+  const home = process.env['HOME'] ?? '';
+  return home !== '' && (path === home || path.startsWith(`${home}/`)) ? `~${path.slice(home.length)}` : path;
 }
 
 export function deactivate(): void {

@@ -57,6 +57,11 @@ export class LibraryService implements vscode.Disposable {
     };
   }
 
+  /** Whether the library was asked for since the last settings change (activation must not open it). */
+  get opened(): boolean {
+    return this.opening !== undefined;
+  }
+
   /** The open library (opened, recovered and watched on first use). */
   library(): Promise<Library> {
     const dir = this.dir;

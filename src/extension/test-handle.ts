@@ -27,9 +27,13 @@ export interface TestHandle {
   readonly libraryDir: string;
   readonly tree: TreeRows;
   /** The Machines view: whether it is in sight, and the selected row. */
-  readonly view: Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection'>;
+  readonly view: Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection' | 'description'>;
   /** The text of the dev machine's status-bar item. */
   readonly statusText: string;
+  /** Whether the dev machine's status-bar item is shown. */
+  readonly statusShown: boolean;
+  /** Whether anything asked for the library yet (activation alone must not). */
+  readonly libraryOpened: boolean;
   /** The last error a command showed (commands return undefined then); tests clear it before a step. */
   lastError: ShownError | undefined;
   /** The last information message a command showed with its result (e.g. which SSH key a new guest lets in). */
@@ -105,8 +109,16 @@ export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
     return this.parts.tree;
   }
 
-  get view(): Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection'> {
+  get view(): Pick<vscode.TreeView<TreeNode>, 'visible' | 'selection' | 'description'> {
     return this.parts.view;
+  }
+
+  get statusShown(): boolean {
+    return this.parts.status.shown;
+  }
+
+  get libraryOpened(): boolean {
+    return this.parts.service.opened;
   }
 
   get statusText(): string {

@@ -85,6 +85,21 @@ describe('Commands', () => {
     }
   });
 
+  it('Take Snapshot from the palette asks even with a row selected in sight, the selected machine first', async () => {
+    await library.lib.createMachine('first', { diskSize: 64 * MiB });
+    const second = await library.lib.createMachine('second', { diskSize: 64 * MiB });
+    await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    api.tree.refresh();
+    // The rows of machines made behind the extension's back appear on the next read: select until it holds.
+    await until(async () => {
+      await vscode.commands.executeCommand('vmsnap.revealMachine', second.id);
+      return api.view.visible && api.view.selection[0]?.id === `machine/${second.id}`;
+    }, 'the second machine to be selected', 20_000);
+    const { asked } = await answering(api, ['second', 'Named', ''], () => vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot'));
+    assert.match(asked[0]!, /pick: .*\{\$\(vm\) second \| \$\(vm\) first\}/);
+    assert.equal((await library.lib.show(second.id)).snapshots[0]?.name, 'Named');
+  });
+
   it('Take Snapshot with arguments asks nothing (the comparison table and tests use this)', async () => {
     const m = await library.lib.createMachine('dev-vm', { diskSize: 64 * MiB });
     const { asked, result } = await answering(api, [], () => vscode.commands.executeCommand<SnapshotInfo>('vmsnap.takeSnapshot', m.id, { name: 'Quick', description: 'd' }));
@@ -99,7 +114,7 @@ describe('Commands', () => {
     // Cancel changes nothing.
     const cancelled = await answering(api, [undefined], () => vscode.commands.executeCommand('vmsnap.revert', { machine: machine.id, snapshot: base.id }));
     assert.equal(cancelled.result, undefined);
-    assert.match(cancelled.asked[0]!, /confirm: Revert “dev-vm” to “Base”\?.*\{Revert \| Snapshot Current State, Then Revert\}/);
+    assert.match(cancelled.asked[0]!, /confirm: Revert “dev-vm” to “Base”\?.*\{Snapshot Current State, Then Revert \| Revert\}/);
     assert.ok(readGuest(disk, 0, 0x11));
     // "Snapshot current state, then revert" keeps the changes in a new snapshot.
     const { result } = await answering(api, ['Snapshot Current State', 'Kept'], () =>
@@ -145,6 +160,18 @@ describe('Commands', () => {
     const refused = await vscode.commands.executeCommand('vmsnap.deleteSnapshot', { machine: machine.id, snapshot: installed.id }, { confirmed: true });
     assert.equal(refused, undefined);
     assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
+    assert.equal((await library.lib.show(machine.id)).snapshots.length, 2);
+  });
+
+  it('Delete Snapshot from the palette refuses a locked snapshot before asking, with "Show Clones"', async () => {
+    const { machine, installed } = await machineWithSnapshots(library.lib);
+    await library.lib.clone(machine.id, 'runner', { kind: 'linked', from: installed.id });
+    // One answer only (the snapshot): a "cannot be undone?" question after it would be unexpected.
+    const { asked } = await answering(api, [installed.name], () => vscode.commands.executeCommand('vmsnap.deleteSnapshot', machine.id));
+    assert.equal(asked.length, 1, asked.join('\n'));
+    assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
+    assert.match(api.lastError?.message ?? '', /locked.*“runner”/);
+    assert.deepEqual(api.lastError?.actions, ['Show Clones']);
     assert.equal((await library.lib.show(machine.id)).snapshots.length, 2);
   });
 

@@ -73,6 +73,18 @@ describe('Comparison table (webview)', () => {
     await shown(first, (r) => r.selectedRowId === base.id, 'the Base row to be selected');
   });
 
+  it('a locked snapshot’s row shows the lock instead of Delete; others keep Delete', async () => {
+    const { machine, base } = await machineWithSnapshots(library.lib);
+    await library.lib.clone(machine.id, 'runner', { kind: 'linked', from: base.id });
+    const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
+    await shown(panel, (r) => r.rows.some((row) => row[1] === 'runner'), 'the clone’s row');
+    const reply = await shown(panel, (r) => r.rows.some((row) => row[1] === 'Base'), 'the Base row');
+    const actions = (name: string): string => reply.rows.find((row) => row[1] === name)?.at(-1) ?? '';
+    assert.match(actions('Base'), /Locked/);
+    assert.doesNotMatch(actions('Base'), /Delete/);
+    assert.match(actions('Installed'), /Delete/);
+  });
+
   it('row actions go through the message protocol to the same commands (Revert asks only when changes would be lost)', async () => {
     const { machine, base } = await machineWithSnapshots(library.lib);
     const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);

@@ -113,7 +113,7 @@ export class ScriptedPrompter implements Prompter {
   confirm(message: string, detail: string, buttons: string[]): Promise<string | undefined> {
     const answer = this.next(`confirm: ${message} — ${detail} {${buttons.join(' | ')}}`);
     if (answer === undefined) return Promise.resolve(undefined);
-    const found = buttons.find((b) => b.includes(answer));
+    const found = buttons.find((b) => b === answer) ?? buttons.find((b) => b.includes(answer));
     if (!found) throw new Error(`No button "${answer}" among: ${buttons.join(', ')}`);
     return Promise.resolve(found);
   }

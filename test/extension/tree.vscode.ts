@@ -41,9 +41,17 @@ describe('Machines tree', () => {
     await library.dispose();
   });
 
-  it('shows an empty library as the welcome view (no rows)', async () => {
+  it('shows an empty library as the welcome view (no rows), naming the folder it looked in at the top', async () => {
     api.tree.refresh();
     assert.deepEqual(await api.tree.getChildren(), []);
+    const home = process.env['HOME'] ?? '';
+    const shown = home !== '' && library.dir.startsWith(`${home}/`) ? `~${library.dir.slice(home.length)}` : library.dir;
+    assert.equal(api.view.description, shown);
+    // A library with machines needs no such line.
+    await library.lib.createMachine('dev-vm', { diskSize: 64 * MiB });
+    api.tree.refresh();
+    assert.equal((await api.tree.getChildren()).length, 1);
+    assert.equal(api.view.description, '');
   });
 
   it('shows each machine with its snapshots in creation order and "You are here" under the snapshot the current state descends from', async () => {

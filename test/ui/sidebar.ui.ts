@@ -69,6 +69,9 @@ describe('UI: the extension in a real workbench', function () {
     await dialog.waitFor();
     assert.match((await dialog.textContent()) ?? '', /Revert “dev-vm” to “Base”\?/);
     await shot('revert-dialog');
+    // Enter must not throw the changes away: the focused (default) button keeps them in a snapshot first.
+    const focused = await page.evaluate('document.activeElement ? document.activeElement.textContent : ""');
+    assert.equal(focused, 'Snapshot Current State, Then Revert');
     await dialog.getByRole('button', { name: 'Revert', exact: true }).click();
     await waitFor(async () => (await lib.show(machineId)).current === baseId, 'the engine to show the machine on Base');
     // "You are here" moved under Base: right after Base's child snapshot and before the clone.

@@ -30,7 +30,7 @@ export async function openWorkbench(settings: Record<string, unknown>): Promise<
     rmSync(workspace, { recursive: true, force: true });
   };
   try {
-    server = await startCodeServer({ workspace, settings: { 'workbench.colorTheme': 'Default Dark Modern', ...settings } });
+    server = await startCodeServer({ workspace, testDriver: true, settings: { 'workbench.colorTheme': 'Default Dark Modern', ...settings } });
     browser = await openChromium();
     const page = browser.page;
     await page.goto(server.url(workspace, [['extensionDevelopmentPath', server.remote(ROOT)], ['skipWelcome', 'true']]));

@@ -11,7 +11,7 @@ import type { Prompts } from '../ui/prompter';
 import { machinePickItem, snapshotPickItems } from './pick-items';
 
 /** What a command was invoked on: a tree row, a machine reference (id or name), `{machine, snapshot}` (the
- * comparison table, tests), or nothing (the command palette: use the tree's selection, else ask). */
+ * comparison table, tests), or nothing (the command palette: always ask, the tree's selection first). */
 export type Target = TreeNode | string | { machine: string; snapshot?: string } | undefined;
 
 /** An error a command showed: its sentence, the engine's code when it has one, and the actions offered with it. */
@@ -117,17 +117,32 @@ export class CommandContext implements vscode.Disposable {
     return this.changedThenReveal(() => this.tree.machineNode(machineId));
   }
 
-  /** The palette acts on the tree's selection only while the tree is in sight: a hidden selection surprises. */
-  private selected(): TreeNode | undefined {
-    return this.view.visible ? this.view.selection[0] : undefined;
+  /**
+   * The palette always asks (a selection made for another purpose must not be acted on silently); the selected
+   * row's machine and snapshot only come first in its lists.
+   */
+  private selected(): { machineId?: string; snapshotId?: string } {
+    const node = this.view.selection[0];
+    if (node === undefined || !('kind' in node)) return {};
+    switch (node.kind) {
+      case 'broken':
+        return {};
+      case 'cloneRef':
+        return { machineId: node.clone.id };
+      case 'snapshot':
+        return { machineId: node.machine.id, snapshotId: node.snapshot.id };
+      default:
+        return { machineId: node.machine.id };
+    }
   }
 
   /** The machine a command acts on; undefined when the user cancelled the question. */
   async machine(target: Target, placeHolder = vscode.l10n.t('Choose a machine')): Promise<MachineDetails | undefined> {
     const lib = await this.library();
-    const t = target ?? this.selected();
+    const t = target;
     if (t === undefined) {
-      const machines = await lib.list();
+      const first = this.selected().machineId;
+      const machines = firstWhere(await lib.list(), (m) => m.id === first);
       if (machines.length === 0) {
         throw new Error(vscode.l10n.t('The library has no machines yet: create one with “New Machine” or import a disk image.'));
       }
@@ -152,7 +167,7 @@ export class CommandContext implements vscode.Disposable {
 
   /** The snapshot a command acts on, with its machine (re-read now: the tree may be older than the library). */
   async snapshot(target: Target, placeHolder = vscode.l10n.t('Choose a snapshot')): Promise<{ machine: MachineDetails; snapshot: SnapshotInfo } | undefined> {
-    const t = target ?? this.selected();
+    const t = target;
     if (t !== undefined && typeof t === 'object' && 'kind' in t && t.kind === 'snapshot') {
       const machine = await (await this.library()).show(t.machine.id);
       return { machine, snapshot: findSnapshot(machine, t.snapshot.id) };
@@ -167,7 +182,10 @@ export class CommandContext implements vscode.Disposable {
     if (machine.snapshots.length === 0) {
       throw new Error(vscode.l10n.t('Machine “{0}” has no snapshots yet: take one first.', machine.name));
     }
-    const picked = await this.ask.pick(snapshotPickItems(machine), { placeHolder, title: `${machine.name}: ${placeHolder}` });
+    const machines = machine.snapshots.some((s) => s.lockedBy.length > 0) ? await (await this.library()).list() : [];
+    const cloneName = (id: string): string => machines.find((m) => m.id === id)?.name ?? id;
+    const first = t === undefined ? this.selected().snapshotId : undefined;
+    const picked = await this.ask.pick(firstWhere(snapshotPickItems(machine, cloneName), (i) => i.value.id === first), { placeHolder, title: `${machine.name}: ${placeHolder}` });
     return picked ? { machine, snapshot: picked.value } : undefined;
   }
 
@@ -175,6 +193,12 @@ export class CommandContext implements vscode.Disposable {
     this.failed.dispose();
     this.informed.dispose();
   }
+}
+
+/** The same items with the first one matching moved to the front (the tree's selection, offered first). */
+function firstWhere<T>(items: T[], matches: (item: T) => boolean): T[] {
+  const i = items.findIndex(matches);
+  return i <= 0 ? items : [items[i]!, ...items.slice(0, i), ...items.slice(i + 1)];
 }
 
 /** A snapshot by id, name or id prefix, by the engine's rule (ambiguous names are refused). */

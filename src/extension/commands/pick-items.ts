@@ -15,8 +15,11 @@ export function machinePickItem(m: MachineSummary): PickItem<MachineSummary> {
   } as PickItem<MachineSummary>;
 }
 
-/** Snapshots in tree order with their path and date, the one the current state descends from marked. */
-export function snapshotPickItems(machine: MachineDetails): PickItem<SnapshotInfo>[] {
+/**
+ * Snapshots in tree order with their path and date, the one the current state descends from marked; a locked one
+ * says why in its detail (`cloneName` names the linked clones).
+ */
+export function snapshotPickItems(machine: MachineDetails, cloneName: (id: string) => string = (id) => id): PickItem<SnapshotInfo>[] {
   const byId = new Map(machine.snapshots.map((s) => [s.id, s]));
   const path = (s: SnapshotInfo): string => {
     const names: string[] = [];
@@ -26,7 +29,7 @@ export function snapshotPickItems(machine: MachineDetails): PickItem<SnapshotInf
   return machine.snapshots.map((s) => ({
     label: `${s.lockedBy.length > 0 ? '$(lock)' : '$(device-camera)'} ${s.name}`,
     description: `${formatRelativeTime(s.createdAt)} · ${formatDate(s.createdAt)}${machine.current === s.id ? ` · ${vscode.l10n.t('you are here')}` : ''}`,
-    detail: path(s),
+    detail: s.lockedBy.length > 0 ? `$(lock) ${vscode.l10n.t('Locked: linked clones {0} read it', s.lockedBy.map((id) => `“${cloneName(id)}”`).join(', '))} · ${path(s)}` : path(s),
     value: s,
   }));
 }

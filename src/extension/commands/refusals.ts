@@ -1,6 +1,6 @@
 // What commands refuse before calling the engine, and the way past a refusal the engine made.
 import * as vscode from 'vscode';
-import type { MachineDetails } from '../../engine/machine';
+import { MachineError, type MachineDetails } from '../../engine/machine';
 import type { ErrorAction } from '../ui/errors';
 import type { CommandContext } from './context';
 
@@ -29,4 +29,28 @@ export function lockedActions(ctx: CommandContext, e: unknown): ErrorAction[] {
       },
     },
   ];
+}
+
+/**
+ * A snapshot that linked clones hang on (it or a snapshot below it) cannot be deleted: refuse before asking
+ * "cannot be undone?", with the engine's code so the message offers "Show Clones".
+ */
+export async function requireUnlocked(ctx: CommandContext, machine: MachineDetails, snapshotId: string): Promise<void> {
+  const below = new Set([snapshotId]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const s of machine.snapshots) if (s.parentId !== null && below.has(s.parentId) && !below.has(s.id)) grew = below.add(s.id) !== undefined;
+  }
+  const ids = [...new Set(machine.snapshots.filter((s) => below.has(s.id)).flatMap((s) => s.lockedBy))];
+  if (ids.length === 0) return;
+  const machines = await (await ctx.library()).list();
+  const name = (id: string): string => machines.find((m) => m.id === id)?.name ?? id;
+  const snapshot = machine.snapshots.find((s) => s.id === snapshotId);
+  throw new MachineError(
+    'LOCKED_BY_CLONES',
+    ids.length === 1
+      ? vscode.l10n.t('Snapshot “{0}” is locked: the linked clone {1} reads its disk layers. Delete or promote it first.', snapshot?.name ?? snapshotId, `“${name(ids[0]!)}”`)
+      : vscode.l10n.t('Snapshot “{0}” is locked: the linked clones {1} read its disk layers. Delete or promote them first.', snapshot?.name ?? snapshotId, ids.map((id) => `“${name(id)}”`).join(', ')),
+    ids.map((id) => `${name(id)} (id ${id})`),
+  );
 }

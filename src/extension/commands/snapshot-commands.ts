@@ -6,7 +6,7 @@ import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { nameValidator, uniqueName } from './names';
-import { requireOff } from './refusals';
+import { requireOff, requireUnlocked } from './refusals';
 
 export interface TakeSnapshotArgs {
   name?: string;
@@ -54,7 +54,7 @@ export interface RevertArgs {
   saveAs?: string;
 }
 
-/** Revert (VMware's "Go To"): a modal offers "Revert", "Snapshot current state, then revert", "Cancel". */
+/** Revert (VMware's "Go To"): a modal offers "Snapshot current state, then revert" (the default), "Revert", "Cancel". */
 export async function revert(ctx: CommandContext, target: Target, args: RevertArgs = {}) {
   const picked = await ctx.snapshot(target, vscode.l10n.t('Revert to which snapshot?'));
   if (!picked) return undefined;
@@ -83,7 +83,8 @@ export async function revert(ctx: CommandContext, target: Target, args: RevertAr
       const chosen = await ctx.ask.confirm(
         vscode.l10n.t('Revert “{0}” to “{1}”?', machine.name, snapshot.name),
         afterwards === '' ? lost : `${lost} ${afterwards}`,
-        [plain, save],
+        // The first button is the dialog's default (focused, Enter): the choice that throws nothing away.
+        [save, plain],
       );
       if (chosen === undefined) return undefined;
       mode = chosen === save ? 'save' : 'discard';
@@ -178,6 +179,7 @@ export async function deleteSnapshot(ctx: CommandContext, target: Target, args: 
   if (!picked) return undefined;
   const { machine, snapshot } = picked;
   requireOff(machine, vscode.l10n.t('delete a snapshot'));
+  await requireUnlocked(ctx, machine, snapshot.id);
   if (!args.confirmed) {
     const below = descendants(machine.snapshots, snapshot.id);
     const title = children

@@ -19,6 +19,8 @@ export class DevMachineStatus implements vscode.Disposable {
   readonly item = vscode.window.createStatusBarItem('vmsnap.devMachine', vscode.StatusBarAlignment.Left, 50);
   private readonly subscriptions: vscode.Disposable[] = [];
   private updating: Promise<void> = Promise.resolve();
+  /** Whether the item is in the status bar now (the API cannot tell). */
+  shown = false;
 
   constructor(
     private readonly service: LibraryService,
@@ -45,6 +47,7 @@ export class DevMachineStatus implements vscode.Disposable {
     const dev = this.devMachine();
     if (dev === undefined) {
       this.item.hide();
+      this.shown = false;
       return;
     }
     const ref = dev.ref;
@@ -73,6 +76,7 @@ export class DevMachineStatus implements vscode.Disposable {
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
     }
     this.item.show();
+    this.shown = true;
   }
 
   dispose(): void {

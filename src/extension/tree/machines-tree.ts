@@ -42,6 +42,9 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly power: PowerWatch;
   private readonly subscription: vscode.Disposable;
 
+  /** Told whether the library is empty, unreadable or listed, each time the rows are read. */
+  onState: ((state: 'empty' | 'error' | 'ready') => void) | undefined;
+
   constructor(
     private readonly service: LibraryService,
     private readonly devMachine: () => string,
@@ -180,12 +183,15 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     } catch (e) {
       // The welcome view that says the library cannot be read (vmsnap.state == error).
       void vscode.commands.executeCommand('setContext', 'vmsnap.state', 'error');
+      this.onState?.('error');
       throw e;
     }
     this.shown.listed(machines, broken);
     this.brokenNodes = broken.map((b) => ({ kind: 'broken', id: brokenNodeId(b.folder), folder: b.folder, message: b.message }));
     // The welcome views follow this; the rows need not wait for the round trip to the workbench.
-    void vscode.commands.executeCommand('setContext', 'vmsnap.state', machines.length + broken.length === 0 ? 'empty' : 'ready');
+    const state = machines.length + broken.length === 0 ? 'empty' : 'ready';
+    void vscode.commands.executeCommand('setContext', 'vmsnap.state', state);
+    this.onState?.(state);
     this.sizes.keepOnly(new Set(machines.map((m) => m.id)));
     const dev = this.devMachine();
     const lib = await this.service.library();

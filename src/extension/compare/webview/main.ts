@@ -144,8 +144,39 @@ function actionsFor(r: CompareRow): HTMLElement[] {
     });
     return b;
   };
-  if (r.kind === 'snapshot') return [button('Revert', 'revert', r.id), button('Clone', 'clone', r.id), button('Delete', 'delete', r.id, true)];
+  if (r.kind === 'snapshot') {
+    const clones = lockingClones(r.id);
+    // A locked snapshot cannot be deleted: show the lock and why instead of a button that would only be refused.
+    const last =
+      clones.length > 0
+        ? el('span', { class: 'locked', title: `Locked: ${lockReason(clones)}` }, 'Locked')
+        : button('Delete', 'delete', r.id, true);
+    return [button('Revert', 'revert', r.id), button('Clone', 'clone', r.id), last];
+  }
   return [button('Snapshot', 'takeSnapshot', null), button('Show', 'reveal', null)];
+}
+
+function lockReason(clones: string[]): string {
+  const names = clones.map((c) => `“${c}”`).join(', ');
+  return clones.length === 1 ? `the linked clone ${names} reads its disk layers. Delete or promote it first.` : `the linked clones ${names} read its disk layers. Delete or promote them first.`;
+}
+
+/** The linked clones (by name) that keep a snapshot: hanging on it or on a snapshot after it, as the engine counts. */
+function lockingClones(snapshotId: string): string[] {
+  const names = new Map((state?.rows ?? []).filter((r) => r.kind !== 'snapshot').map((r) => [r.machineId, r.name]));
+  const below = (n: SnapshotTreeNode): string[] => [...n.lockedBy, ...n.children.flatMap(below)];
+  const find = (nodes: SnapshotTreeNode[]): SnapshotTreeNode | undefined => {
+    for (const n of nodes) {
+      const hit = n.kind !== 'current' && n.id === snapshotId ? n : find(n.children);
+      if (hit) return hit;
+    }
+    return undefined;
+  };
+  for (const t of state?.trees ?? []) {
+    const n = find(t.roots);
+    if (n) return [...new Set(below(n))].map((id) => names.get(id) ?? id);
+  }
+  return [];
 }
 
 function run(action: RowAction, machineId: string, snapshotId: string | null): void {
