@@ -126,7 +126,7 @@ export class SnapshotView implements Disk {
     await file.readExact(l1, s.l1TableOffset, 'snapshot L1 table');
     const needed = Math.ceil(s.diskSize / map.clusterSize / map.l2Entries);
     if (s.l1Size < needed) map.damaged(`the L1 table of snapshot "${s.name}" is too small for its disk size`);
-    return new SnapshotView(image, map, l1, s.diskSize);
+    return new SnapshotView(image, map, l1, Math.floor(s.diskSize / 512) * 512);
   }
 
   get path(): string {

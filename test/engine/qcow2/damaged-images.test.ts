@@ -5,7 +5,8 @@ import { strict as assert } from 'node:assert';
 import { check, checkExitStatus } from '../../../src/engine/qcow2/check';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { Qcow2Image } from '../../../src/engine/qcow2/image';
-import { qemuCheck, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
+import { writeU64 } from '../../support/fixtures';
+import { qemuCheck, qemuImg, qemuInfo, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 import { damagedSnapshotTable, shortCompressedImage, v2ZeroFlagImage } from './damaged-fixtures';
 
 /** Reads the whole disk; resolves with the error, or null when every byte read. */
@@ -75,4 +76,18 @@ describe('qcow2 damaged images: typed errors and corruptions, never silent damag
       await assert.rejects(Qcow2Image.open(path), (e: unknown) => isImageError(e) && e.code === 'INVALID_IMAGE');
     });
   }
+  it('a virtual size in the header that is not a multiple of 512 is seen as QEMU sees it: rounded down to whole sectors', async () => {
+    // Found by the fuzz test: we read one byte more than qemu-img convert gave.
+    qemuImg('create', '-q', '-f', 'qcow2', p('odd.qcow2'), '1M');
+    writeU64(p('odd.qcow2'), 24, 1024 * 1024 + 1);
+    assert.equal(qemuInfo(p('odd.qcow2'))['virtual-size'], 1024 * 1024);
+    qemuImg('snapshot', '-c', 'odd', p('odd.qcow2'));
+    const image = await Qcow2Image.open(p('odd.qcow2'));
+    try {
+      assert.equal(image.size, 1024 * 1024);
+      assert.equal((await image.openSnapshot('odd')).size, 1024 * 1024);
+    } finally {
+      await image.close();
+    }
+  });
 });
