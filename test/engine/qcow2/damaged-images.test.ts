@@ -90,4 +90,21 @@ describe('qcow2 damaged images: typed errors and corruptions, never silent damag
       await image.close();
     }
   });
+  describe('header fields QEMU refuses are refused too (found by the fuzz test)', () => {
+    const cases: Array<{ name: string; damage: (path: string) => void }> = [
+      { name: 'an unaligned snapshot table offset with no snapshots', damage: (f) => writeU64(f, 64, 700) },
+      { name: 'the compression type bit with zlib compression', damage: (f) => writeU64(f, 72, 1n << 3n) },
+      { name: 'an end-of-extensions marker whose length runs past the header cluster', damage: (f) => writeU64(f, 112, 0x11c00) },
+    ];
+    for (const c of cases) {
+      it(c.name, async () => {
+        const path = p(`header-${cases.indexOf(c)}.qcow2`);
+        qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', path, '1M');
+        for (let at = 112; at < 512; at += 8) writeU64(path, at, 0n); // no extensions: only the end marker at 112
+        c.damage(path);
+        assert.notEqual(runStatus('qemu-img', ['convert', '-U', '-O', 'raw', path, p('header.raw')]).status, 0, 'qemu-img refuses it');
+        await assert.rejects(Qcow2Image.open(path), (e: unknown) => isImageError(e) && e.code === 'INVALID_IMAGE');
+      });
+    }
+  });
 });
