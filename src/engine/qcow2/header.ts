@@ -157,6 +157,8 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
   if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
     throw new ImageError('EXTERNAL_DATA_FILE', `${path} keeps its data in an external data file, which is not supported.`, path);
   }
+  // Autoclear bit 1 (raw external data) means nothing without a data file: QEMU refuses the image.
+  if (h.autoclearFeatures & (1n << 1n)) bad('the raw external data bit is set but the image has no external data file.');
   const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
   if (unknown !== 0n) {
     const bits: string[] = [];

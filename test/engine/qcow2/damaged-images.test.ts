@@ -95,6 +95,7 @@ describe('qcow2 damaged images: typed errors and corruptions, never silent damag
       { name: 'an unaligned snapshot table offset with no snapshots', damage: (f) => writeU64(f, 64, 700) },
       { name: 'the compression type bit with zlib compression', damage: (f) => writeU64(f, 72, 1n << 3n) },
       { name: 'an end-of-extensions marker whose length runs past the header cluster', damage: (f) => writeU64(f, 112, 0x11c00) },
+      { name: 'the data-file-raw autoclear bit without an external data file', damage: (f) => writeU64(f, 88, 2n) },
     ];
     for (const c of cases) {
       it(c.name, async () => {
