@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { existsSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, qemuSame, requireTool, runStatus, scratchDir } from '../support/qemu';
+import { damagedSnapshotTable, shortCompressedImage, v2ZeroFlagImage } from '../engine/qcow2/damaged-fixtures';
 import { buildCli, interruptWhen, isOneSentence, vmsnap, vmsnapJson } from './vmsnap';
 
 const MiB = 1024 * 1024;
@@ -463,6 +464,39 @@ describe('vmsnap image (end to end)', function () {
       assert.ok(!existsSync(p('big-copy.qcow2')));
       assert.deepEqual(readdirSync(scratch.dir).filter((f) => f.includes('big-copy')), []);
       assert.equal(qemuCheck(p('big.qcow2')).status, 0);
+    });
+  });
+  describe('damaged images (issue 15)', () => {
+    it('create rounds a size that is not a multiple of 512 up, as qemu-img create does, and says so', () => {
+      const r = vmsnap(['image', 'create', p('odd.qcow2'), '1000']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /1 KiB \(1024 bytes\) \(rounded up from 1000 bytes/);
+      assert.equal(qemuInfo(p('odd.qcow2'))['virtual-size'], 1024);
+      // QEMU reads the whole disk, tail included.
+      assert.equal(runStatus('qemu-io', ['-c', 'read 512 512', p('odd.qcow2')]).status, 0);
+      assert.equal(qemuCheck(p('odd.qcow2')).status, 0);
+    });
+
+    it('convert refuses a compressed cluster cut short instead of baking zero-padded data into a new image', () => {
+      shortCompressedImage(p('short.qcow2'), p('short.raw'));
+      const r = vmsnap(['image', 'convert', p('short.qcow2'), p('short-copy.qcow2')]);
+      assert.equal(r.status, 1, r.stdout);
+      assert.match(r.stderr, /decompresses to \d+ bytes instead of 65536/);
+      assert.ok(!existsSync(p('short-copy.qcow2')));
+      assert.deepEqual(readdirSync(scratch.dir).filter((f) => f.includes('short-copy')), []);
+    });
+
+    it('check finds a damaged snapshot table and a v2 zero flag (exit 2), and --repair does not claim to fix them', () => {
+      damagedSnapshotTable(p('snaps.qcow2'), 'too-many');
+      v2ZeroFlagImage(p('v2zero.qcow2'));
+      for (const file of [p('snaps.qcow2'), p('v2zero.qcow2')]) {
+        const r = vmsnap(['image', 'check', file]);
+        assert.equal(r.status, 2, `${file}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout, /errors? (was|were) found on the image/);
+        const repaired = vmsnap(['image', 'check', '--repair', file]);
+        assert.equal(repaired.status, 2, repaired.stdout);
+        assert.doesNotMatch(repaired.stdout, /No errors were found/);
+      }
     });
   });
 });

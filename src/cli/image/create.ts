@@ -62,7 +62,9 @@ export const imageCreateCommand: Command<CliContext> = {
     }));
     emit(ctx, made, () => {
       const backingText = made.backingFile === null ? '' : `, backed by ${made.backingFile} (${made.backingFormat ?? 'format probed'})`;
-      return `Created ${file}: qcow2 ${made.compat}, ${formatSizeExact(made.virtualSize)}, clusters of ${formatSize(made.clusterSize)}${backingText}.`;
+      const rounded =
+        options.size !== undefined && options.size !== made.virtualSize ? ` (rounded up from ${options.size} bytes to whole 512-byte sectors, as qemu-img does)` : '';
+      return `Created ${file}: qcow2 ${made.compat}, ${formatSizeExact(made.virtualSize)}${rounded}, clusters of ${formatSize(made.clusterSize)}${backingText}.`;
     });
     return 0;
   },

@@ -1,8 +1,8 @@
 import type { FileHandle } from 'node:fs/promises';
-import { ImageError } from './errors';
 import { EXT_BITMAPS, type Header } from './header';
 import { entryOffset, hex, ProblemLog, readAt } from './check-io';
 import { BlockState, type StoredRefcounts } from './check-refcounts';
+import { parseSnapshotTable } from './snapshot-table';
 
 /** The geometry the walk needs, derived once from the header and the file size. */
 export interface Layout {
@@ -95,30 +95,34 @@ export interface SnapshotEntry {
   l1Size: number;
 }
 
-/** Reads the internal snapshot table as QEMU does; a table that cannot be read makes the image unusable. */
+/**
+ * Reads the internal snapshot table as QEMU does. An entry that cannot be read ends the table: the entries
+ * before it are returned with what is wrong (a corruption for the check, as qemu-img counts it).
+ */
 export async function readSnapshotTable(
   fh: FileHandle,
   h: Header,
   fileSize: number,
-  path: string,
-): Promise<{ snapshots: SnapshotEntry[]; tableBytes: number }> {
+): Promise<{ snapshots: SnapshotEntry[]; tableBytes: number; problem: string | null }> {
   const snapshots: SnapshotEntry[] = [];
   let at = h.snapshotsOffset;
-  const bad = (why: string): never => {
-    throw new ImageError('INVALID_IMAGE', `${path}: the internal snapshot table is damaged (${why}); it cannot be checked.`, path);
-  };
-  for (let i = 0; i < h.nbSnapshots; i++) {
+  let problem: string | null = null;
+  for (let i = 0; i < h.nbSnapshots && problem === null; i++) {
     at = Math.ceil(at / 8) * 8;
-    if (at + 40 > fileSize) bad(`entry ${i} lies past the end of the file`);
+    if (at + 40 > fileSize) {
+      problem = `entry ${i} lies past the end of the file`;
+      break;
+    }
     const head = await readAt(fh, at, 40, fileSize);
     const idSize = head.readUInt16BE(12);
     const nameSize = head.readUInt16BE(14);
     const extraSize = head.readUInt32BE(36);
-    if (extraSize > MAX_SNAPSHOT_EXTRA) bad(`entry ${i} has ${extraSize} bytes of extra data`);
     const restAt = at + 40 + extraSize;
     const end = restAt + idSize + nameSize;
-    if (end > fileSize) bad(`entry ${i} lies past the end of the file`);
-    if (end - h.snapshotsOffset > MAX_SNAPSHOT_TABLE_BYTES) bad('it is larger than 64 MiB');
+    if (extraSize > MAX_SNAPSHOT_EXTRA) problem = `entry ${i} has ${extraSize} bytes of extra data`;
+    else if (end > fileSize) problem = `entry ${i} lies past the end of the file`;
+    else if (end - h.snapshotsOffset > MAX_SNAPSHOT_TABLE_BYTES) problem = 'it is larger than 64 MiB';
+    if (problem !== null) break;
     const strings = await readAt(fh, restAt, idSize + nameSize, fileSize);
     const hi = head.readUInt32BE(0);
     const lo = head.readUInt32BE(4);
@@ -130,7 +134,7 @@ export async function readSnapshotTable(
     });
     at = end;
   }
-  return { snapshots, tableBytes: h.nbSnapshots > 0 ? at - h.snapshotsOffset : 0 };
+  return { snapshots, tableBytes: snapshots.length > 0 ? at - h.snapshotsOffset : 0, problem };
 }
 
 interface L2Use {
@@ -164,7 +168,6 @@ export class ReferenceWalk {
     private readonly layout: Layout,
     private readonly expected: ExpectedRefcounts,
     private readonly log: ProblemLog,
-    private readonly path: string,
   ) {
     this.budget = layout.fileSize + 64 * 1024 * 1024;
   }
@@ -188,7 +191,8 @@ export class ReferenceWalk {
     this.budget -= activeL1.length;
     this.collectL1(activeL1, h.l1TableOffset, h.l1Size, 1, true, l2Uses);
 
-    const { snapshots, tableBytes } = await readSnapshotTable(this.fh, h, layout.fileSize, this.path);
+    const { snapshots, tableBytes, problem } = await readSnapshotTable(this.fh, h, layout.fileSize);
+    await this.validateSnapshotTable(problem);
     // Snapshots sharing one L1 table are read once and counted with their multiplicity.
     const l1Groups = new Map<string, { offset: number; size: number; times: number }>();
     for (const sn of snapshots) {
@@ -253,6 +257,24 @@ export class ReferenceWalk {
   }
 
   /** Counts one L2 table and what it refers to; false when the reading budget ran out. */
+  /**
+   * The snapshot table as opening the image validates it: damage that makes every other command refuse the
+   * image is a corruption here, which a repair does not claim to fix (qemu-img -r all drops entries; we keep them).
+   */
+  private async validateSnapshotTable(unreadable: string | null): Promise<void> {
+    const { h, layout, log } = this;
+    if (h.nbSnapshots === 0) return;
+    let problem = unreadable;
+    if (problem === null) {
+      const length = Math.max(0, Math.min(MAX_SNAPSHOT_TABLE_BYTES, layout.fileSize - h.snapshotsOffset));
+      const buf = await readAt(this.fh, h.snapshotsOffset, length, layout.fileSize);
+      problem = parseSnapshotTable(buf, h.nbSnapshots, layout.clusterSize, h.size, layout.fileSize, false).problem;
+    }
+    if (problem === null) return;
+    log.corruption(`the internal snapshot table is damaged: ${problem}`);
+    log.markIncomplete('the internal snapshot table is damaged');
+  }
+
   private async walkL2(l2Offset: number, use: L2Use): Promise<boolean> {
     const { layout, expected, log } = this;
     const { clusterSize, clusterBits, extendedL2 } = layout;
@@ -293,6 +315,8 @@ export class ReferenceWalk {
       }
       const offset = entryOffset(hi, lo);
       const zeroFlag = !extendedL2 && (lo & 1) !== 0;
+      // Reading refuses such an entry (QEMU too, though its check misses it): the image is unusable.
+      if (zeroFlag && this.h.version < 3) log.corruption(`${where}: the version 3 zero flag is set in a version 2 image`, times);
       if (offset === 0) {
         // Unallocated or plain zero; with subclusters an unallocated cluster must not claim allocated ones.
         if (extendedL2 && allocMap !== 0) log.corruption(`${where}: an unallocated cluster has allocated subclusters`, times);

@@ -158,7 +158,7 @@ async function checkOnce(fh: FileHandle, path: string, repair: boolean): Promise
     fileSize,
     expected.length,
   );
-  const walk = await new ReferenceWalk(fh, h, layout, expected, log, path).run();
+  const walk = await new ReferenceWalk(fh, h, layout, expected, log).run();
   countRefcountBlocks(stored, expected, layout, log);
 
   const fixed = { leaks: 0, corruptions: 0 };

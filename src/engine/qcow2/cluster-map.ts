@@ -26,6 +26,7 @@ export class ClusterMap {
   /** Bytes of one L2 entry: 8, or 16 with extended L2 (entry and subcluster bitmap). */
   readonly entryBytes: number;
   private readonly clusterBits: number;
+  private readonly version: 2 | 3;
   private readonly l2Cache = new Map<number, Buffer>();
   private readonly maxCachedL2: number;
   private lastCompressed: { host: number; data: Buffer } | null = null;
@@ -36,6 +37,7 @@ export class ClusterMap {
     header: Header,
   ) {
     this.clusterBits = header.clusterBits;
+    this.version = header.version;
     this.clusterSize = clusterSizeOf(header);
     this.extendedL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
     this.entryBytes = this.extendedL2 ? 16 : 8;
@@ -85,6 +87,8 @@ export class ClusterMap {
   entry(table: Buffer, i: number): L2Entry {
     const e = decodeL2(table.readBigUInt64BE(i * this.entryBytes), this.clusterBits, this.extendedL2);
     if (e === 'reserved') this.damaged(`an L2 entry has reserved bits set`);
+    // Zero clusters are a version 3 feature: QEMU refuses them in a version 2 image as corruption.
+    if (e.kind === 'zero' && this.version < 3) this.damaged(`an L2 entry of this version 2 image has the version 3 zero flag set`);
     if ((e.kind === 'data' || e.kind === 'zero') && e.host % this.clusterSize !== 0) this.damaged(`a data cluster at offset ${e.host} is not aligned`);
     if (e.kind === 'compressed' && (e.host >= this.file.size || e.host < this.clusterSize)) this.damaged(`a compressed cluster at offset ${e.host} lies outside the file`);
     return e;
@@ -198,9 +202,9 @@ export class ClusterMap {
     } catch {
       this.damaged(`the compressed cluster at offset ${host} does not decompress`);
     }
+    // As QEMU: a stream cut short is an I/O error, never a cluster padded with zeros.
     if (data.length !== this.clusterSize) {
-      if (data.length > this.clusterSize) this.damaged(`the compressed cluster at offset ${host} decompresses to the wrong size`);
-      data = Buffer.concat([data, Buffer.alloc(this.clusterSize - data.length)]);
+      this.damaged(`the compressed cluster at offset ${host} decompresses to ${data.length} bytes instead of ${this.clusterSize}`);
     }
     this.lastCompressed = { host, data };
     return data;

@@ -9,7 +9,7 @@ import { type Header, INCOMPAT_EXTL2, MAX_L1_BYTES, serializeHeader } from './he
 export const DEFAULT_CLUSTER_SIZE = 65536;
 
 export interface CreateOptions {
-  /** Virtual size in bytes; defaults to the backing file's size. */
+  /** Virtual size in bytes, rounded up to whole 512-byte sectors as qemu-img does; defaults to the backing file's size. */
   size?: number;
   /** Default 65536; a power of two from 512 to 2 MiB. */
   clusterSize?: number;
@@ -73,6 +73,9 @@ export async function createImage(path: string, options: CreateOptions): Promise
   if (size === undefined || !Number.isSafeInteger(size) || size < 0) {
     throw new ImageError('INVALID_ARGUMENT', 'A new image needs a virtual size (or a backing file to take it from).');
   }
+  // QEMU sees disks in 512-byte sectors: a size between would leave a tail it cannot read. Round up, as
+  // qemu-img create does (1000 bytes becomes 1024).
+  size = Math.ceil(size / 512) * 512;
   const layout: NewImageLayout = { size, clusterBits, version, extendedL2, backingFile, backingFormat };
   const tmp = join(dirname(path), `.${basename(path)}.new-${process.pid}-${Date.now()}`);
   await writeNewImage(tmp, layout, options.sync ?? false);

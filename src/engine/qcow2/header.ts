@@ -157,6 +157,8 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
   if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
     throw new ImageError('EXTERNAL_DATA_FILE', `${path} keeps its data in an external data file, which is not supported.`, path);
   }
+  // Autoclear bit 1 (raw external data) means nothing without a data file: QEMU refuses the image.
+  if (h.autoclearFeatures & (1n << 1n)) bad('the raw external data bit is set but the image has no external data file.');
   const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
   if (unknown !== 0n) {
     const bits: string[] = [];
@@ -172,6 +174,8 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
       throw new ImageError('UNSUPPORTED_COMPRESSION', `${path} uses zstd compression, which is not supported; convert it with "qemu-img convert -O qcow2" first.`, path);
     }
     if (h.compressionType !== 0) bad(`unknown compression type ${h.compressionType}.`);
+    // As QEMU: zlib is the default, and the bit must not claim otherwise.
+    bad('the compression type bit is set for zlib compression.');
   } else if (h.compressionType !== 0) {
     bad('a compression type is set without the compression type feature bit.');
   }
@@ -194,6 +198,8 @@ export function parseHeader(buf: Buffer, fileSize: number, path: string): Header
   table('refcount table', h.refcountTableOffset, h.refcountTableClusters * clusterSize);
   if (h.nbSnapshots > 65536) bad(`nb_snapshots ${h.nbSnapshots} is too large.`);
   if (h.nbSnapshots > 0) table('snapshot table', h.snapshotsOffset, h.nbSnapshots * 40);
+  // QEMU checks the alignment even when there are no snapshots.
+  if (h.snapshotsOffset % clusterSize !== 0) bad(`the snapshot table at offset ${h.snapshotsOffset} is not cluster aligned.`);
 
   if (h.backingFileOffset !== 0) {
     if (h.backingFileSize === 0 || h.backingFileSize > MAX_BACKING_NAME) bad(`backing_file_size ${h.backingFileSize} is invalid.`);
@@ -213,11 +219,12 @@ function parseExtensions(buf: Buffer, h: Header, clusterSize: number, path: stri
     }
     const type = buf.readUInt32BE(at);
     const length = buf.readUInt32BE(at + 4);
-    if (type === EXT_END) return;
     const dataAt = at + 8;
+    // The length is checked before the type, as QEMU does, so even an end marker cannot claim too much.
     if (dataAt + length > end) {
       throw new ImageError('INVALID_IMAGE', `${path}: header extension 0x${type.toString(16)} runs past the header cluster.`, path);
     }
+    if (type === EXT_END) return;
     const data = Buffer.from(buf.subarray(dataAt, dataAt + length));
     if (type === EXT_BACKING_FORMAT) {
       h.backingFormat = data.toString('utf8');

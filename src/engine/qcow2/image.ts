@@ -73,8 +73,9 @@ export class Qcow2Image implements Disk {
     this.writer = new ClusterWriter(this, file, header, l1, this.map, this.allocator, ordering === 'crash-safe');
   }
 
+  /** The virtual size in whole 512-byte sectors: QEMU ignores a partial last sector, so we do too. */
   get size(): number {
-    return this.header.size;
+    return Math.floor(this.header.size / 512) * 512;
   }
 
   get version(): 2 | 3 {

@@ -7,7 +7,7 @@ import { MAX_L1_BYTES } from './header';
 import { checkRange } from './raw';
 
 /** QEMU's limit on the whole snapshot table, which bounds what a hostile image can make us read. */
-const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
+export const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
 
 /** An internal snapshot, as qemu-img snapshot -c or libvirt's snapshot-create make them. */
 export interface InternalSnapshot {
@@ -32,15 +32,32 @@ export async function readSnapshotTable(
 ): Promise<InternalSnapshot[]> {
   if (count === 0) return [];
   const path = file.path;
-  const bad = (msg: string): never => {
-    throw new ImageError('INVALID_IMAGE', `${path}: ${msg}`, path);
-  };
   const buf = Buffer.alloc(Math.min(MAX_SNAPSHOT_TABLE_BYTES, file.size - offset));
   await file.readExact(buf, offset, 'snapshot table');
+  const { snapshots, problem } = parseSnapshotTable(buf, count, clusterSize, currentSize, file.size);
+  if (problem !== null) throw new ImageError('INVALID_IMAGE', `${path}: ${problem}`, path, 'damaged');
+  return snapshots;
+}
+
+/**
+ * Parses `count` entries of a snapshot table read into `buf` (from the table's offset to at most 64 MiB further).
+ * Returns the entries before the first damaged one and what is wrong with it: opening refuses the image then,
+ * and a check reports it as a corruption (both must agree on what makes an image unusable).
+ */
+export function parseSnapshotTable(
+  buf: Buffer,
+  count: number,
+  clusterSize: number,
+  currentSize: number,
+  fileSize: number,
+  /** The check walks each snapshot's L1 table itself and reports its problems its own way, as qemu-img does. */
+  checkL1Tables = true,
+): { snapshots: InternalSnapshot[]; problem: string | null } {
   const out: InternalSnapshot[] = [];
   let at = 0;
   for (let i = 0; i < count; i++) {
-    if (at + 40 > buf.length) bad(`the snapshot table ends inside entry ${i}.`);
+    const done = (problem: string): { snapshots: InternalSnapshot[]; problem: string } => ({ snapshots: out, problem });
+    if (at + 40 > buf.length) return done(`the snapshot table ends inside entry ${i}.`);
     const l1TableOffset = Number(buf.readBigUInt64BE(at));
     const l1Size = buf.readUInt32BE(at + 8);
     const idLen = buf.readUInt16BE(at + 12);
@@ -53,20 +70,21 @@ export async function readSnapshotTable(
     const extraAt = at + 40;
     const idAt = extraAt + extraLen;
     const end = idAt + idLen + nameLen;
-    if (extraLen > 1024 || end > buf.length) bad(`snapshot ${i} runs past the snapshot table.`);
+    if (extraLen > 1024 || end > buf.length) return done(`snapshot ${i} runs past the snapshot table.`);
     let diskSize = currentSize;
     if (extraLen >= 8) vmStateSize = Number(buf.readBigUInt64BE(extraAt));
     if (extraLen >= 16) diskSize = Number(buf.readBigUInt64BE(extraAt + 8));
-    if (l1TableOffset % clusterSize !== 0 || l1Size * 8 > MAX_L1_BYTES || l1TableOffset + l1Size * 8 > file.size) {
-      bad(`the L1 table of snapshot ${i} lies outside the file.`);
+    if (checkL1Tables && (l1TableOffset % clusterSize !== 0 || l1Size * 8 > MAX_L1_BYTES || l1TableOffset + l1Size * 8 > fileSize)) {
+      return done(`the L1 table of snapshot ${i} lies outside the file.`);
     }
-    if (!Number.isSafeInteger(diskSize) || !Number.isSafeInteger(vmStateSize)) bad(`snapshot ${i} has an invalid size.`);
+    if (!Number.isSafeInteger(diskSize) || !Number.isSafeInteger(vmStateSize)) return done(`snapshot ${i} has an invalid size.`);
     // QEMU keeps ids and names as C strings: a NUL inside one means the entry's lengths are wrong.
-    if (buf.subarray(idAt, end).includes(0)) bad(`snapshot ${i} has an id or name with a NUL byte (damaged snapshot table).`);
-    if (idLen === 0) bad(`snapshot ${i} has an empty id.`);
-    if (out.some((s) => s.id === buf.toString('utf8', idAt, idAt + idLen))) bad(`two snapshots share the id "${buf.toString('utf8', idAt, idAt + idLen)}".`);
+    if (buf.subarray(idAt, end).includes(0)) return done(`snapshot ${i} has an id or name with a NUL byte (damaged snapshot table).`);
+    if (idLen === 0) return done(`snapshot ${i} has an empty id.`);
+    const id = buf.toString('utf8', idAt, idAt + idLen);
+    if (out.some((s) => s.id === id)) return done(`two snapshots share the id "${id}".`);
     out.push({
-      id: buf.toString('utf8', idAt, idAt + idLen),
+      id,
       name: buf.toString('utf8', idAt + idLen, end),
       date: new Date(sec * 1000 + Math.floor(nsec / 1e6)),
       vmClockNs,
@@ -77,7 +95,7 @@ export async function readSnapshotTable(
     });
     at = Math.ceil(end / 8) * 8;
   }
-  return out;
+  return { snapshots: out, problem: null };
 }
 
 /** The internal snapshot with this id, else with this name. */
@@ -108,7 +126,7 @@ export class SnapshotView implements Disk {
     await file.readExact(l1, s.l1TableOffset, 'snapshot L1 table');
     const needed = Math.ceil(s.diskSize / map.clusterSize / map.l2Entries);
     if (s.l1Size < needed) map.damaged(`the L1 table of snapshot "${s.name}" is too small for its disk size`);
-    return new SnapshotView(image, map, l1, s.diskSize);
+    return new SnapshotView(image, map, l1, Math.floor(s.diskSize / 512) * 512);
   }
 
   get path(): string {
