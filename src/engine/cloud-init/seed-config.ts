@@ -72,16 +72,22 @@ const SYSTEM_ACCOUNTS = new Set([
  * `journalctl` shows it. PID 1 keeps the old id in memory until the next boot; nothing we rely on reads it there.
  */
 /**
- * Turns password login off in sshd_config before sshd first starts (bootcmd runs in cloud-init.service, which
- * systemd orders before ssh.service). ssh_pwauth alone does it later, in the config stage, and restarts sshd,
- * which resets the connections of whoever logged in right after boot; with the line already there, cloud-init
- * finds nothing to change and leaves sshd alone.
+ * Turns password login off before sshd first starts (bootcmd runs in cloud-init.service, which systemd orders
+ * before ssh.service), in sshd_config and, where sshd_config includes sshd_config.d, in the drop-in cloud-init
+ * itself writes (50-cloud-init.conf). ssh_pwauth alone does it later, in the config stage, and then restarts
+ * sshd, which resets the connection of whoever logged in right after boot; with the setting already in place,
+ * cloud-init finds nothing to change and leaves sshd alone.
  */
 export const PASSWORD_LOGIN_OFF_SCRIPT = [
-  'f=/etc/ssh/sshd_config; [ -f "$f" ] || exit 0',
-  'grep -qE "^PasswordAuthentication[[:space:]]+no" "$f" && exit 0',
-  'sed -i -E "s/^#?[[:space:]]*PasswordAuthentication[[:space:]].*/PasswordAuthentication no/" "$f"',
-  'grep -qE "^PasswordAuthentication[[:space:]]+no" "$f" || echo "PasswordAuthentication no" >> "$f"',
+  'd=/etc/ssh/sshd_config.d; f=/etc/ssh/sshd_config; [ -f "$f" ] || exit 0',
+  'off() { grep -qE "^PasswordAuthentication[[:space:]]+no" "$1" 2>/dev/null; }',
+  'if ! off "$f"; then',
+  '  sed -i -E "s/^#?[[:space:]]*PasswordAuthentication[[:space:]].*/PasswordAuthentication no/" "$f"',
+  '  off "$f" || echo "PasswordAuthentication no" >> "$f"',
+  'fi',
+  'if [ -d "$d" ] && grep -qE "^Include[[:space:]]+$d/" "$f" && ! off "$d/50-cloud-init.conf"; then',
+  '  echo "PasswordAuthentication no" >> "$d/50-cloud-init.conf"; chmod 600 "$d/50-cloud-init.conf"',
+  'fi',
 ].join('\n');
 
 export const MACHINE_ID_SCRIPT = [

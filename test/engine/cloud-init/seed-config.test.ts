@@ -2,7 +2,7 @@
 // mistakes (a hostile key comment, a YAML-looking value) show up as a changed value, not as a passing string test.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   buildSeed,
@@ -101,12 +101,21 @@ describe('cloud-init seed documents', () => {
         ['PasswordAuthentication yes\n', 'PasswordAuthentication no\n'],
         ['PasswordAuthentication no\n', 'PasswordAuthentication no\n'],
       ];
+      const file = join(dir.dir, 'sshd_config');
+      const dropIns = join(dir.dir, 'sshd_config.d');
+      const script = PASSWORD_LOGIN_OFF_SCRIPT.replace('/etc/ssh/sshd_config.d', dropIns).replace('/etc/ssh/sshd_config', file);
       for (const [before, after] of cases) {
-        const file = join(dir.dir, 'sshd_config');
         writeFileSync(file, before);
-        run('sh', ['-c', PASSWORD_LOGIN_OFF_SCRIPT.replace('/etc/ssh/sshd_config', file)]);
+        run('sh', ['-c', script]);
         assert.equal(readFileSync(file, 'utf8'), after);
       }
+      // Debian's cloud-init writes its own drop-in when sshd_config includes sshd_config.d: it is there already.
+      mkdirSync(dropIns);
+      writeFileSync(file, `Include ${dropIns}/*.conf\n#PasswordAuthentication yes\n`);
+      run('sh', ['-c', script]);
+      run('sh', ['-c', script]);
+      assert.equal(readFileSync(join(dropIns, '50-cloud-init.conf'), 'utf8'), 'PasswordAuthentication no\n');
+      assert.equal(statSync(join(dropIns, '50-cloud-init.conf')).mode & 0o777, 0o600);
     } finally {
       dir.cleanup();
     }
