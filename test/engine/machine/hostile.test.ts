@@ -3,22 +3,11 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { isMachineError, Library, type MachineErrorCode } from '../../../src/engine/machine';
+import { Library } from '../../../src/engine/machine';
 import { MachineLock } from '../../../src/engine/machine/lock';
 import { requireTool, scratchDir } from '../../support/qemu';
-import { DISK_SIZE } from './library-oracles';
+import { DISK_SIZE, rejects } from './library-oracles';
 
-async function rejects(p: Promise<unknown>, code: MachineErrorCode, message?: RegExp): Promise<Error & { candidates?: readonly string[] }> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isMachineError(e), `expected a MachineError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 function editManifest(folder: string, change: (m: Record<string, unknown>) => void): void {
   const file = join(folder, 'machine.json');

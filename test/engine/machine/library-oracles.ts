@@ -2,7 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Library, MachineDetails } from '../../../src/engine/machine';
+import assert from 'node:assert/strict';
+import { isMachineError, type Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
 import { qemuCheck, qemuIo, run } from '../../support/qemu';
 
 export const MiB = 1024 * 1024;
@@ -64,4 +65,17 @@ export function snapshotLayer(m: MachineDetails, name: string): string {
 export function backingOf(path: string): string | undefined {
   const info = JSON.parse(run('qemu-img', ['info', '-U', '--output=json', path])) as { 'backing-filename'?: string };
   return info['backing-filename'];
+}
+
+/** Awaits `p` and returns the MachineError it must reject with (`code`, and `message` when given). */
+export async function rejects(p: Promise<unknown>, code: MachineErrorCode, message?: RegExp): Promise<Error & { candidates?: readonly string[] }> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isMachineError(e), `expected a MachineError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return e;
+  }
+  assert.fail(`expected ${code}`);
 }

@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { isMachineError, Library, type MachineDetails, type MachineErrorCode } from '../../../src/engine/machine';
+import { Library, type MachineDetails } from '../../../src/engine/machine';
 import { processStart } from '../../../src/engine/os';
 import { qemuImg, qemuIo, qemuSame, requireTool, scratchDir } from '../../support/qemu';
-import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, snapshotLayer, writeRegions, type Regions } from './library-oracles';
+import { backingOf, blank, checkLibrary, DISK_SIZE, expectRegions, MiB, rejects, snapshotLayer, writeRegions, type Regions } from './library-oracles';
 
-async function rejects(p: Promise<unknown>, code: MachineErrorCode, message?: RegExp): Promise<Error & { candidates?: readonly string[] }> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isMachineError(e), `expected a MachineError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 /** The machine and every snapshot read as the model says. */
 function expectMachine(m: MachineDetails, current: Regions, snapshots: Record<string, Regions>): void {
