@@ -1,7 +1,7 @@
 // `vmsnap image ...` end to end: the built binary, checked against qemu-img and qemu-io.
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
-import { existsSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, existsSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, qemuSame, requireTool, runStatus, scratchDir } from '../support/qemu';
 import { damagedSnapshotTable, shortCompressedImage, v2ZeroFlagImage } from '../engine/qcow2/damaged-fixtures';
 import { buildCli, interruptWhen, isOneSentence, vmsnap, vmsnapJson } from './vmsnap';
@@ -484,6 +484,25 @@ describe('vmsnap image (end to end)', function () {
       assert.match(r.stderr, /decompresses to \d+ bytes instead of 65536/);
       assert.ok(!existsSync(p('short-copy.qcow2')));
       assert.deepEqual(readdirSync(scratch.dir).filter((f) => f.includes('short-copy')), []);
+    });
+
+    it('vm import and a full clone refuse a compressed cluster cut short, and leave no machine behind', () => {
+      shortCompressedImage(p('short-m.qcow2'), p('short-m.raw'));
+      const lib = p('short-library');
+      const imported = vmsnap(['--library', lib, 'vm', 'import', 'damaged', p('short-m.qcow2')]);
+      assert.equal(imported.status, 1, imported.stdout);
+      assert.match(imported.stderr, /decompresses to \d+ bytes instead of 65536/);
+      assert.ok(isOneSentence(imported.stderr), imported.stderr);
+      // A machine whose layer went bad on disk: its full clone reads every cluster and must stop at the damage.
+      assert.equal(vmsnap(['--library', lib, 'vm', 'create', 'm', '--disk-size', '1M']).status, 0);
+      const top = vmsnap(['--library', lib, 'vm', 'disk', 'm']).stdout.trimEnd();
+      copyFileSync(p('short-m.qcow2'), top);
+      const before = readdirSync(lib).sort();
+      const clone = vmsnap(['--library', lib, 'clone', 'm', 'm-copy', '--full']);
+      assert.equal(clone.status, 1, clone.stdout);
+      assert.match(clone.stderr, /decompresses to \d+ bytes instead of 65536/);
+      assert.deepEqual(readdirSync(lib).sort(), before);
+      assert.doesNotMatch(vmsnap(['--library', lib, 'vm', 'list']).stdout, /m-copy|damaged/);
     });
 
     it('check finds a damaged snapshot table and a v2 zero flag (exit 2), and --repair does not claim to fix them', () => {

@@ -113,12 +113,12 @@ interface Pass {
 /** Parses the header; an image marked corrupt is still checked (that is how it gets repaired). */
 function parseCheckedHeader(buf: Buffer, fileSize: number, path: string): { header: Header; markedCorrupt: boolean } {
   try {
-    return { header: parseHeader(buf, fileSize, path), markedCorrupt: false };
+    return { header: parseHeader(buf, fileSize, path, true), markedCorrupt: false };
   } catch (e) {
     if (!isImageError(e) || e.code !== 'MARKED_CORRUPT') throw e;
     const copy = Buffer.from(buf);
     copy.writeBigUInt64BE(copy.readBigUInt64BE(72) & ~INCOMPAT_CORRUPT, 72);
-    return { header: parseHeader(copy, fileSize, path), markedCorrupt: true };
+    return { header: parseHeader(copy, fileSize, path, true), markedCorrupt: true };
   }
 }
 

@@ -445,11 +445,20 @@ describe('qcow2 check', function () {
       assert.equal(statSync(path).mtimeMs, mtime);
       truncateSync(path, 0); // do not leave a 20 GiB file for the scratch cleanup to walk
     });
-    it('a snapshot table whose entries run past the end of the file', async () => {
+    it('a snapshot table whose entries run past the end of the file: a corruption (exit 2) as in qemu-img', async () => {
       const path = withData();
       qemuImg('snapshot', '-c', 'a', path);
       writeBytes(path, 60, u32(60000));
+      const before = sha256File(path);
+      const r = await check(path);
+      assert.equal(sha256File(path), before);
+      assert.match(r.errors.join('\n'), /snapshot table is damaged: entry 1 lies past the end of the file/);
+      assert.equal(checkExitStatus(r), 2);
+      assert.equal(qemuCheck(path).status, 2);
+      // Beyond QEMU's limit of 65536 snapshots both refuse the image (qemu-img check exits 1).
+      writeBytes(path, 60, u32(70000));
       await expectImageError(path, 'INVALID_IMAGE');
+      assert.equal(runStatus('qemu-img', ['check', path]).status, 1);
     });
     it('a refcount table entry with reserved bits, and one pointing at an L2 table', async () => {
       const path = withData();

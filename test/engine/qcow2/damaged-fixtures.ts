@@ -58,17 +58,21 @@ export function v2ZeroFlagImage(path: string): void {
   writeU64(path, l2, readU64(path, l2) | 1n);
 }
 
+/** too-many: one entry more than the table holds; past-end: so many that the table runs past the end of the file. */
+export type SnapshotTableDamage = 'too-many' | 'past-end' | 'nul-in-name' | 'l1-past-end';
+
 /** An image with two internal snapshots; `damage` then says how its snapshot table is broken. */
-export function damagedSnapshotTable(path: string, damage: 'too-many' | 'nul-in-name' | 'l1-past-end'): void {
+export function damagedSnapshotTable(path: string, damage: SnapshotTableDamage): void {
   qemuImg('create', '-q', '-f', 'qcow2', path, '64M');
   qemuIo(path, ['write -P 0x11 0 1M']);
   qemuImg('snapshot', '-c', 'first', path);
   qemuImg('snapshot', '-c', 'second', path);
   const table = Number(readU64(path, 64));
   switch (damage) {
-    case 'too-many': {
+    case 'too-many':
+    case 'past-end': {
       const count = Buffer.alloc(4);
-      count.writeUInt32BE(3);
+      count.writeUInt32BE(damage === 'too-many' ? 3 : 5000);
       writeBytes(path, 60, count);
       break;
     }

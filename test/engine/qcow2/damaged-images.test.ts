@@ -58,7 +58,7 @@ describe('qcow2 damaged images: typed errors and corruptions, never silent damag
     assert.equal(sha256File(p('v2zero.qcow2')), before);
   });
 
-  for (const damage of ['too-many', 'nul-in-name', 'l1-past-end'] as const) {
+  for (const damage of ['too-many', 'past-end', 'nul-in-name', 'l1-past-end'] as const) {
     it(`a damaged snapshot table (${damage}): opening refuses it, check exits 2 like qemu-img, and repair does not claim to fix it`, async () => {
       const path = p(`snap-${damage}.qcow2`);
       damagedSnapshotTable(path, damage);
