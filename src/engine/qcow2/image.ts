@@ -117,7 +117,7 @@ export class Qcow2Image implements Disk {
       await file.readExact(l1, header.l1TableOffset, 'L1 table');
       const ordering = options.writeOrdering ?? 'crash-safe';
       const barrier = ordering === 'crash-safe' ? () => file.sync() : async () => {};
-      const refcounts = await Refcounts.load(file, clusterSizeOf(header), header.refcountOrder, header.refcountTableOffset, header.refcountTableClusters, barrier);
+      const refcounts = await Refcounts.load(file, clusterSizeOf(header), header.refcountOrder, header.refcountTableOffset, header.refcountTableClusters, barrier, writable);
       const snapshots = await readSnapshotTable(file, header.snapshotsOffset, header.nbSnapshots, clusterSizeOf(header), header.size);
       const chainOptions = { backing: options.backing ?? true, maxBackingDepth: options.maxBackingDepth ?? DEFAULT_MAX_BACKING_DEPTH };
       const image = new Qcow2Image(path, file, header, l1, refcounts, snapshots, !writable, dirty, ordering, chainOptions);

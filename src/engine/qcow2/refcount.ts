@@ -41,11 +41,16 @@ export class Refcounts {
     tableOffset: number,
     tableClusters: number,
     barrier: () => Promise<void>,
+    /**
+     * Whether refcounts will be used (the image is opened for writing). A read never looks at them, so, as in
+     * QEMU, damage there does not stop a read-only open: `qemu-img convert` is how such an image is rescued.
+     */
+    forWriting = true,
   ): Promise<Refcounts> {
     const table = Buffer.alloc(tableClusters * clusterSize);
     await file.readExact(table, tableOffset, 'refcount table');
     const r = new Refcounts(file, clusterSize, refcountOrder, table, tableOffset, barrier);
-    for (let i = 0; i < r.tableEntries; i++) {
+    for (let i = 0; forWriting && i < r.tableEntries; i++) {
       const raw = table.readBigUInt64BE(i * 8);
       if (raw === 0n) continue;
       const off = Number(raw & ~0x1ffn);

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { check, checkExitStatus } from '../../../src/engine/qcow2/check';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { Qcow2Image } from '../../../src/engine/qcow2/image';
-import { writeU64 } from '../../support/fixtures';
+import { readU64, writeU64 } from '../../support/fixtures';
 import { qemuCheck, qemuImg, qemuInfo, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 import { damagedSnapshotTable, shortCompressedImage, v2ZeroFlagImage } from './damaged-fixtures';
 
@@ -90,6 +90,29 @@ describe('qcow2 damaged images: typed errors and corruptions, never silent damag
       await image.close();
     }
   });
+  it('a damaged refcount table: read-only opens read the data as qemu-img does (the rescue path), writing is refused', async () => {
+    // Found by the fuzz test: qemu-img converts such an image; we refused it even for reading.
+    const path = p('refcount.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', path, '1M');
+    runStatus('qemu-io', ['-c', 'write -P 0x5c 0 192k', path]);
+    const table = Number(readU64(path, 48));
+    writeU64(path, table, readU64(path, table) | 0x100n); // the first refcount block's offset, no longer aligned
+    assert.equal(runStatus('qemu-img', ['convert', '-U', '-O', 'raw', path, p('refcount-qemu.raw')]).status, 0, 'qemu-img reads it');
+    const before = sha256File(path);
+    assert.equal(await readAll(path), null);
+    const image = await Qcow2Image.open(path);
+    try {
+      const head = Buffer.alloc(192 * 1024);
+      await image.read(head, 0);
+      assert.ok(head.every((b) => b === 0x5c));
+    } finally {
+      await image.close();
+    }
+    await assert.rejects(Qcow2Image.open(path, { writable: true }), (e: unknown) => isImageError(e) && /refcount table entry 0 is not cluster aligned/.test(e.message));
+    assert.equal(sha256File(path), before);
+    assert.equal(qemuCheck(path).status, 2, 'check still reports it');
+  });
+
   describe('header fields QEMU refuses are refused too (found by the fuzz test)', () => {
     const cases: Array<{ name: string; damage: (path: string) => void }> = [
       { name: 'an unaligned snapshot table offset with no snapshots', damage: (f) => writeU64(f, 64, 700) },

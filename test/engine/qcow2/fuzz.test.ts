@@ -3,7 +3,8 @@
 // then are opened, read whole, checked, and (where we accept them) compared with `qemu-img convert -O raw`.
 // A failure is: bytes that differ from QEMU's where both read the image, an error that is not an ImageError, a
 // hang, or a write to the input. Seeded and bounded in time; VMSNAP_FUZZ_SEED replays a run, VMSNAP_FUZZ_CASES
-// and VMSNAP_FUZZ_SECONDS run it longer by hand.
+// and VMSNAP_FUZZ_SECONDS run it longer by hand; VMSNAP_FUZZ_REFUSED=1 also asks qemu-img about every image we
+// refuse and counts those it reads (we may be stricter than QEMU, never laxer).
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,6 +22,7 @@ const SEED = process.env.VMSNAP_FUZZ_SEED !== undefined ? Number(process.env.VMS
 /** Virtual disks larger than this (a mutated size field) are only read in part and not compared. */
 const MAX_READ = 64 * MiB;
 const CASE_MS = 10_000;
+const ASK_QEMU_ABOUT_REFUSED = process.env.VMSNAP_FUZZ_REFUSED === '1';
 
 interface Seed {
   name: string;
@@ -109,7 +111,7 @@ function mutate(seed: Seed, rng: XorShift): { bytes: Buffer; edits: string[] } {
 type Outcome =
   | { kind: 'read'; data: Buffer }
   | { kind: 'partial' } // opened and read in part: too large a disk to compare
-  | { kind: 'refused'; code: string }
+  | { kind: 'refused'; code: string; message: string }
   | { kind: 'untyped'; error: unknown };
 
 /** Opens the image, reads the whole disk (and each internal snapshot), and checks it; all in this process. */
@@ -127,7 +129,7 @@ async function readAll(path: string): Promise<Outcome> {
     }
     return size > MAX_READ ? { kind: 'partial' } : { kind: 'read', data };
   } catch (e) {
-    return isImageError(e) ? { kind: 'refused', code: e.code } : { kind: 'untyped', error: e };
+    return isImageError(e) ? { kind: 'refused', code: e.code, message: e.message } : { kind: 'untyped', error: e };
   } finally {
     await image?.close().catch(() => {});
   }
@@ -209,8 +211,14 @@ describe('qcow2 fuzz: mutated qemu-made images against qemu-img', function () {
     const baseHash = sha(readFileSync(p('base.qcow2')));
     const rng = new XorShift(SEED);
     const failures: string[] = [];
-    const counts = { cases: 0, refused: 0, identical: 0, qemuRefused: 0, partial: 0, checked: 0 };
+    const counts = { cases: 0, refused: 0, identical: 0, qemuRefused: 0, partial: 0, checked: 0, refusedQemuReads: 0 };
     const qemuOnlyRefused: string[] = [];
+    const oursOnlyRefused: string[] = [];
+    const qemuReads = (): { ok: boolean; error: string } => {
+      rmSync(rawPath, { force: true });
+      const q = spawnSync('qemu-img', ['convert', '-U', '-f', 'qcow2', '-O', 'raw', mutantPath, rawPath], { timeout: 20_000, encoding: 'utf8' });
+      return { ok: q.status === 0, error: (q.stderr ?? '').trim().split('\n')[0] ?? '' };
+    };
     const deadline = Date.now() + SECONDS * 1000;
     const mutantPath = p('mutant.qcow2');
     const rawPath = p('mutant.raw');
@@ -237,17 +245,21 @@ describe('qcow2 fuzz: mutated qemu-made images against qemu-img', function () {
       }
       if (ours.kind === 'refused') {
         counts.refused++;
+        if (ASK_QEMU_ABOUT_REFUSED && qemuReads().ok) {
+          counts.refusedQemuReads++;
+          if (oursOnlyRefused.length < 10) oursOnlyRefused.push(`${what}: ${ours.code}`);
+          if (process.env.VMSNAP_FUZZ_DEBUG) console.log(`REFUSED ${ours.message}`);
+        }
         continue;
       }
       if (ours.kind === 'partial') {
         counts.partial++;
         continue;
       }
-      rmSync(rawPath, { force: true });
-      const q = spawnSync('qemu-img', ['convert', '-U', '-f', 'qcow2', '-O', 'raw', mutantPath, rawPath], { timeout: 20_000, encoding: 'utf8' });
-      if (q.status !== 0) {
+      const q = qemuReads();
+      if (!q.ok) {
         counts.qemuRefused++;
-        if (qemuOnlyRefused.length < 5) qemuOnlyRefused.push(`${what}: ${(q.stderr ?? '').trim().split('\n')[0]}`);
+        if (qemuOnlyRefused.length < 5) qemuOnlyRefused.push(`${what}: ${q.error}`);
         continue;
       }
       const theirs = readFileSync(rawPath);
@@ -264,7 +276,9 @@ describe('qcow2 fuzz: mutated qemu-made images against qemu-img', function () {
       `      ${counts.cases} cases: ${counts.refused} refused with an ImageError, ${counts.identical} read identical to qemu-img, ` +
         `${counts.qemuRefused} read by us but refused by qemu-img, ${counts.partial} too large to compare; ${counts.checked} checked`,
     );
+    if (ASK_QEMU_ABOUT_REFUSED) console.log(`      of the ${counts.refused} we refused, qemu-img read ${counts.refusedQemuReads}`);
     for (const line of qemuOnlyRefused) console.log(`      accepted by us, refused by qemu-img: ${line}`);
+    for (const line of oursOnlyRefused) console.log(`      refused by us, read by qemu-img: ${line}`);
     assert.deepEqual(failures, [], `seed ${SEED}:\n${failures.join('\n')}`);
   });
 });
