@@ -1,6 +1,28 @@
 // Bundles each entry point into one CommonJS file in dist/. Type-checking is its own step (npm run typecheck).
+// `node scripts/build.mjs cli` bundles only the CLI (the CLI tests do this).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+// The CLI starts in a few milliseconds: Node's heavier built-in modules are loaded when first used, not when
+// the bundle loads (`vmsnap --help` never needs sockets, zlib or child processes). The bundle gets a stand-in
+// for each: an object with the module's export names (known now) as getters that require the real module.
+const require = createRequire(import.meta.url);
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^node:(child_process|https?|net|zlib)$/ }, (args) =>
+      args.namespace === 'lazy-builtin' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-builtin' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      contents: `let real;
+for (const key of ${JSON.stringify(Object.keys(require(args.path)))}) {
+  Object.defineProperty(module.exports, key, { enumerable: true, get: () => (real ??= require(${JSON.stringify(args.path)}))[key] });
+}`,
+      loader: 'js',
+    }));
+  },
+};
 
 const entries = {
   cli: 'src/cli/main.ts',
@@ -12,8 +34,10 @@ const entries = {
 // The extension-host test suite: its runner plus one bundle per test file (mocha, like vscode, comes from outside).
 const extensionTests = ['test/extension/index.ts', ...readdirSync('test/extension').filter((f) => f.endsWith('.vscode.ts')).map((f) => `test/extension/${f}`)];
 
+const only = process.argv[2];
+
 await Promise.all(
-  Object.entries(entries).map(([name, entry]) =>
+  Object.entries(entries).filter(([name]) => only === undefined || name === only).map(([name, entry]) =>
     build({
       entryPoints: [entry],
       outfile: `dist/${name}.js`,
@@ -23,33 +47,36 @@ await Promise.all(
       target: 'node20',
       sourcemap: true,
       external: ['vscode'],
+      plugins: name === 'cli' ? [lazyBuiltins] : [],
       logLevel: 'warning',
     }),
   ),
 );
 
-await Promise.all([
-  // The comparison table's page runs in the webview: a browser bundle of its own.
-  build({
-    entryPoints: ['src/extension/compare/webview/main.ts'],
-    outfile: 'dist/webview/compare.js',
-    bundle: true,
-    platform: 'browser',
-    format: 'iife',
-    target: 'es2022',
-    minify: true,
-    sourcemap: false,
-    logLevel: 'warning',
-  }),
-  build({
-    entryPoints: extensionTests,
-    outdir: 'dist/test/extension',
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    sourcemap: 'inline',
-    external: ['vscode', 'mocha'],
-    logLevel: 'warning',
-  }),
-]);
+if (only === undefined) {
+  await Promise.all([
+    // The comparison table's page runs in the webview: a browser bundle of its own.
+    build({
+      entryPoints: ['src/extension/compare/webview/main.ts'],
+      outfile: 'dist/webview/compare.js',
+      bundle: true,
+      platform: 'browser',
+      format: 'iife',
+      target: 'es2022',
+      minify: true,
+      sourcemap: false,
+      logLevel: 'warning',
+    }),
+    build({
+      entryPoints: extensionTests,
+      outdir: 'dist/test/extension',
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      sourcemap: 'inline',
+      external: ['vscode', 'mocha'],
+      logLevel: 'warning',
+    }),
+  ]);
+}

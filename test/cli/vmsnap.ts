@@ -1,24 +1,14 @@
 // Runs the built `vmsnap` binary the way a user does: bin/vmsnap -> dist/cli.js.
 import { spawn, spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
 
 export const ROOT = resolve(__dirname, '../..');
 const BIN = join(ROOT, 'bin/vmsnap');
 
-/** Bundles the CLI exactly as scripts/build.mjs does (only this entry, so the tests need nothing else built). */
+/** Bundles the CLI with scripts/build.mjs (only this entry, so the tests need nothing else built). */
 export async function buildCli(): Promise<void> {
-  await build({
-    entryPoints: [join(ROOT, 'src/cli/main.ts')],
-    outfile: join(ROOT, 'dist/cli.js'),
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    sourcemap: true,
-    external: ['vscode'],
-    logLevel: 'warning',
-  });
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), 'cli'], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`Building the CLI failed: ${r.stderr}`);
 }
 
 export interface Result {
