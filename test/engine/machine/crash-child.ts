@@ -28,6 +28,7 @@ export const mergeOperations: Record<string, (lib: Library) => Promise<unknown>>
 /** Operations on a machine QEMU runs (running.test.ts). */
 export const runningOperations: Record<string, (lib: Library) => Promise<unknown>> = {
   'take-running': (lib) => lib.takeSnapshot('guest', 'live'),
+  'delete-live': (lib) => lib.deleteSnapshot('k2', 'A'),
 };
 
 async function main(): Promise<void> {
