@@ -109,10 +109,19 @@ export async function fileInUse(folder: string, file: string, options: QemuOptio
 export async function releaseFiles(folder: string, files: readonly string[], options: QemuOptions = {}): Promise<void> {
   if ((await runtimeInfo(folder)) === null) return;
   await withMachineQmp(folder, options, async (qmp) => {
-    const nodes = await formatNodes(qmp);
-    for (const f of files) {
-      const node = nodes.get(resolve(f));
-      if (node !== undefined) await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => {});
+    // A dropped node may still be the backing of another dropped one: delete from the top down, pass by pass.
+    let left = files.map((f) => resolve(f));
+    for (let pass = 0; pass < files.length && left.length > 0; pass++) {
+      const nodes = await formatNodes(qmp);
+      const still: string[] = [];
+      for (const f of left) {
+        const node = nodes.get(f);
+        if (node === undefined) continue;
+        const gone = await qmp.execute('blockdev-del', { 'node-name': node }).then(() => true, () => false);
+        if (!gone) still.push(f);
+      }
+      if (still.length === left.length) break;
+      left = still;
     }
   });
 }

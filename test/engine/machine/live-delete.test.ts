@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
-import { Library } from '../../../src/engine/machine';
+import { isMachineError, Library } from '../../../src/engine/machine';
 import { blockJobs, runningPid, RUNTIME_FILE_NAMES, runtimeFiles, stopMachine, withQmp } from '../../../src/engine/runtime';
 import { writeCountingGuest } from '../../support/counting-guest';
 import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
@@ -151,6 +151,31 @@ describe('machine library: deleting snapshots while the machine runs (QEMU block
     await lib.stopMachine('guest', { force: true });
   });
 
+  it('deletes a snapshot with its children while running: the current state streams what it read from them', async () => {
+    const folder = await guestMachine('tree', 64 * MiB);
+    const { serialLog: log } = await lib.startMachine('tree');
+    await waitForCounts(log, 3);
+    await writeLive(folder, 'write -P 0x11 1M 1M');
+    await lib.takeSnapshot('tree', 'A', { diskOnly: true });
+    await writeLive(folder, 'write -P 0x22 2M 1M');
+    await lib.takeSnapshot('tree', 'B', { diskOnly: true });
+    await writeLive(folder, 'write -P 0x33 3M 1M');
+    await lib.takeSnapshot('tree', 'C');
+    await writeLive(folder, 'write -P 0x44 4M 1M');
+    const copyA = scratch.path('tree-A.qcow2');
+    qemuImg('convert', '-U', '-O', 'qcow2', layerOf(folder, 'A'), copyA);
+    const from = logSize(log);
+    const before = last(countsSince(log));
+    const r = await lib.deleteSnapshot('tree', 'B', { children: true });
+    assert.deepEqual(r.deleted.map((x) => x.name).sort(), ['B', 'C']);
+    await assertCountGoesOn(log, from, before, 'deleting B with its children');
+    assertNoLeftovers(folder);
+    await lib.stopMachine('tree', { force: true });
+    assert.equal(runStatus('qemu-img', ['compare', layerOf(folder, 'A'), copyA]).status, 0, 'snapshot A reads as before');
+    qemuIo(topOf(folder), ['read -P 0x11 1M 1M', 'read -P 0x22 2M 1M', 'read -P 0x33 3M 1M', 'read -P 0x44 4M 1M']);
+    assertChecksClean(folder);
+  });
+
   /** A machine off with two snapshot layers of `aMiB` and `bMiB` written (A below B), started. */
   async function bigMachine(name: string, aMiB: number, bMiB: number): Promise<{ folder: string; log: string }> {
     const folder = await guestMachine(name, 512 * MiB);
@@ -168,6 +193,28 @@ describe('machine library: deleting snapshots while the machine runs (QEMU block
     qemuIo(topOf(folder), [`read -P 0xa1 1M ${aMiB - 32}M`, `read -P 0xb2 ${1 + aMiB - 32}M ${bMiB}M`, 'read -P 0xc3 300M 1M']);
     assertChecksClean(folder);
   }
+
+  it('Cancel during a stream stops QEMU\'s job: the snapshot stays and every state reads as before', async () => {
+    process.env['VMSNAP_TEST_BLOCK_JOB_SPEED'] = String(16 * MiB);
+    const { folder, log } = await bigMachine('k3', 64, 96);
+    const copyB = scratch.path('k3-B.qcow2');
+    qemuImg('convert', '-U', '-O', 'qcow2', layerOf(folder, 'B'), copyB);
+    const from = logSize(log);
+    const before = last(countsSince(log));
+    const abort = new AbortController();
+    const deleting = lib.deleteSnapshot('k3', 'A', { signal: abort.signal });
+    await waitForJobProgress(folder, 4 * MiB);
+    abort.abort();
+    await assert.rejects(deleting, (e: unknown) => isMachineError(e) && e.code === 'ABORTED');
+    delete process.env['VMSNAP_TEST_BLOCK_JOB_SPEED'];
+    assert.deepEqual((await lib.show('k3')).snapshots.map((s) => s.name), ['A', 'B']);
+    assert.deepEqual(await blockJobs(folder), [], 'no job is left in QEMU');
+    await assertCountGoesOn(log, from, before, 'after the cancel');
+    assertNoLeftovers(folder);
+    await lib.stopMachine('k3', { force: true });
+    assert.equal(runStatus('qemu-img', ['compare', layerOf(folder, 'B'), copyB]).status, 0, 'snapshot B reads as before');
+    assertChecksClean(folder);
+  });
 
   it('QEMU killed in the middle of a long commit: the deletion finishes offline and the machine starts with its data', async () => {
     process.env['VMSNAP_TEST_BLOCK_JOB_SPEED'] = String(40 * MiB);
