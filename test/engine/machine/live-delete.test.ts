@@ -2,12 +2,12 @@
 // merge, every other state reads as before (qemu-img compare against copies made first), and a kill of QEMU or of
 // our process in the middle of a long job leaves a machine that opens, starts and has its data.
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
 import { isMachineError, Library } from '../../../src/engine/machine';
-import { blockJobs, runningPid, RUNTIME_FILE_NAMES, runtimeFiles, stopMachine, withQmp } from '../../../src/engine/runtime';
+import { blockJobs, runningPid, runningTops, RUNTIME_FILE_NAMES, runtimeFiles, stopMachine, withQmp } from '../../../src/engine/runtime';
 import { writeCountingGuest } from '../../support/counting-guest';
 import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
 import { qemuCheck, qemuImg, qemuIo, runStatus, scratchDir } from '../../support/qemu';
@@ -193,6 +193,39 @@ describe('machine library: deleting snapshots while the machine runs (QEMU block
     qemuIo(topOf(folder), [`read -P 0xa1 1M ${aMiB - 32}M`, `read -P 0xb2 ${1 + aMiB - 32}M ${bMiB}M`, 'read -P 0xc3 300M 1M']);
     assertChecksClean(folder);
   }
+
+  it('deleting the current state\'s parent killed at every step: QEMU writes into the manifest\'s top, the guest runs, the data is there', async () => {
+    const folder = await guestMachine('steps', 64 * MiB);
+    const { serialLog: log } = await lib.startMachine('steps');
+    await waitForCounts(log, 3);
+    const outcomes: string[] = [];
+    let completed = false;
+    for (let n = 1; n <= 20 && !completed; n++) {
+      // Each round: a snapshot over fresh data, then data only the current state has; the child deletes it.
+      await writeLive(folder, `write -P ${0x10 + n} ${n}M 512k`);
+      await lib.takeSnapshot('steps', `P${n}`, { diskOnly: true });
+      await writeLive(folder, `write -P ${0x40 + n} ${n}M 256k`);
+      const r = spawnSync(process.execPath, [child, lib.dir, 'delete-live-newest'], { encoding: 'utf8', env: { ...process.env, VMSNAP_CRASH_AFTER_STEP: String(n) } });
+      completed = r.status === 0;
+      if (!completed) assert.equal(r.signal, 'SIGKILL', `step ${n}: failed instead of being killed: ${r.stderr}`);
+      const reopened = await Library.open(lib.dir, { qemu: { accel: ACCEL } });
+      const d = await reopened.show('steps');
+      outcomes.push(`${n}:${d.snapshots.some((x) => x.name === `P${n}`) ? 'kept' : 'deleted'}`);
+      assert.deepEqual(await runningTops(folder), d.disks.map((x) => x.path), `step ${n}: QEMU writes into the manifest's top`);
+      assert.equal((await reopened.machineStatus('steps')).qemuRunState, 'running', `step ${n}: the guest runs (not left paused by a pivot)`);
+      assert.deepEqual(await blockJobs(folder), [], `step ${n}: no job is left in QEMU`);
+      assertNoLeftovers(folder);
+      const from = logSize(log);
+      await assertCountGoesOn(log, from, last(countsSince(log)), `step ${n}`);
+    }
+    assert.ok(completed, `the deletion did not complete within 20 steps: ${outcomes.join(' ')}`);
+    assert.ok(outcomes.some((o) => o.endsWith('kept')) && outcomes.some((o) => o.endsWith('deleted')), outcomes.join(' '));
+    await lib.stopMachine('steps', { force: true });
+    const reads: string[] = [];
+    for (let n = 1; n <= outcomes.length; n++) reads.push(`read -P ${0x40 + n} ${n}M 256k`, `read -P ${0x10 + n} ${n * 1024 + 256}k 256k`);
+    qemuIo(topOf(folder), reads);
+    assertChecksClean(folder);
+  });
 
   it('Cancel during a stream stops QEMU\'s job: the snapshot stays and every state reads as before', async () => {
     process.env['VMSNAP_TEST_BLOCK_JOB_SPEED'] = String(16 * MiB);
