@@ -151,6 +151,37 @@ describe('machine library: deleting snapshots while the machine runs (QEMU block
     await lib.stopMachine('guest', { force: true });
   });
 
+  it('a commit under a branch point re-points the branch QEMU does not read: both branches read as before', async () => {
+    const folder = await guestMachine('branches', 64 * MiB);
+    let { serialLog: log } = await lib.startMachine('branches');
+    await waitForCounts(log, 3);
+    await writeLive(folder, 'write -P 0x11 1M 2M');
+    await lib.takeSnapshot('branches', 'A', { diskOnly: true });
+    await writeLive(folder, 'write -P 0x22 2M 1M');
+    await lib.takeSnapshot('branches', 'B', { diskOnly: true });
+    await writeLive(folder, 'write -P 0x77 4M 1M');
+    await lib.takeSnapshot('branches', 'X', { diskOnly: true });
+    await lib.revert('branches', 'B', { discardCurrent: true });
+    ({ serialLog: log } = await lib.startMachine('branches'));
+    await waitForCounts(log, 3, logSize(log));
+    await writeLive(folder, 'write -P 0x33 3M 1M');
+    await lib.takeSnapshot('branches', 'C', { diskOnly: true });
+    const copies = { X: scratch.path('br-X.qcow2'), C: scratch.path('br-C.qcow2') };
+    for (const [name, copy] of Object.entries(copies)) qemuImg('convert', '-U', '-O', 'qcow2', layerOf(folder, name), copy);
+    const from = logSize(log);
+    const before = last(countsSince(log));
+    // B (1 MiB) is smaller than A (2 MiB) and A's only dependant: B commits into A; C (QEMU's) and X (not) read A next.
+    const r = await lib.deleteSnapshot('branches', 'A');
+    assert.equal(r.merges[0]!.strategy, 'commit');
+    await assertCountGoesOn(log, from, before, 'deleting A');
+    assertNoLeftovers(folder);
+    await lib.stopMachine('branches', { force: true });
+    for (const [name, copy] of Object.entries(copies)) {
+      assert.equal(runStatus('qemu-img', ['compare', layerOf(folder, name), copy]).status, 0, `snapshot ${name} reads as before`);
+    }
+    assertChecksClean(folder);
+  });
+
   it('deletes a snapshot with its children while running: the current state streams what it read from them', async () => {
     const folder = await guestMachine('tree', 64 * MiB);
     const { serialLog: log } = await lib.startMachine('tree');
