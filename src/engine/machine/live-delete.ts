@@ -8,7 +8,7 @@ import { isQemuError, runningPid } from '../runtime';
 import type { OperationOptions } from '../operation';
 import { MachineError } from './errors';
 import { recoverFolder, Transaction, type LiveStep, type MergeStep } from './journal';
-import { keepFilesInUse, runLiveSteps } from './live-merge';
+import { keepFilesInUse, runLiveSteps, stopForUndo } from './live-merge';
 import type { DeletePlan } from './delete-planner';
 import { setReadOnly } from './fsutil';
 import { fromRuntimeError } from './power';
@@ -116,8 +116,9 @@ export async function deleteWhileRunning(ctx: LibraryContext, folder: string, m:
       if (r === 'rolled-forward') return readManifest(folder);
       throw new MachineError('RUNTIME_ERROR', `The machine stopped while its snapshot was being merged; nothing was changed: ${e.message}`, [], { cause: e });
     }
-    // Before anything irreversible the deletion is undone now; after it, the next open finishes it.
-    if (!tx.record.forward) await tx.rollBack();
+    // Before anything irreversible the deletion is undone now (once QEMU runs no job of it); after it, the next
+    // open finishes it.
+    if (!tx.record.forward && (await stopForUndo(folder, tx.record).catch(() => false))) await tx.rollBack();
     throw fromRuntimeError(e);
   }
   return tx.commit();

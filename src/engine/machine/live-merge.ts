@@ -6,7 +6,7 @@
 // finishes the remaining steps: with QEMU's jobs while the machine runs, with our own qcow2 ops when it is off.
 import { dirname, relative, resolve } from 'node:path';
 import { commit, rebase } from '../qcow2/ops';
-import { fileInUse, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
+import { blockJobs, fileInUse, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
 import { setReadOnly } from './fsutil';
 import { finish, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
 import { layerBacking, setLayerBacking } from './layer-files';
@@ -85,16 +85,27 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
   let bytesBefore = 0;
   for (const s of steps) {
     if (await stepDone(folder, s, true)) continue;
+    let marked = false;
     if (s.kind === 'commit' && !journal.forward) {
       journal.forward = true;
       await writeJournal(folder, journal);
+      marked = true;
       step(`${journal.operation}: merge marked irreversible`);
     }
     // QEMU reopens what it writes read-write: layers frozen on disk are made writable for the job.
     const writes = s.kind === 'stream' ? [s.layer] : [s.base, ...(s.overlay === null ? [] : [s.overlay])];
     for (const f of writes) await setReadOnly(resolve(folder, f), false);
     const speed = options.speed;
-    await startLiveMerge(folder, s.job, jobOf(folder, s), { ...options.qemu, ...(speed === undefined ? {} : { speed }) });
+    try {
+      await startLiveMerge(folder, s.job, jobOf(folder, s), { ...options.qemu, ...(speed === undefined ? {} : { speed }) });
+    } catch (e) {
+      // QEMU refused the job: nothing was written, the deletion can still be undone.
+      if (marked) {
+        journal.forward = false;
+        await writeJournal(folder, journal);
+      }
+      throw e;
+    }
     step(`${journal.operation}: block job ${s.job} started`);
     let lastTotal = 0;
     const end = await followLiveMerge(folder, s.job, {
@@ -107,7 +118,8 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
         options.onProgress?.(bytesBefore + done, bytesBefore + total);
       },
     });
-    if (end === 'cancelled') return 'cancelled';
+    // A cancel that came as the job completed is too late: the layer is re-pointed, the deletion goes on.
+    if (end === 'cancelled' && !(await stepDone(folder, s, true))) return 'cancelled';
     bytesBefore += lastTotal;
     if (!journal.forward) {
       // A finished step is not undone (QEMU holds the layer open): from here on the deletion only goes forward.
@@ -118,6 +130,27 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
   }
   await repointBranches(folder, journal);
   return 'completed';
+}
+
+/**
+ * After a failure with QEMU still running and nothing irreversible recorded: cancels the jobs QEMU may still run
+ * and says whether the deletion can be undone (no step finished), else records that it goes forward.
+ */
+export async function stopForUndo(folder: string, journal: Journal): Promise<boolean> {
+  const cancel = new AbortController();
+  cancel.abort();
+  for (const s of journal.live ?? []) {
+    const present = (await blockJobs(folder)).some((j) => j.id === s.job);
+    if (present) await followLiveMerge(folder, s.job, { signal: cancel.signal, cancellable: () => true, pollMs: 20 });
+  }
+  for (const s of journal.live ?? []) {
+    if (await stepDone(folder, s, true)) {
+      journal.forward = true;
+      await writeJournal(folder, journal);
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Finishes the steps not done with our own qcow2 operations, QEMU being off (the chain is ours alone). */
