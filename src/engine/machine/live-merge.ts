@@ -6,7 +6,7 @@
 // finishes the remaining steps: with QEMU's jobs while the machine runs, with our own qcow2 ops when it is off.
 import { dirname, relative, resolve } from 'node:path';
 import { commit, rebase } from '../qcow2/ops';
-import { blockJobs, fileInUse, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
+import { blockJobs, fileInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
 import { setReadOnly } from './fsutil';
 import { finish, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
 import { layerBacking, setLayerBacking } from './layer-files';
@@ -129,6 +129,7 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
     step(`${journal.operation}: block job ${s.job} done`);
   }
   await repointBranches(folder, journal);
+  await flushDisks(folder, options.qemu);
   return 'completed';
 }
 

@@ -126,6 +126,18 @@ export async function releaseFiles(folder: string, files: readonly string[], opt
   });
 }
 
+/**
+ * Makes what the jobs wrote durable before the layers they replaced are deleted: a flush of each disk's chain
+ * (QEMU keeps qcow2 metadata in its own cache until a flush). Through HMP's qemu-io, as QMP has no flush command.
+ */
+export async function flushDisks(folder: string, options: QemuOptions = {}): Promise<void> {
+  const info = await runtimeInfo(folder);
+  if (info === null) return;
+  await withMachineQmp(folder, options, async (qmp) => {
+    for (const drive of info.drives) await qmp.hmp(`qemu-io ${drive} "flush"`);
+  });
+}
+
 /** Every block job QEMU has for the machine (running, ready, concluded...), or [] when it is off. */
 export async function blockJobs(folder: string, options: QemuOptions = {}): Promise<JobInfo[]> {
   if ((await runtimeInfo(folder)) === null) return [];
