@@ -139,15 +139,9 @@ export class Transaction {
     return this.journal.after;
   }
 
-  /** The journal as recorded (live merges read and update their steps through it). */
+  /** The journal as recorded: live merges mark their progress in it (writeJournal). */
   get record(): Journal {
     return this.journal;
-  }
-
-  /** Durably rewrites the journal after `change` (a live merge marking its progress). */
-  async update(change: (j: Journal) => void): Promise<void> {
-    change(this.journal);
-    await writeJournal(this.folder, this.journal);
   }
 
   /** Runs the merge steps; on failure undoes them when still possible (else the next open rolls forward). */
