@@ -124,8 +124,8 @@ export const contributes = {
       item('showInComparison', snapshot, '3_view@2'),
       item('renameSnapshot', snapshot, '4_edit@1'),
       item('editSnapshotDescription', snapshot, '4_edit@2'),
-      item('deleteSnapshot', `${snapshot} && ${off} && !(viewItem =~ /:locked:/)`, '9_destructive@1'),
-      item('deleteSnapshotWithChildren', `${snapshot} && ${off} && viewItem =~ /:children:/ && !(viewItem =~ /:locked:/)`, '9_destructive@2'),
+      item('deleteSnapshot', `${snapshot} && !(viewItem =~ /:locked:/)`, '9_destructive@1'), // running machines too (block jobs)
+      item('deleteSnapshotWithChildren', `${snapshot} && viewItem =~ /:children:/ && !(viewItem =~ /:locked:/)`, '9_destructive@2'),
     ],
     commandPalette: [
       { command: 'vmsnap.revealMachine', when: 'false' },

@@ -60,6 +60,12 @@ describe('cli: vm start, status, stop, snapshot take --disk-only (QEMU, TCG)', f
 
     const snap = await json<{ takenWhileRunning: boolean; hasMemory: boolean }>(['snapshot', 'take', 'guest', 'disks', '--disk-only']);
     assert.deepEqual([snap.takenWhileRunning, snap.hasMemory], [true, false]);
+    // Deleting it while the machine runs: QEMU merges the layer it reads (a block job), the machine runs on.
+    assert.equal((await run(['snapshot', 'take', 'guest', 'later', '--disk-only'])).status, 0);
+    const deleted = await run(['snapshot', 'delete', 'guest', 'disks']);
+    assert.equal(deleted.status, 0, deleted.stderr);
+    assert.match(deleted.stdout, /Deleted snapshot "disks" of "guest"/);
+    assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'running');
 
     assert.equal((await run(['vm', 'pause', 'guest'])).status, 0);
     assert.equal((await json<{ powerState: string }>(['vm', 'status', 'guest'])).powerState, 'paused');

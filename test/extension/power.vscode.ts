@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
+import type { DeleteSnapshotResult, MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
@@ -332,6 +332,22 @@ describe('Power and console (QEMU on TCG)', function () {
       await vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id);
       await until(() => api.statusText.startsWith('$(vm) guest · live · '), `the status bar to show off (${api.statusText})`);
       assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
+
+      // Delete works while the machine runs: QEMU merges the snapshot's layer and the guest counts on.
+      const again = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', machine.id);
+      await waitForCounts(again.serialLog, 3, logSize(again.serialLog));
+      await rowShows('running');
+      const runningRow = (await api.tree.snapshotNode(machine.id, snap.id))!;
+      assert.ok(offered(menus, contextValue(runningRow), false).includes('vmsnap.deleteSnapshot'), 'Delete is offered on a running machine');
+      const fromDelete = logSize(log);
+      const beforeDelete = last(countsSince(log));
+      const deleted = await vscode.commands.executeCommand<DeleteSnapshotResult>('vmsnap.deleteSnapshot', { machine: machine.id, snapshot: snap.id }, { confirmed: true });
+      assert.equal(lastError(), undefined, lastError()?.message);
+      assert.deepEqual(deleted.deleted.map((d) => d.name), ['live']);
+      const goingOn = await waitForCounts(log, 5, fromDelete);
+      assert.ok(goingOn[0]! >= beforeDelete && goingOn[0]! <= beforeDelete + 40, `the count goes on from ${beforeDelete}: ${goingOn.join(' ')}`);
+      assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'running');
+      await vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id);
     } finally {
       await vscode.workspace.getConfiguration('vmsnap').update('devMachine', undefined, target);
     }

@@ -9,7 +9,8 @@ export const snapshotDeleteCommand: Command<CliContext> = {
   summary: 'delete a snapshot (or with --children its subtree); every other state reads exactly as before',
   description:
     'The snapshot\'s data is merged into what depends on it and the space is given back. Refused while a linked\n' +
-    'clone depends on the snapshot or one below it: delete or promote the clone first.',
+    'clone depends on the snapshot or one below it: delete or promote the clone first. On a running machine QEMU\n' +
+    'merges while the guest runs; Ctrl-C cancels until a merge into the snapshot\'s layer begins.',
   args: [VM_ARG, SNAP_ARG],
   flags: [{ name: 'children', kind: 'boolean', description: 'also delete every snapshot below it (the current state keeps its content)' }],
   examples: ['vmsnap snapshot delete dev "Before upgrade"', 'vmsnap snapshot delete dev Experiments --children'],

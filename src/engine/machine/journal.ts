@@ -9,6 +9,7 @@ import { setReadOnly, toMachineIoError } from './fsutil';
 import { layerBacking, repairEmptyTop, setLayerBacking } from './layer-files';
 import { baseLayerOf, MANIFEST_FILE, readManifest, validateManifest, writeManifest, type Manifest } from './manifest';
 import { step } from './steps';
+import { recoverLiveMerge } from './live-merge';
 
 export const JOURNAL_FILE = 'operation.json';
 
@@ -21,6 +22,20 @@ export type MergeStep =
   | { kind: 'rebase'; layer: string; from: string; onto: string | null; frozen: boolean }
   /** Commit `from` (kept as is) into its backing layer `into`, then rename `into` over `from`. Irreversible once the commit ran. */
   | { kind: 'commit'; from: string; into: string; frozen: boolean };
+
+/**
+ * One merge QEMU does on a running machine's chain (a block job, see runtime/block-jobs.ts); names relative to
+ * the folder. Whether it is done is read from the layers' headers (and QEMU's graph for an active commit).
+ */
+export type LiveStep =
+  /** block-stream: `layer` (in QEMU's chain) takes what it reads through `from` and is re-pointed at `onto`. */
+  | { kind: 'stream'; job: string; disk: number; layer: string; from: string; onto: string | null }
+  /**
+   * block-commit of `top` into `base` (its backing file). `overlay`: the layer above `top` that QEMU re-points at
+   * `base`; null for an active commit (then `pivot` records the swap: 'pausing' before the guest is stopped for it,
+   * 'done' once QEMU writes into `base`). `repoint`: layers outside QEMU's chain backed by `top`, re-pointed after.
+   */
+  | { kind: 'commit'; job: string; disk: number; top: string; base: string; overlay: string | null; repoint: string[]; pivot?: 'pausing' | 'done' };
 
 /**
  * operation.json: the intent of the one operation in progress on a machine. Until the manifest with
@@ -50,10 +65,13 @@ export interface Journal {
    * the current state takes the source's snapshot in the same breath, and neither may exist without the other.
    */
   companion?: string;
+  /** Merges QEMU does with block jobs while the machine runs, after the offline `merge` steps (live-merge.ts). */
+  live?: LiveStep[];
 }
 
 export type JournalPlan = Pick<Journal, 'operation' | 'after' | 'created' | 'obsolete' | 'freeze' | 'thawed' | 'merge'> & {
   companion?: string;
+  live?: LiveStep[];
   /** Flush the journal before going on (default: only when there are merge steps). */
   durable?: boolean;
 };
@@ -121,6 +139,11 @@ export class Transaction {
     return this.journal.after;
   }
 
+  /** The journal as recorded: live merges mark their progress in it (writeJournal). */
+  get record(): Journal {
+    return this.journal;
+  }
+
   /** Runs the merge steps; on failure undoes them when still possible (else the next open rolls forward). */
   async merge(options: OperationOptions): Promise<void> {
     try {
@@ -151,7 +174,15 @@ export class Transaction {
   }
 }
 
-async function runMerge(folder: string, journal: Journal, options: OperationOptions): Promise<void> {
+export async function writeJournal(folder: string, journal: Journal): Promise<void> {
+  try {
+    await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
+  } catch (e) {
+    throw toMachineIoError(e, `recording the operation "${journal.operation}"`);
+  }
+}
+
+export async function runMerge(folder: string, journal: Journal, options: OperationOptions): Promise<void> {
   const at = (name: string): string => resolve(folder, name);
   /** Whether a commit step got past its rename: from there on the operation can only be finished. */
   let pastReturn = false;
@@ -195,7 +226,7 @@ async function runMerge(folder: string, journal: Journal, options: OperationOpti
   }
 }
 
-async function finish(folder: string, journal: Journal): Promise<void> {
+export async function finish(folder: string, journal: Journal): Promise<void> {
   for (const f of journal.freeze) await setReadOnly(join(folder, f), true);
   if (journal.freeze.length > 0) step(`${journal.operation}: layers frozen`);
   for (const f of journal.obsolete) {
@@ -209,7 +240,7 @@ async function finish(folder: string, journal: Journal): Promise<void> {
   step(`${journal.operation}: journal removed`);
 }
 
-async function rollBack(folder: string, journal: Journal): Promise<void> {
+export async function rollBack(folder: string, journal: Journal): Promise<void> {
   const at = (name: string): string => resolve(folder, name);
   for (const m of [...journal.merge].reverse()) {
     if (m.kind === 'rebase') {
@@ -254,6 +285,7 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
     await finish(folder, journal);
     return 'rolled-forward';
   }
+  if (journal.live !== undefined && journal.live.length > 0) return recoverLiveMerge(folder, journal);
   if (await switchedByQemu(folder, journal)) {
     // A snapshot of a running machine was interrupted after QEMU switched to the new tops: they are the current
     // state now (never delete a file QEMU writes into). Its memory was never recorded: the snapshot keeps the disks.

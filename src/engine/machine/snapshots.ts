@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { isImageError } from '../qcow2';
 import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
 import { MachineError } from './errors';
-import { measurementsNeeded, planSnapshotDeletion, requireUnlocked } from './delete-planner';
+import { measurementsNeeded, planSnapshotDeletion, requireUnlocked, type DeletePlan } from './delete-planner';
+import { deleteWhileRunning } from './live-delete';
 import { bytesOnDisk, requireSpace, setReadOnly, toMachineIoError } from './fsutil';
 import { newId } from './identity';
 import { Transaction } from './journal';
@@ -132,12 +133,8 @@ export async function deleteSnapshot(ctx: LibraryContext, ref: string, snapshotR
   return ctx.withMachine(ref, 'delete snapshot', async (e, all) => {
     const m = e.manifest;
     const target = resolveSnapshot(m, snapshotRef);
-    if ((await isRunning(e)) && ancestry(m, m.current).some((s) => s.id === target.id)) {
-      throw new MachineError(
-        'POWERED_ON',
-        `Snapshot "${target.name}" cannot be deleted while "${m.name}" runs: QEMU reads its layer for the current state (merging it live is not supported); power the machine off first.`,
-      );
-    }
+    // A running machine reads the layers of the current state's ancestry: those merge with QEMU's block jobs.
+    const live = (await isRunning(e)) && ancestry(m, m.current).some((s) => s.id === target.id);
     const children = options.children === true;
     const linkedClones = all
       .filter((c) => c.manifest.clonedFrom?.kind === 'linked' && c.manifest.clonedFrom.machineId === m.id)
@@ -151,17 +148,21 @@ export async function deleteSnapshot(ctx: LibraryContext, ref: string, snapshotR
     for (const f of need.allocated) allocated.set(f, await layerAllocatedBytes(join(e.folder, f)));
     const plan = planSnapshotDeletion({ manifest: m, target, children, linkedClones, bytes, allocated });
     await requireSpace(e.folder, plan.needSpace, 'deleting the snapshot');
-    const tx = await Transaction.start(e.folder, 'delete snapshot', plan.after, { obsolete: plan.obsolete, freeze: plan.freeze, thawed: plan.thawed, merge: plan.merge });
-    try {
-      for (const own of plan.reclaimed) await setReadOnly(join(e.folder, own), false);
-      await tx.merge(options);
-    } catch (err) {
-      throw isImageError(err) ? fromImageError(err, 'deleting the snapshot') : err;
-    }
-    const committed = await tx.commit();
+    const committed = live ? await deleteWhileRunning(ctx, e.folder, m, plan, options) : await deleteOffline(e.folder, plan, options);
     const bytesAfter = await machineBytes({ folder: e.folder, manifest: committed });
     return { deleted: plan.deleted, merges: plan.merges, freedBytes: Math.max(0, bytesBefore - bytesAfter) };
   });
+}
+
+async function deleteOffline(folder: string, plan: DeletePlan, options: DeleteSnapshotOptions): Promise<Manifest> {
+  const tx = await Transaction.start(folder, 'delete snapshot', plan.after, { obsolete: plan.obsolete, freeze: plan.freeze, thawed: plan.thawed, merge: plan.merge });
+  try {
+    for (const own of plan.reclaimed) await setReadOnly(join(folder, own), false);
+    await tx.merge(options);
+  } catch (err) {
+    throw isImageError(err) ? fromImageError(err, 'deleting the snapshot') : err;
+  }
+  return tx.commit();
 }
 
 /**

@@ -6,7 +6,7 @@ import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { nameValidator, uniqueName } from './names';
-import { requireOff, requireUnlocked } from './refusals';
+import { requireUnlocked } from './refusals';
 
 export interface TakeSnapshotArgs {
   name?: string;
@@ -178,7 +178,8 @@ export async function deleteSnapshot(ctx: CommandContext, target: Target, args: 
   const picked = await ctx.snapshot(target, children ? vscode.l10n.t('Delete which snapshot and its children?') : vscode.l10n.t('Delete which snapshot?'));
   if (!picked) return undefined;
   const { machine, snapshot } = picked;
-  requireOff(machine, vscode.l10n.t('delete a snapshot'));
+  // A running machine keeps running: QEMU merges the layers it reads with block jobs (Cancel works until a merge
+  // into a snapshot's layer begins).
   await requireUnlocked(ctx, machine, snapshot.id);
   if (!args.confirmed) {
     const below = descendants(machine.snapshots, snapshot.id);

@@ -28,6 +28,11 @@ export const mergeOperations: Record<string, (lib: Library) => Promise<unknown>>
 /** Operations on a machine QEMU runs (running.test.ts). */
 export const runningOperations: Record<string, (lib: Library) => Promise<unknown>> = {
   'take-running': (lib) => lib.takeSnapshot('guest', 'live'),
+  'delete-live': (lib) => lib.deleteSnapshot('k2', 'A'),
+  'delete-live-newest': async (lib) => {
+    const d = await lib.show('steps');
+    return lib.deleteSnapshot('steps', d.snapshots[d.snapshots.length - 1]!.id);
+  },
 };
 
 async function main(): Promise<void> {

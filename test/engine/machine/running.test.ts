@@ -57,9 +57,8 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     assert.equal(snap.hasMemory, true);
     assert.equal((await lib.machineStatus('guest')).powerState, 'running', 'the machine keeps running');
 
-    // Refusals while running: clone, deleting the snapshot the running chain reads.
+    // Refusals while running: clone (deleting a snapshot while running: live-delete.test.ts).
     await rejectsWith(lib.clone('guest', 'copy', { kind: 'linked', from: 'live' }), 'POWERED_ON', 'clone while running');
-    await rejectsWith(lib.deleteSnapshot('guest', 'live'), 'POWERED_ON', 'delete a running layer');
 
     const later = last(await waitForCounts(log, countsSince(log).length + 20));
     const from = logSize(log);
