@@ -93,9 +93,9 @@ export function pruneCandidates(policy: AutoCheckpointRecord, m: Manifest): Snap
  */
 export function pruneBlocker(m: Manifest, target: SnapshotRecord, cloneSnapshotIds: ReadonlySet<string>, currentChanged: () => boolean): string | null {
   if (target.auto !== true) return 'it is your own snapshot';
+  if (childrenOf(m, target.id).some((c) => c.auto !== true)) return 'a snapshot of yours depends on it (deleting it would rewrite that snapshot\'s layer)';
   const below = subtreeIds(m, target.id);
   if ([...cloneSnapshotIds].some((id) => below.has(id))) return 'a linked clone depends on it';
-  if (childrenOf(m, target.id).some((c) => c.auto !== true)) return 'a snapshot of yours depends on it (deleting it would rewrite that snapshot\'s layer)';
   if (m.current === target.id && currentChanged()) return 'the current state depends on it and has changed since (deleting it would merge into the current state)';
   return null;
 }
