@@ -35,11 +35,12 @@ export class AutoScheduler {
     this.maxSleepMs = options.maxSleepMs ?? 60_000;
   }
 
-  /** Asks every machine whose checkpoint is due; returns how long to sleep until the next one is. */
-  async tick(): Promise<number> {
+  /** Asks every machine whose checkpoint is due; returns how long to sleep until the next one is. Stops asking once `signal` aborts. */
+  async tick(signal?: AbortSignal): Promise<number> {
     const machines = (await this.port.list()).filter((m): m is MachineSummary & { autoCheckpoints: AutoCheckpointPolicy } => m.autoCheckpoints !== null);
     for (const id of this.next.keys()) if (!machines.some((m) => m.id === id)) this.next.delete(id);
     for (const m of machines) {
+      if (signal?.aborted) break;
       const policy = JSON.stringify(m.autoCheckpoints);
       const known = this.next.get(m.id);
       const now = this.clock.now().getTime();
@@ -64,7 +65,7 @@ export class AutoScheduler {
   /** Ticks until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      const ms = await this.tick();
+      const ms = await this.tick(signal);
       if (signal.aborted) return;
       await this.clock.sleep(ms, signal);
     }
