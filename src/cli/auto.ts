@@ -37,7 +37,7 @@ export const autoVerb: CommandGroup<CliContext> = {
           onOutcome: report,
           onError: (m, err) => {
             if (!isMachineError(err)) throw err;
-            ctx.out.error(`Automatic checkpoint of "${m.name}": ${err.message}`);
+            ctx.out.error(m === null ? `The library cannot be listed: ${err.message}` : `Automatic checkpoint of "${m.name}": ${err.message}`);
           },
         });
         if (inv.flag('once')) {

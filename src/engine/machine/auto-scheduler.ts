@@ -14,8 +14,8 @@ export interface AutoSchedulerOptions {
   clock?: Clock;
   /** Every outcome, also the skipped ones ('not-due' outcomes are not reported). */
   onOutcome?: (outcome: AutoCheckpointOutcome) => void;
-  /** An error no outcome could say (e.g. a machine deleted meanwhile); the schedule goes on. */
-  onError?: (machine: MachineSummary, error: unknown) => void;
+  /** An error no outcome could say (a machine deleted meanwhile; machine null: the library could not be listed); the schedule goes on. */
+  onError?: (machine: MachineSummary | null, error: unknown) => void;
   /** The longest sleep, so new and changed policies are seen (default 60 s). */
   maxSleepMs?: number;
   freeBytes?: AutoCheckpointOptions['freeBytes'];
@@ -37,7 +37,14 @@ export class AutoScheduler {
 
   /** Asks every machine whose checkpoint is due; returns how long to sleep until the next one is. Stops asking once `signal` aborts. */
   async tick(signal?: AbortSignal): Promise<number> {
-    const machines = (await this.port.list()).filter((m): m is MachineSummary & { autoCheckpoints: AutoCheckpointPolicy } => m.autoCheckpoints !== null);
+    let listed: MachineSummary[];
+    try {
+      listed = await this.port.list();
+    } catch (err) {
+      this.options.onError?.(null, err);
+      return this.maxSleepMs;
+    }
+    const machines = listed.filter((m): m is MachineSummary & { autoCheckpoints: AutoCheckpointPolicy } => m.autoCheckpoints !== null);
     for (const id of this.next.keys()) if (!machines.some((m) => m.id === id)) this.next.delete(id);
     for (const m of machines) {
       if (signal?.aborted) break;

@@ -1,9 +1,15 @@
 // Automatic checkpoints while VS Code is open: the schedule of every machine with a policy, and two triggers for
 // the dev machine: the workspace's git branch changes, and a task named in vmsnap.autoCheckpoint.beforeTasks starts.
 import * as vscode from 'vscode';
-import { AutoScheduler, isMachineError, type AutoCheckpointOutcome, type AutoSchedulePort } from '../../engine/machine';
+import { existsSync } from 'node:fs';
+import { AutoScheduler, isMachineError, systemClock, type AutoCheckpointOutcome, type AutoSchedulePort } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
 
+/**
+ * The schedule's first look at the library after start-up: activation itself reads nothing (the library opens on
+ * first use), so a window nobody uses vmsnap in pays for the schedule only later, off the start-up path.
+ */
+const STARTUP_DELAY_MS = 20_000;
 /** How often HEAD is read besides the file watcher's events (a watcher can miss a rename on some file systems). */
 const HEAD_POLL_MS = 5000;
 
@@ -64,10 +70,10 @@ export class AutoCheckpoints implements vscode.Disposable {
         if (settings().beforeTasks.includes(name)) void this.trigger(`before the task "${name}"`);
       }),
     );
-    this.restart();
+    this.restart(STARTUP_DELAY_MS);
   }
 
-  private restart(): void {
+  private restart(delayMs = 0): void {
     this.schedule?.abort();
     this.schedule = undefined;
     const s = settings();
@@ -75,12 +81,17 @@ export class AutoCheckpoints implements vscode.Disposable {
       const abort = new AbortController();
       this.schedule = abort;
       const port: AutoSchedulePort = {
-        list: async () => (await this.service.library()).list(),
+        // No library folder yet: nothing to schedule, and the schedule does not create one.
+        list: async () => (existsSync(this.service.dir) ? (await this.service.library()).list() : []),
         autoCheckpoint: async (ref, options) => (await this.service.library()).autoCheckpoint(ref, options),
       };
       const scheduler = new AutoScheduler(port, { onOutcome: (o) => this.report(o), onError: () => {} });
-      // A library that cannot be read now is tried again at the next wake; the tree says what is wrong with it.
-      void scheduler.run(abort.signal).catch(() => {});
+      // A library that cannot be read now is tried again at the next wake (onError); the tree says what is wrong with it.
+      const wait = this.service.opened ? 0 : delayMs;
+      void systemClock
+        .sleep(wait, abort.signal)
+        .then(() => scheduler.run(abort.signal))
+        .catch(() => {});
     }
     this.watchHeads();
   }
