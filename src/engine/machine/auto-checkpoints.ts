@@ -204,10 +204,12 @@ async function prune(ctx: LibraryContext, outcome: AutoCheckpointOutcome): Promi
       await deleteSnapshot(ctx, e.manifest.id, next.id, {}, guard);
       outcome.pruned.push({ id: next.id, name: next.name });
     } catch (err) {
+      // Deleted meanwhile (another scheduler pruned it): nothing to say.
+      if (isMachineError(err) && err.code === 'NOT_FOUND') continue;
       const reason = err instanceof PruneRefused ? err.message : isMachineError(err) ? keptReason(err) : null;
       if (reason === null) throw err;
-      outcome.kept.push({ id: next.id, name: next.name, reason });
-      if (isMachineError(err) && (err.code === 'BUSY' || err.code === 'NOT_FOUND')) return;
+      if (reason !== 'it is gone') outcome.kept.push({ id: next.id, name: next.name, reason });
+      if (isMachineError(err) && err.code === 'BUSY') return;
     }
   }
 }
