@@ -100,6 +100,26 @@ describe('Automatic checkpoints', function () {
     }
   });
 
+  it('a task named in vmsnap.autoCheckpoint.beforeTasks checkpoints the dev machine as it starts; other tasks do not', async () => {
+    await config('vmsnap.autoCheckpoint').update('runSchedule', false, vscode.ConfigurationTarget.Global);
+    await library.lib.editMachine(machine.id, { autoCheckpoints: { everySeconds: 3600, keep: 8 } });
+    await config().update('devMachine', 'dev-vm', vscode.ConfigurationTarget.Global);
+    await config('vmsnap.autoCheckpoint').update('beforeTasks', ['deploy'], vscode.ConfigurationTarget.Global);
+    writeGuest(machine.disks[0]!.path, 4);
+    const task = (name: string): vscode.Task => new vscode.Task({ type: 'shell' }, vscode.TaskScope.Workspace, name, 'test', new vscode.ShellExecution('true'));
+    try {
+      await vscode.tasks.executeTask(task('lint'));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await library.lib.show(machine.id)).snapshots.length, 0, 'a task not named takes nothing');
+      await vscode.tasks.executeTask(task('deploy'));
+      let autos: MachineDetails['snapshots'] = [];
+      await until(async () => (autos = (await library.lib.show(machine.id)).snapshots.filter((s) => s.auto)).length > 0, 'a checkpoint as the task starts');
+      assert.equal(autos[0]!.description, 'Automatic checkpoint: before the task "deploy".');
+    } finally {
+      await config('vmsnap.autoCheckpoint').update('beforeTasks', undefined, vscode.ConfigurationTarget.Global);
+    }
+  });
+
   it('runs the schedule while the window is open: a machine that changes gets its checkpoints', async () => {
     await config('vmsnap.autoCheckpoint').update('runSchedule', true, vscode.ConfigurationTarget.Global);
     writeGuest(machine.disks[0]!.path, 3);
