@@ -1,5 +1,7 @@
 // Every verb of `vmsnap`, in the order help lists them. Adding a verb is one line here.
 import type { Verb } from './args';
+import { autoVerb } from './auto';
+import { checkpointCommand } from './checkpoint';
 import { cloneCommand } from './clone';
 import { compareCommand } from './compare';
 import { diffCommand } from './diff';
@@ -8,4 +10,4 @@ import type { CliContext } from './output';
 import { snapshotVerb } from './snapshot';
 import { vmVerb } from './vm';
 
-export const verbs: Verb<CliContext>[] = [vmVerb, snapshotVerb, cloneCommand, compareCommand, diffCommand, imageVerb];
+export const verbs: Verb<CliContext>[] = [vmVerb, snapshotVerb, checkpointCommand, autoVerb, cloneCommand, compareCommand, diffCommand, imageVerb];

@@ -4,6 +4,7 @@ import { CommandContext } from './commands/context';
 import { registerCommands } from './commands/register-commands';
 import { ConsoleTerminals } from './console/console-terminal';
 import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
+import { AutoCheckpoints } from './dev/auto-checkpoints';
 import { DevMachineStatus, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
 import { RemoteWindowMachine } from './dev/remote-window';
 import { LibraryService } from './library-service';
@@ -57,9 +58,10 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('vmsnap.devMachine')) tree.refresh();
+      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints')) tree.refresh();
     }),
     { dispose: () => ComparePanel.disposeAll() },
+    new AutoCheckpoints(service, devMachineRef),
   );
   const handle = new ExtensionTestHandle(
     { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },

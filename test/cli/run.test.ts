@@ -44,7 +44,7 @@ describe('cli outcomes', () => {
     // Building the registry checks names and flag kinds; it happened on import, so here only look at it.
     assert.deepEqual(
       vmsnapRegistry.verbs.map((v) => v.name),
-      ['vm', 'snapshot', 'clone', 'compare', 'diff', 'image'],
+      ['vm', 'snapshot', 'checkpoint', 'auto', 'clone', 'compare', 'diff', 'image'],
     );
   });
 

@@ -8,7 +8,7 @@ import { openLibrary, VM_ARG } from '../vm/shared';
 export const snapshotListCommand: Command<CliContext> = {
   name: 'list',
   summary: 'draw the snapshot tree in creation order, with the current position marked ("You are here")',
-  description: '"*" marks the snapshot the current state descends from; locked snapshots have linked clones on them.\nWith --json: the tree (roots, children in creation order; the current state is a node of kind "current").',
+  description: '"*" marks the snapshot the current state descends from; locked snapshots have linked clones on them; [auto]\nmarks an automatic checkpoint (renaming or describing it makes it your own).\nWith --json: the tree (roots, children in creation order; the current state is a node of kind "current").',
   args: [VM_ARG],
   flags: [],
   examples: ['vmsnap snapshot list dev', 'vmsnap snapshot list dev --json'],

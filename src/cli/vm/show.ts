@@ -4,7 +4,7 @@ import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatSize, formatSizeExact } from '../units';
 import { describeLineage, formatDate, openLibrary, VM_ARG } from './shared';
-import { describeDevices } from './edit';
+import { describeDevices, describePolicy } from './edit';
 
 export const vmShowCommand: Command<CliContext> = {
   name: 'show',
@@ -35,6 +35,7 @@ export const vmShowCommand: Command<CliContext> = {
     if (m.note !== '') lines.push(`Note:        ${m.note.replace(/\n/g, ' ')}`);
     for (const d of m.disks) lines.push(`Disk ${d.index}:      ${d.path} (${formatSizeExact(d.virtualSize)} virtual)`);
     lines.push(...describeDevices(m));
+    lines.push(`Auto:        ${m.autoCheckpoints === null ? 'off' : describePolicy(m.autoCheckpoints)}`);
     if (m.kvmFailedAt !== null) lines.push(`Accelerator: TCG (KVM could not run this guest, ${formatDate(m.kvmFailedAt)})`);
     lines.push(
       `Current:     ${parent ? `descends from snapshot "${parent.name}"` : 'descends from no snapshot'}; ${formatSize(m.currentChangedBytes)} changed since, ${formatSize(m.currentSizeBytes)} on disk`,

@@ -7,3 +7,6 @@ export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';
 export type { BrokenMachine } from './store';
 export type { SshHostBlock } from './ssh-config';
+export { systemClock, formatInterval, type AutoCheckpointOptions, type AutoCheckpointOutcome, type AutoCheckpointResult, type Clock } from './auto-checkpoints';
+export type { AutoTrigger } from './auto-policy';
+export { AutoScheduler, type AutoSchedulePort, type AutoSchedulerOptions } from './auto-scheduler';

@@ -5,6 +5,8 @@ import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../operation';
 import type { QemuOptions } from '../runtime';
 import type { SshTarget } from '../ssh';
+import * as autoCheckpoints from './auto-checkpoints';
+import type { AutoCheckpointOptions, AutoCheckpointOutcome } from './auto-checkpoints';
 import * as clones from './clones';
 import { MachineError } from './errors';
 import * as fromImage from './from-image';
@@ -272,6 +274,15 @@ export class Library {
    */
   deleteSnapshot(ref: string, snapshotRef: string, options: DeleteSnapshotOptions = {}): Promise<DeleteSnapshotResult> {
     return snapshots.deleteSnapshot(this.ctx, ref, snapshotRef, options);
+  }
+
+  /**
+   * One automatic checkpoint of the machine, if its policy says one is due and it changed since its last snapshot;
+   * then prunes what the retention does not keep (see auto-checkpoints.ts). Skips (busy, no space) are outcomes,
+   * not errors.
+   */
+  autoCheckpoint(ref: string, options: AutoCheckpointOptions = {}): Promise<AutoCheckpointOutcome> {
+    return autoCheckpoints.autoCheckpoint(this.ctx, ref, options);
   }
 
   // ---------------------------------------------------------------- clones

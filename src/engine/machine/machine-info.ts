@@ -56,6 +56,7 @@ export function summary(e: MachineEntry): MachineSummary {
     current: m.current,
     clonedFrom: m.clonedFrom ? { machineId: m.clonedFrom.machineId, snapshotId: m.clonedFrom.snapshotId, kind: m.clonedFrom.kind } : null,
     guestUser: m.guest?.user ?? null,
+    autoCheckpoints: m.autoCheckpoints === undefined ? null : { ...m.autoCheckpoints },
   };
 }
 
@@ -72,6 +73,7 @@ export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: Mach
     layers,
     sizeBytes: await sumBytes(layers),
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),
+    auto: s.auto === true,
   };
 }
 

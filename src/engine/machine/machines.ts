@@ -14,7 +14,7 @@ import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, writeManifest, type M
 import { validateDescription, validateName } from './names';
 import { refuseMachineIdLikeName } from './resolve-ref';
 import { runtimeCall } from './power';
-import { DEFAULT_CPUS, DEFAULT_DISK_SIZE, DEFAULT_MEMORY_MIB, validateDiskSize, validateSettings } from './settings';
+import { DEFAULT_AUTO_POLICY, DEFAULT_CPUS, DEFAULT_DISK_SIZE, DEFAULT_MEMORY_MIB, validateAutoPolicy, validateDiskSize, validateSettings } from './settings';
 import { step } from './steps';
 import type { MachineEntry } from './store';
 import type {
@@ -74,6 +74,8 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
   const note = changes.note === undefined ? undefined : validateDescription(changes.note);
   validateSettings(changes);
   if (changes.forwards !== undefined) checkForwardChanges(changes.forwards);
+  // Checked before the lock with the defaults filled in; the fields left out are taken from the manifest under it.
+  if (changes.autoCheckpoints) validateAutoPolicy({ ...DEFAULT_AUTO_POLICY, ...changes.autoCheckpoints });
   const iso = typeof changes.iso === 'string' ? await checkIso(changes.iso) : changes.iso;
   return ctx.withMachine(ref, 'edit', async (e, all) => {
     const m = cloneManifest(e.manifest);
@@ -86,6 +88,8 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
     if (iso === null) delete m.cdrom;
     else if (iso !== undefined) m.cdrom = iso;
     if (changes.forwards !== undefined) applyForwardChanges(m, changes.forwards);
+    if (changes.autoCheckpoints === null) delete m.autoCheckpoints;
+    else if (changes.autoCheckpoints !== undefined) m.autoCheckpoints = validateAutoPolicy({ ...DEFAULT_AUTO_POLICY, ...m.autoCheckpoints, ...changes.autoCheckpoints });
     m.revision++;
     await writeManifest(e.folder, m);
     step('edit machine: manifest written');

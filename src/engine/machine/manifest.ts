@@ -4,6 +4,7 @@ import { isMachineError, MachineError } from './errors';
 import { atomicWriteJson } from '../os';
 import { MAC_PATTERN } from './identity';
 import { validateName } from './names';
+import { autoPolicyProblem } from './settings';
 import type { CloneKind, PowerState } from './types';
 
 export const MANIFEST_FILE = 'machine.json';
@@ -29,6 +30,16 @@ export interface SnapshotRecord {
   stateFile: string | null;
   /** The device configuration the state was saved with (a revert loads it with exactly these), or null. */
   vm: SnapshotVmRecord | null;
+  /** Taken by the automatic checkpoint schedule (absent: the user's own); pruning deletes only these. */
+  auto?: true;
+}
+
+/** A machine's automatic checkpoint policy (see auto-policy.ts for what each number keeps). */
+export interface AutoCheckpointRecord {
+  everySeconds: number;
+  keep: number;
+  daily: number;
+  weekly: number;
 }
 
 export interface SnapshotVmRecord {
@@ -110,6 +121,8 @@ export interface Manifest {
   cdrom?: string;
   /** When KVM could not run this guest under the auto accelerator (ISO 8601): it starts with TCG since. */
   kvmFailedAt?: string;
+  /** Automatic checkpoints; absent: off (the default). */
+  autoCheckpoints?: AutoCheckpointRecord;
 }
 
 class Checker {
@@ -247,6 +260,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
       // Both are absent from manifests written before machines could run: treated as null.
       stateFile: sObj['stateFile'] === undefined || sObj['stateFile'] === null ? null : stateName(c, sObj['stateFile'], p + 'stateFile', useFile),
       vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
+      ...(sObj['auto'] === undefined || sObj['auto'] === false ? {} : { auto: autoFlag(c, sObj, p) }),
     };
   });
   snapshots.forEach((s, i) => {
@@ -307,7 +321,28 @@ export function validateManifest(value: unknown, file: string): Manifest {
   if (o['forwards'] !== undefined) m.forwards = c.array(o, 'forwards', '').map((f, i) => forwardRecord(c, f, `forwards[${i}]`));
   if (o['cdrom'] !== undefined) m.cdrom = isoPath(c, o, 'cdrom', '');
   if (o['kvmFailedAt'] !== undefined) m.kvmFailedAt = c.date(o, 'kvmFailedAt', '');
+  if (o['autoCheckpoints'] !== undefined) m.autoCheckpoints = autoCheckpointRecord(c, o['autoCheckpoints']);
   return m;
+}
+
+function autoFlag(c: Checker, o: Record<string, unknown>, prefix: string): true {
+  if (o['auto'] !== true) c.fail(prefix + 'auto', 'must be true when present');
+  return true;
+}
+
+/** The policy, held to the same bounds `vm edit` accepts (validateAutoPolicy). */
+function autoCheckpointRecord(c: Checker, v: unknown): AutoCheckpointRecord {
+  const o = c.object(v, 'autoCheckpoints');
+  const p = 'autoCheckpoints.';
+  const policy = {
+    everySeconds: c.int(o, 'everySeconds', p, 1),
+    keep: c.int(o, 'keep', p, 1),
+    daily: c.int(o, 'daily', p, 0),
+    weekly: c.int(o, 'weekly', p, 0),
+  };
+  const problem = autoPolicyProblem(policy);
+  if (problem !== null) c.fail(p + problem.field, problem.message);
+  return policy;
 }
 
 function guestRecord(c: Checker, v: unknown, useFile: (f: string, field: string) => void): GuestRecord {

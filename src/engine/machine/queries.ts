@@ -25,10 +25,11 @@ export async function snapshotTree(ctx: LibraryContext, ref: string): Promise<Sn
       takenWhileRunning: s.takenWhileRunning,
       hasMemory: s.stateFile !== null,
       lockedBy: directClones(all, m.id, s.id).map((c) => c.manifest.id),
+      auto: s.auto === true,
       children: build(s.id),
     }));
     if (m.current === parentId) {
-      nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, takenWhileRunning: false, hasMemory: false, lockedBy: [], children: [] });
+      nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, takenWhileRunning: false, hasMemory: false, lockedBy: [], auto: false, children: [] });
     }
     return nodes;
   };
@@ -111,6 +112,7 @@ async function compareRows(start: MachineEntry, all: MachineEntry[]): Promise<Co
       macAddress: m.macAddress,
       description: m.note,
       depth,
+      auto: false,
     });
     for (const s of m.snapshots) {
       const parent = s.parentId ? snapshotById(m, s.parentId) : undefined;
@@ -129,6 +131,7 @@ async function compareRows(start: MachineEntry, all: MachineEntry[]): Promise<Co
         macAddress: m.macAddress,
         description: s.description,
         depth: depth + 1 + ancestry(m, s.parentId).length,
+        auto: s.auto === true,
       });
     }
     for (const c of all.filter((x) => x.manifest.clonedFrom?.machineId === m.id)) await visit(c, depth + 1, seen);

@@ -35,11 +35,33 @@ export async function takeSnapshot(ctx: LibraryContext, ref: string, name: strin
   const description = validateDescription(options.description ?? '');
   return ctx.withMachine(ref, 'take snapshot', async (e, all) => {
     refuseSnapshotIdLikeName(snapName, e.manifest.snapshots);
-    const { entry, snapshot, pauseMs } = (await isRunning(e))
-      ? await takeRunningLocked(e, snapName, description, options.diskOnly === true, ctx.qemu)
-      : { ...(await takeLocked(e, snapName, description)), pauseMs: 0 };
-    return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs };
+    return takeSnapshotLocked(ctx, e, all, snapName, description, { diskOnly: options.diskOnly === true });
   });
+}
+
+/**
+ * Takes a snapshot of a machine whose lock the caller holds (name and description already validated). `auto`
+ * marks an automatic checkpoint; `now` is its creation time (the schedule's clock).
+ */
+export async function takeSnapshotLocked(
+  ctx: LibraryContext,
+  e: MachineEntry,
+  all: MachineEntry[],
+  name: string,
+  description: string,
+  options: { diskOnly: boolean; auto?: boolean; now?: Date },
+): Promise<TakenSnapshot> {
+  const mark: RecordMark = { auto: options.auto === true, createdAt: (options.now ?? new Date()).toISOString() };
+  const { entry, snapshot, pauseMs } = (await isRunning(e))
+    ? await takeRunningLocked(e, name, description, options.diskOnly, ctx.qemu, mark)
+    : { ...(await takeLocked(e, name, description, mark)), pauseMs: 0 };
+  return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs };
+}
+
+/** How a new snapshot record is marked: automatic or the user's own, and when it was taken. */
+interface RecordMark {
+  auto: boolean;
+  createdAt: string;
 }
 
 export async function revert(ctx: LibraryContext, ref: string, snapshotRef: string, options: RevertOptions): Promise<RevertResult> {
@@ -122,6 +144,8 @@ export async function editSnapshot(ctx: LibraryContext, ref: string, snapshotRef
     if (name !== undefined) refuseSnapshotIdLikeName(name, m.snapshots);
     if (name !== undefined) s.name = name;
     if (description !== undefined) s.description = description;
+    // A checkpoint the user names or describes is one they mean to keep: pruning never deletes it from now on.
+    delete s.auto;
     m.revision++;
     await writeManifest(e.folder, m);
     step('edit snapshot: manifest written');
@@ -129,10 +153,18 @@ export async function editSnapshot(ctx: LibraryContext, ref: string, snapshotRef
   });
 }
 
-export async function deleteSnapshot(ctx: LibraryContext, ref: string, snapshotRef: string, options: DeleteSnapshotOptions): Promise<DeleteSnapshotResult> {
+/** `guard`: a last check under the lock (pruning's: the snapshot is still automatic and cheap to delete); it throws to refuse. */
+export async function deleteSnapshot(
+  ctx: LibraryContext,
+  ref: string,
+  snapshotRef: string,
+  options: DeleteSnapshotOptions,
+  guard?: (e: MachineEntry, target: SnapshotRecord) => Promise<void>,
+): Promise<DeleteSnapshotResult> {
   return ctx.withMachine(ref, 'delete snapshot', async (e, all) => {
     const m = e.manifest;
     const target = resolveSnapshot(m, snapshotRef);
+    await guard?.(e, target);
     // A running machine reads the layers of the current state's ancestry: those merge with QEMU's block jobs.
     const live = (await isRunning(e)) && ancestry(m, m.current).some((s) => s.id === target.id);
     const children = options.children === true;
@@ -181,8 +213,8 @@ async function requireStateDevices(m: Manifest, target: SnapshotRecord): Promise
   }
 }
 
-async function takeLocked(e: MachineEntry, name: string, description: string): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
-  const { tx, snapshot } = await beginTake(e, name, description);
+async function takeLocked(e: MachineEntry, name: string, description: string, mark?: RecordMark): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord }> {
+  const { tx, snapshot } = await beginTake(e, name, description, undefined, mark);
   return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot };
 }
 
@@ -197,9 +229,10 @@ async function takeRunningLocked(
   description: string,
   diskOnly: boolean,
   qemu: QemuOptions,
+  mark?: RecordMark,
 ): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number }> {
   const m = e.manifest;
-  const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly });
+  const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly }, mark);
   let pauseMs = 0;
   const stateFile = snapshot.stateFile;
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
@@ -240,9 +273,9 @@ async function takeRunningLocked(
  * The first half of taking a snapshot: journal, new empty top layers on the frozen ones. The caller commits the
  * transaction (or rolls it back); with `companion`, the appearance of that folder also commits it.
  */
-export async function beginTake(e: MachineEntry, name: string, description: string, companion?: string): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
+export async function beginTake(e: MachineEntry, name: string, description: string, companion?: string, mark?: RecordMark): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
   const m = e.manifest;
-  const { snapshot, newTops, after } = planTake(m, name, description, null);
+  const { snapshot, newTops, after } = planTake(m, name, description, null, mark);
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
     created: newTops,
     freeze: snapshot.layers,
@@ -256,24 +289,25 @@ export async function beginTake(e: MachineEntry, name: string, description: stri
  * A snapshot of the current state as the manifest records it: its layers are today's tops (they freeze into it).
  * `running` marks a snapshot of a running machine, with or without its memory.
  */
-function newSnapshotRecord(m: Manifest, name: string, description: string, running: { memory: boolean } | null): SnapshotRecord {
+function newSnapshotRecord(m: Manifest, name: string, description: string, running: { memory: boolean } | null, mark?: RecordMark): SnapshotRecord {
   const id = newId();
   return {
     id,
     name,
     description,
     parentId: m.current,
-    createdAt: new Date().toISOString(),
+    createdAt: mark?.createdAt ?? new Date().toISOString(),
     takenWhileRunning: running !== null,
     layers: m.disks.map((d) => d.top),
     stateFile: running?.memory ? stateFileName(id) : null,
     vm: null,
+    ...(mark?.auto ? { auto: true as const } : {}),
   };
 }
 
 /** The manifest after a snapshot of the current state: each top freezes into the snapshot and a new empty top (named here) starts on it. */
-function planTake(m: Manifest, name: string, description: string, running: { memory: boolean } | null): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
-  const snapshot = newSnapshotRecord(m, name, description, running);
+function planTake(m: Manifest, name: string, description: string, running: { memory: boolean } | null, mark?: RecordMark): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
+  const snapshot = newSnapshotRecord(m, name, description, running, mark);
   const newTops = m.disks.map((_, i) => newLayerName(i));
   const after = cloneManifest(m);
   after.revision++;

@@ -41,6 +41,20 @@ export interface SnapshotInfo {
   sizeBytes: number;
   /** Ids of linked clones (any machine in the library) whose disks hang on this snapshot's layers. */
   lockedBy: string[];
+  /** Taken by the automatic checkpoint schedule: pruning may delete it (renaming or describing it makes it the user's own). */
+  auto: boolean;
+}
+
+/**
+ * A machine's automatic checkpoint policy: a checkpoint every `everySeconds` (skipped when nothing changed), and
+ * after each one the automatic checkpoints beyond what the retention keeps are pruned (see auto-policy.ts):
+ * the newest `keep`, plus the newest of each of the `daily` most recent days and `weekly` most recent weeks.
+ */
+export interface AutoCheckpointPolicy {
+  everySeconds: number;
+  keep: number;
+  daily: number;
+  weekly: number;
 }
 
 export interface MachineSummary {
@@ -60,6 +74,8 @@ export interface MachineSummary {
   clonedFrom: ClonedFrom | null;
   /** The guest user of a machine launched from a cloud image (reachable with `vm ssh`), else null. */
   guestUser: string | null;
+  /** Automatic checkpoints, or null (off, the default). */
+  autoCheckpoints: AutoCheckpointPolicy | null;
 }
 
 export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snapshotCount'> {
@@ -98,6 +114,8 @@ export interface SnapshotTreeNode {
   hasMemory: boolean;
   /** Ids of linked clones hanging on this snapshot. */
   lockedBy: string[];
+  /** An automatic checkpoint (false for the 'current' node). */
+  auto: boolean;
   /** Children in creation order; the 'current' node comes after the snapshots of its parent. */
   children: SnapshotTreeNode[];
 }
@@ -173,6 +191,8 @@ export interface EditMachineOptions {
   memoryMiB?: number;
   /** An ISO image to put in the CD-ROM drive, or null to eject it; effective at the next start. */
   iso?: string | null;
+  /** Turns automatic checkpoints on (or changes the policy), or off with null. Fields left out keep their value (or default). */
+  autoCheckpoints?: Partial<AutoCheckpointPolicy> | null;
   /** Ports to stop forwarding, then forwards to add (one per guest port); effective at the next start. */
   forwards?: { remove?: number[] | 'all'; add?: { guestPort: number; hostPort?: number }[] };
 }
@@ -324,4 +344,6 @@ export interface CompareRow {
   description: string;
   /** Depth in the family tree, for indenting. */
   depth: number;
+  /** A snapshot taken by the automatic checkpoint schedule. */
+  auto: boolean;
 }

@@ -4,6 +4,7 @@ import type { ConsoleTerminals } from '../console/console-terminal';
 import type { RemoteSshHolder } from '../ssh/remote-ssh';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
+import { setShowAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
 import { newMachineFromImage, type NewFromImageArgs } from './from-image-flow';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './library-commands';
@@ -34,6 +35,8 @@ type Command = (...args: never[]) => unknown;
 export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals, remoteSsh: RemoteSshHolder): vscode.Disposable[] {
   const commands: Record<string, Command> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
+    'vmsnap.showAutomaticCheckpoints': () => setShowAutomaticCheckpoints(true),
+    'vmsnap.hideAutomaticCheckpoints': () => setShowAutomaticCheckpoints(false),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
     'vmsnap.newMachineFromImage': (args?: NewFromImageArgs) => newMachineFromImage(ctx, args),
     'vmsnap.importImage': (args?: ImportArgs) => importImage(ctx, args),

@@ -3,6 +3,7 @@
 // and power polling (power-watch) have their own modules.
 import * as vscode from 'vscode';
 import type { BrokenMachine, Library, LibraryScan, MachineSummary } from '../../engine/machine';
+import { showAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import type { LibraryService } from '../library-service';
 import { FolderSizes } from './folder-sizes';
 import {
@@ -240,7 +241,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     const details = await lib.show(node.machine.id);
     this.shown.expanded(details);
     const all = await this.machineNodes();
-    return buildSubtree(node, details, all);
+    return buildSubtree(node, details, all, { hideAutomatic: !showAutomaticCheckpoints() });
   }
 
   dispose(): void {

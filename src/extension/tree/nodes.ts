@@ -76,12 +76,19 @@ export const brokenNodeId = (folder: string): string => `broken/${folder}`;
  * The rows under one machine: its snapshots in creation order (the engine keeps them so), "You are here" after the
  * children of the snapshot the current state descends from, and the linked clones hanging on each snapshot.
  */
-export function buildSubtree(machineNode: MachineNode, details: MachineDetails, all: MachineNode[]): TreeNode[] {
+export function buildSubtree(machineNode: MachineNode, details: MachineDetails, all: MachineNode[], options: { hideAutomatic?: boolean } = {}): TreeNode[] {
   const byId = new Map(all.map((n) => [n.machine.id, n.machine]));
+  // Hidden automatic checkpoints give their rows to their parent; the one the current state descends from and
+  // ones linked clones hang on stay, so "You are here" and the clones keep their place.
+  const hidden = (info: SnapshotInfo): boolean => options.hideAutomatic === true && info.auto && details.current !== info.id && info.lockedBy.length === 0;
   const build = (parentId: string | null, parent: MachineNode | SnapshotNode, path: string): TreeNode[] => {
     const out: TreeNode[] = [];
     for (const info of details.snapshots) {
       if (info.parentId !== parentId) continue;
+      if (hidden(info)) {
+        out.push(...build(info.id, parent, path));
+        continue;
+      }
       const here = path === '' ? info.name : `${path} > ${info.name}`;
       const node: SnapshotNode = {
         kind: 'snapshot',
@@ -117,7 +124,7 @@ export function cloneKind(m: MachineSummary): CloneKindLabel {
 /**
  * State the menus match with regexes (`viewItem =~ /:off:/`): the row's type first, then flags, each followed by
  * ':' so a flag never matches part of another. The first flag is the machine's power state (off, running, paused);
- * `memory` marks a snapshot that holds a running state; `ssh` a running machine launched from a cloud image.
+ * `memory` marks a snapshot that holds a running state, `auto` an automatic checkpoint; `ssh` a running machine launched from a cloud image.
  */
 export function contextValue(node: TreeNode): string {
   const flags: string[] = [];
@@ -139,6 +146,7 @@ export function contextValue(node: TreeNode): string {
       if (node.children.some((c) => c.kind === 'snapshot')) flags.push('children');
       if (node.isCurrentParent) flags.push('current');
       if (node.snapshot.hasMemory) flags.push('memory');
+      if (node.snapshot.auto) flags.push('auto');
       break;
     case 'current':
       flags.push(node.machine.powerState);

@@ -86,13 +86,14 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
   item.id = node.id;
   item.contextValue = contextValue(node);
   const directlyLocked = s.lockedBy.length > 0;
-  // A snapshot holding a running state gets its own icon: reverting to it brings the machine back running.
+  // A snapshot holding a running state gets its own icon: reverting to it brings the machine back running; an
+  // automatic checkpoint its own too, so the user's own snapshots stand out among them.
   item.iconPath = new vscode.ThemeIcon(
-    directlyLocked ? 'lock' : s.hasMemory ? 'play-circle' : 'device-camera',
+    directlyLocked ? 'lock' : s.auto ? 'history' : s.hasMemory ? 'play-circle' : 'device-camera',
     node.isCurrentParent ? new vscode.ThemeColor('charts.blue') : s.hasMemory ? new vscode.ThemeColor('charts.green') : undefined,
   );
   const runningMark = s.hasMemory ? vscode.l10n.t('running state') : s.takenWhileRunning ? vscode.l10n.t('disks only, taken while running') : '';
-  item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), runningMark, directlyLocked ? vscode.l10n.t('locked') : '']
+  item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), s.auto ? vscode.l10n.t('automatic') : '', runningMark, directlyLocked ? vscode.l10n.t('locked') : '']
     .filter((p) => p !== '')
     .join(' · ');
   const childSnapshots = node.children.filter((c) => c.kind === 'snapshot');
@@ -118,6 +119,7 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
       `${vscode.l10n.t('Path')}: ${escape(node.path)}`,
       `${vscode.l10n.t('Depends on it')}: ${dependants.length > 0 ? dependants.join(', ') : vscode.l10n.t('nothing')}`,
       node.locked ? `$(lock) ${vscode.l10n.t('Locked: a linked clone hangs on it or on a snapshot below it; delete or promote the clone first.')}` : '',
+      s.auto ? `$(history) ${vscode.l10n.t('Automatic checkpoint: the retention may delete it; rename it or give it a description to keep it.')}` : '',
       `${vscode.l10n.t('Id')}: \`${s.id}\``,
     ]
       .filter((l) => l !== '')

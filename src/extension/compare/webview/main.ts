@@ -360,7 +360,9 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
 }
 
 function nameCell(r: CompareRow): HTMLElement {
-  const span = el('span', { class: 'name' }, r.name);
+  // An automatic checkpoint is marked after its name (the retention may delete it).
+  const auto = r.auto ? [' ', el('span', { class: 'auto', title: 'Automatic checkpoint' }, 'auto')] : [];
+  const span = el('span', { class: 'name' }, r.name, ...auto);
   // Indent by depth in the family tree, so the unsorted table reads as a tree.
   span.style.setProperty('--depth', String(sort ? 0 : r.depth));
   return span;
