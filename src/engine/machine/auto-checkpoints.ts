@@ -216,8 +216,6 @@ async function prune(ctx: LibraryContext, outcome: AutoCheckpointOutcome): Promi
 
 function keptReason(err: MachineError): string {
   switch (err.code) {
-    case 'POWERED_ON':
-      return 'the running machine reads its layer: it is pruned once the machine is off';
     case 'LOCKED_BY_CLONES':
       return 'a linked clone depends on it';
     default:
