@@ -7,6 +7,7 @@ import { forwardsOf } from './devices';
 import { directClones } from './lineage';
 import type { SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
+import { thumbnailPath } from './thumbnails';
 import type { DiskInfo, MachineDetails, MachineSummary, PowerState, SnapshotInfo } from './types';
 
 export async function sumBytes(paths: string[]): Promise<number> {
@@ -72,6 +73,7 @@ export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: Mach
     layers,
     sizeBytes: await sumBytes(layers),
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),
+    thumbnail: thumbnailPath(e.folder, s),
   };
 }
 

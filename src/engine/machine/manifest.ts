@@ -29,6 +29,8 @@ export interface SnapshotRecord {
   stateFile: string | null;
   /** The device configuration the state was saved with (a revert loads it with exactly these), or null. */
   vm: SnapshotVmRecord | null;
+  /** File name (in the machine folder) of a small PNG of the screen at the snapshot; absent: none. */
+  thumbnail?: string;
 }
 
 export interface SnapshotVmRecord {
@@ -236,7 +238,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
       useFile(f, `${p}layers[${j}]`);
       return f;
     });
-    return {
+    const record: SnapshotRecord = {
       id: sid,
       name: c.name(sObj, 'name', p),
       description: c.string(sObj, 'description', p),
@@ -248,6 +250,8 @@ export function validateManifest(value: unknown, file: string): Manifest {
       stateFile: sObj['stateFile'] === undefined || sObj['stateFile'] === null ? null : stateName(c, sObj['stateFile'], p + 'stateFile', useFile),
       vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
     };
+    if (sObj['thumbnail'] !== undefined) record.thumbnail = stateName(c, sObj['thumbnail'], p + 'thumbnail', useFile);
+    return record;
   });
   snapshots.forEach((s, i) => {
     if (s.parentId !== null && !ids.has(s.parentId)) c.fail(`snapshots[${i}].parentId`, `names no snapshot of this machine (${s.parentId})`);

@@ -25,6 +25,7 @@ import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
+import { captureLastScreen } from './thumbnails';
 import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
 
 /**
@@ -58,6 +59,8 @@ async function fallBackToTcg(ctx: LibraryContext, e: MachineEntry): Promise<Mach
 /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
 export async function stopMachine(ctx: LibraryContext, ref: string, options: StopMachineOptions): Promise<StopMachineResult> {
   return ctx.withMachine(ref, 'stop', async (e) => {
+    // What the screen showed before the power went: snapshots taken while off show it.
+    await captureLastScreen(e.folder, ctx.qemu);
     const r = await runtimeCall(() =>
       runtimeStop(e.folder, {
         ...ctx.qemu,

@@ -41,6 +41,8 @@ export interface SnapshotInfo {
   sizeBytes: number;
   /** Ids of linked clones (any machine in the library) whose disks hang on this snapshot's layers. */
   lockedBy: string[];
+  /** Absolute path of a small PNG of the screen at the snapshot, or null (none: the UI shows a placeholder). */
+  thumbnail: string | null;
 }
 
 export interface MachineSummary {

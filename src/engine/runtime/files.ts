@@ -1,5 +1,5 @@
 // The files the runtime keeps in a machine folder, named here and nowhere else (all removed when the machine is
-// off, except the logs and the last forwarded ports).
+// off, except the logs, the last forwarded ports and the last screen).
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -26,6 +26,11 @@ export const RUNTIME_FILES = {
    * are free, so an SSH session or a Remote-SSH window finds the machine where it was.
    */
   lastPorts: 'ports.json',
+  /**
+   * A thumbnail of the screen as it was when we last powered the machine off (or of the snapshot it was reverted
+   * to): a snapshot taken while it is off shows it. Kept while the machine is off.
+   */
+  lastScreen: 'last-screen.png',
 } as const;
 
 /** Every file name the runtime may leave in a machine folder. */

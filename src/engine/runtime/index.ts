@@ -14,3 +14,5 @@ export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
 export type { ConsoleStreams } from './console';
+export { captureThumbnail } from './thumbnail';
+export { countColours, decodePng, decodePpm, decodeScreen, encodePng, scaleToWidth, thumbnailPng, ScreenImageError, THUMBNAIL_WIDTH, type RgbImage } from './screen-image';

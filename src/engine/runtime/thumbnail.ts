@@ -1,0 +1,54 @@
+// Thumbnails of a running machine's screen: a raw screendump while the guest stands still (cheap: QEMU copies its
+// framebuffer into a PPM file), turned into a small PNG afterwards, when the guest runs again.
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { writeAtomically } from '../os';
+import { connectMachine } from './control';
+import type { QemuOptions } from './qemu';
+import type { QmpClient } from './qmp';
+import { thumbnailPng } from './screen-image';
+
+/**
+ * Where the raw screendump for `thumbnail` waits until it is scaled: a hidden `.partial` name, which recovery
+ * removes as a killed process's temporary file.
+ */
+export function rawScreenFile(thumbnail: string): string {
+  return join(dirname(thumbnail), `.${basename(thumbnail)}.screen.partial`);
+}
+
+/** QMP screendump as binary PPM (no PNG encoding inside QEMU, so the guest's stop stays short). */
+export async function dumpRawScreen(qmp: QmpClient, file: string): Promise<void> {
+  await qmp.execute('screendump', { filename: file, format: 'ppm' });
+}
+
+/**
+ * Turns the raw screendump for `thumbnail` into the thumbnail PNG (written atomically) and removes the raw file;
+ * false (and no thumbnail) when there is none or it cannot be read: a snapshot never fails for its picture.
+ */
+export async function finishThumbnail(thumbnail: string): Promise<boolean> {
+  const raw = rawScreenFile(thumbnail);
+  try {
+    const png = thumbnailPng(await readFile(raw));
+    // Not flushed: a thumbnail lost to a power cut only shows as a placeholder.
+    await writeAtomically(thumbnail, (tmp) => writeFile(tmp, png, { flag: 'wx', mode: 0o644 }), { durable: false });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(raw, { force: true });
+  }
+}
+
+/** A thumbnail of the running machine's screen now; false when QEMU has no screen to dump (no display device). */
+export async function captureThumbnail(folder: string, thumbnail: string, options: QemuOptions = {}): Promise<boolean> {
+  const qmp = await connectMachine(folder, options);
+  try {
+    await dumpRawScreen(qmp, rawScreenFile(thumbnail));
+  } catch {
+    await rm(rawScreenFile(thumbnail), { force: true });
+    return false;
+  } finally {
+    qmp.close();
+  }
+  return finishThumbnail(thumbnail);
+}
