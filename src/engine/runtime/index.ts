@@ -14,3 +14,5 @@ export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
 export type { ConsoleStreams } from './console';
+export { DEFAULT_DISPLAY, DISPLAY_DEVICES, isDisplayDevice, type DisplayDevice } from './display';
+export { screendump, type ScreendumpFormat } from './screendump';
