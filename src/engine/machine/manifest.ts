@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { isMachineError, MachineError } from './errors';
 import { atomicWriteJson } from '../os';
+import { isDisplayDevice, type DisplayDevice } from '../runtime';
 import { MAC_PATTERN } from './identity';
 import { validateName } from './names';
 import type { CloneKind, PowerState } from './types';
@@ -43,6 +44,8 @@ export interface SnapshotVmRecord {
   qemuVersion: string;
   /** The ISO that was in the CD-ROM drive (absolute path): the state loads only with it. Absent: no CD drive. */
   cdrom?: string;
+  /** The display device the state was saved with; absent: saved before machines had displays, so none. */
+  display?: DisplayDevice;
 }
 
 export interface ClonedFromRecord {
@@ -112,6 +115,8 @@ export interface Manifest {
   cdrom?: string;
   /** When KVM could not run this guest under the auto accelerator (ISO 8601): it starts with TCG since. */
   kvmFailedAt?: string;
+  /** The display device at the next start (std, virtio or none); absent: std. */
+  display?: DisplayDevice;
 }
 
 class Checker {
@@ -311,6 +316,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
   if (o['forwards'] !== undefined) m.forwards = c.array(o, 'forwards', '').map((f, i) => forwardRecord(c, f, `forwards[${i}]`));
   if (o['cdrom'] !== undefined) m.cdrom = isoPath(c, o, 'cdrom', '');
   if (o['kvmFailedAt'] !== undefined) m.kvmFailedAt = c.date(o, 'kvmFailedAt', '');
+  if (o['display'] !== undefined) m.display = displayDevice(c, o['display'], 'display');
   return m;
 }
 
@@ -388,7 +394,13 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
     qemuVersion: c.string(o, 'qemuVersion', p, 128),
   };
   if (o['cdrom'] !== undefined) vm.cdrom = isoPath(c, o, 'cdrom', p);
+  if (o['display'] !== undefined) vm.display = displayDevice(c, o['display'], p + 'display');
   return vm;
+}
+
+function displayDevice(c: Checker, v: unknown, field: string): DisplayDevice {
+  if (!isDisplayDevice(v)) c.fail(field, 'must be "std", "virtio" or "none"');
+  return v;
 }
 
 /**

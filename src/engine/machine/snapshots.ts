@@ -224,6 +224,7 @@ async function takeRunningLocked(
     if (r.stateFile !== null) {
       record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
       if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
+      record.vm.display = r.display;
     }
     after.powerState = r.resumed ? 'running' : 'paused';
     pauseMs = r.pauseMs;

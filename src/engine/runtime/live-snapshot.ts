@@ -20,6 +20,7 @@ import { Qcow2Image } from '../qcow2';
 import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
 import { runtimeFiles } from './files';
+import type { DisplayDevice } from './display';
 import type { QmpClient } from './qmp';
 import { connectMachine, stopMachine } from './control';
 import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
@@ -52,6 +53,8 @@ export interface RunningSnapshotResult {
   qemuVersion: string;
   /** The ISO in the CD-ROM drive when the state was saved (the state loads only with a CD drive), else null. */
   cdrom: string | null;
+  /** The display device the state was saved with (the state loads only into it); 'none' for a headless machine. */
+  display: DisplayDevice;
   /** The guest runs again afterwards (false when it was paused before and stays paused). */
   resumed: boolean;
   /** The thumbnail written, or null (none asked, or QEMU had no screen to dump). */
@@ -212,8 +215,8 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom'> {
-  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null };
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display'> {
+  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null, display: info.display ?? 'none' };
 }
 
 interface Switchover {
