@@ -3,10 +3,10 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeAtomically } from '../os';
-import { connectMachine } from './control';
 import type { QemuOptions } from './qemu';
 import type { QmpClient } from './qmp';
 import { thumbnailPng } from './screen-image';
+import { screendump } from './screendump';
 
 /**
  * Where the raw screendump for `thumbnail` waits until it is scaled: a hidden `.partial` name, which recovery
@@ -39,16 +39,13 @@ export async function finishThumbnail(thumbnail: string): Promise<boolean> {
   }
 }
 
-/** A thumbnail of the running machine's screen now; false when QEMU has no screen to dump (no display device). */
+/** A thumbnail of the running machine's screen now; false when it has no screen to dump (no display device). */
 export async function captureThumbnail(folder: string, thumbnail: string, options: QemuOptions = {}): Promise<boolean> {
-  const qmp = await connectMachine(folder, options);
   try {
-    await dumpRawScreen(qmp, rawScreenFile(thumbnail));
+    await screendump(folder, rawScreenFile(thumbnail), 'ppm', options.qmp);
   } catch {
     await rm(rawScreenFile(thumbnail), { force: true });
     return false;
-  } finally {
-    qmp.close();
   }
   return finishThumbnail(thumbnail);
 }
