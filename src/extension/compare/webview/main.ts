@@ -362,7 +362,7 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
 function nameCell(r: CompareRow): HTMLElement {
   // A snapshot's row carries a small picture of the screen at the snapshot (the whole thumbnail on hover).
   const picture = r.kind === 'snapshot' ? state?.thumbnails?.[r.id] : undefined;
-  const span = el('span', { class: 'name' }, ...(picture ? [el('img', { class: 'thumbnail', src: picture, width: '48', alt: '', title: `The screen at “${r.name}”` }), ' '] : []), r.name);
+  const span = el('span', { class: 'name' }, ...(picture ? [el('img', { class: 'thumbnail', src: picture, width: '48', alt: '', title: `The screen at “${r.name}”` })] : []), r.name);
   // Indent by depth in the family tree, so the unsorted table reads as a tree.
   span.style.setProperty('--depth', String(sort ? 0 : r.depth));
   return span;
