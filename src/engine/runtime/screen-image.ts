@@ -9,8 +9,11 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-/** The largest screen read (a guest can set any mode; 64 M pixels is beyond every real one, 192 MiB of RGB). */
-export const MAX_SCREEN_PIXELS = 64 * 1024 * 1024;
+/** The largest screen read: 8K (7680×4320) fits; a guest asking for a larger mode gets no thumbnail. */
+export const MAX_SCREEN_PIXELS = 40 * 1024 * 1024;
+
+/** The largest screendump file read (a PPM of the largest screen, with its header). */
+export const MAX_SCREEN_FILE_BYTES = MAX_SCREEN_PIXELS * 3 + 64;
 
 export class ScreenImageError extends Error {
   override name = 'ScreenImageError';

@@ -1,11 +1,11 @@
 // Thumbnails of a running machine's screen: a raw screendump while the guest stands still (cheap: QEMU copies its
 // framebuffer into a PPM file), turned into a small PNG afterwards, when the guest runs again.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { writeAtomically } from '../os';
 import type { QemuOptions } from './qemu';
 import type { QmpClient } from './qmp';
-import { thumbnailPng } from './screen-image';
+import { MAX_SCREEN_FILE_BYTES, thumbnailPng } from './screen-image';
 import { screendump } from './screendump';
 
 /**
@@ -28,6 +28,8 @@ export async function dumpRawScreen(qmp: QmpClient, file: string): Promise<void>
 export async function finishThumbnail(thumbnail: string): Promise<boolean> {
   const raw = rawScreenFile(thumbnail);
   try {
+    // A guest can set a huge mode: such a dump is not even read.
+    if ((await stat(raw)).size > MAX_SCREEN_FILE_BYTES) return false;
     const png = thumbnailPng(await readFile(raw));
     // Not flushed: a thumbnail lost to a power cut only shows as a placeholder.
     await writeAtomically(thumbnail, (tmp) => writeFile(tmp, png, { flag: 'wx', mode: 0o644 }), { durable: false });

@@ -137,6 +137,7 @@ describe('screen images: PPM in, thumbnail PNG out, in pure Node', function () {
   it('refuses cut, hostile or unsupported images with a clear error', () => {
     assert.throws(() => decodePpm(Buffer.from('P6\n100 100\n255\nabc')), /cut short/);
     assert.throws(() => decodePpm(Buffer.from('P6\n100000 100000\n255\n')), ScreenImageError);
+    assert.throws(() => decodePpm(Buffer.from('P6\n8192 8192\n255\n')), /larger than this reads/);
     assert.throws(() => decodePpm(Buffer.from('P6\n0 10\n255\n')), /empty or larger/);
     assert.throws(() => decodePpm(Buffer.from('P3\n1 1\n255\n0 0 0')), /P6/);
     assert.throws(() => decodePpm(Buffer.from('P6\n1 1\n65535\n')), /8-bit/);
