@@ -9,7 +9,7 @@ import { buildSync } from 'esbuild';
 import { Library, type MachineDetails, type SnapshotInfo } from '../../../src/engine/machine';
 import { measurementsNeeded, planSnapshotDeletion } from '../../../src/engine/machine/delete-planner';
 import { validateManifest, type SnapshotRecord } from '../../../src/engine/machine/manifest';
-import { countColours, decodePng, RUNTIME_FILE_NAMES, RUNTIME_FILES, stopMachine, THUMBNAIL_WIDTH } from '../../../src/engine/runtime';
+import { countColours, decodePng, encodePng, RUNTIME_FILE_NAMES, RUNTIME_FILES, stopMachine, THUMBNAIL_WIDTH } from '../../../src/engine/runtime';
 import { scratchDir } from '../../support/qemu';
 import { writeCountingGuest } from '../../support/counting-guest';
 import { ACCEL, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
@@ -171,6 +171,50 @@ describe('machine library: snapshot thumbnails (QEMU, TCG, VGA)', function () {
     expectScreenThumbnail(lives[lives.length - 1]!.thumbnail, 'the completed snapshot');
     await lib.stopMachine('guest', { force: true });
   });
+});
+
+describe('machine library: thumbnails of snapshots taken while off, killed at every step (no QEMU)', function () {
+  this.timeout(120000);
+  const scratch = scratchDir('vmsnap-thumbs-off-');
+  after(() => scratch.cleanup());
+
+  /** Every thumbnail the manifest names exists; no thumbnail file is left that none names. */
+  function expectPicturesConsistent(folder: string, what: string): string[] {
+    const manifest = JSON.parse(readFileSync(join(folder, 'machine.json'), 'utf8')) as { snapshots: { thumbnail?: string }[] };
+    const named = manifest.snapshots.flatMap((x) => (x.thumbnail === undefined ? [] : [x.thumbnail]));
+    for (const t of named) assert.ok(existsSync(join(folder, t)), `${what}: ${t} is named but missing`);
+    const files = readdirSync(folder).filter((f) => f.startsWith('thumb-') || (f.startsWith('.') && f.includes('thumb')));
+    assert.deepEqual(files.filter((f) => !named.includes(f)), [], `${what}: orphan pictures`);
+    return named;
+  }
+
+  for (const op of ['take', 'revert-save', 'delete-leaf', 'delete-children'] as const) {
+    it(`${op}: a kill at any step leaves every named picture in place and no orphan`, async () => {
+      const child = scratch.path('crash-child.js');
+      buildSync({ entryPoints: [join(__dirname, 'crash-child.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: child, logLevel: 'warning' });
+      const template = scratch.path(`template-${op}`);
+      const lib = await Library.open(template);
+      const vm = await lib.createMachine('vm', { diskSize: 8 * 1024 * 1024 });
+      // The last screen a power-off left: snapshots taken while off copy it.
+      writeFileSync(join(vm.folder, RUNTIME_FILES.lastScreen), encodePng({ width: 4, height: 3, data: new Uint8Array(36).fill(200) }));
+      for (const name of ['A', 'B', 'C']) await lib.takeSnapshot('vm', name);
+      await lib.revert('vm', 'B', { discardCurrent: true });
+      assert.equal(expectPicturesConsistent(vm.folder, 'the template').length, 3, 'each snapshot taken while off has its picture');
+      let completed = false;
+      for (let n = 1; n <= 40 && !completed; n++) {
+        const work = scratch.path(`work-${op}`);
+        spawnSync('rm', ['-rf', work]);
+        spawnSync('cp', ['-a', template, work]);
+        const r = spawnSync(process.execPath, [child, work, op], { encoding: 'utf8', env: { ...process.env, VMSNAP_CRASH_AFTER_STEP: String(n) } });
+        completed = r.status === 0;
+        if (!completed) assert.equal(r.signal, 'SIGKILL', `step ${n}: failed instead of being killed: ${r.stderr}`);
+        const reopened = await Library.open(work);
+        const folder = (await reopened.show('vm')).folder;
+        expectPicturesConsistent(folder, `${op}, step ${n}`);
+      }
+      assert.ok(completed, `${op} did not complete within 40 steps`);
+    });
+  }
 });
 
 describe('machine manifest and delete planner: snapshot thumbnails (pure)', () => {
