@@ -37,6 +37,8 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   private rendering: Promise<void> = Promise.resolve();
   /** The state last rendered (tests read it; a person sees it). */
   shown: DetailsState | undefined;
+  /** The page last shown, with the nonce's place marked. */
+  private page = '';
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -98,7 +100,11 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
       const state = await this.state();
       this.shown = state;
       this.panel.title = state.snapshot ? vscode.l10n.t('Snapshot: {0}', state.snapshot.name) : vscode.l10n.t('Snapshot Details');
-      this.panel.webview.html = html(state);
+      // A library change elsewhere (another machine, a size) must not reload an unchanged page: no flicker, focus kept.
+      const page = html(state, NONCE_SLOT);
+      if (page === this.page) return;
+      this.page = page;
+      this.panel.webview.html = page.split(NONCE_SLOT).join(randomUUID().replace(/-/g, ''));
     });
   }
 
@@ -135,8 +141,10 @@ function esc(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function html(st: DetailsState): string {
-  const nonce = randomUUID().replace(/-/g, '');
+/** Where the nonce goes in a page: each page shown gets a fresh one. */
+const NONCE_SLOT = '\u0000nonce\u0000';
+
+function html(st: DetailsState, nonce: string): string {
   const csp = [`default-src 'none'`, `img-src data:`, `style-src 'nonce-${nonce}'`, `script-src 'nonce-${nonce}'`].join('; ');
   const s = st.snapshot;
   let body: string;
