@@ -34,6 +34,7 @@ const commands = [
   ['deleteSnapshotWithChildren', null],
   ['compareWithCurrent', '$(diff)'],
   ['showInComparison', '$(table)'],
+  ['showSnapshotDetails', '$(preview)'],
   ['checkpoint', '$(record)'],
   ['setDevMachine', null],
   ['showDevMachine', null],
@@ -122,6 +123,7 @@ export const contributes = {
       item('cloneSnapshot', `${snapshot} && ${off}`, '2_clone@1'),
       item('compareWithCurrent', snapshot, '3_view@1'),
       item('showInComparison', snapshot, '3_view@2'),
+      item('showSnapshotDetails', snapshot, '3_view@0'),
       item('renameSnapshot', snapshot, '4_edit@1'),
       item('editSnapshotDescription', snapshot, '4_edit@2'),
       item('deleteSnapshot', `${snapshot} && !(viewItem =~ /:locked:/)`, '9_destructive@1'), // running machines too (block jobs)

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { devSection } from './dev';
 import { machineSection } from './machine';
 import { qcow2Section } from './qcow2';
-import { runtimeSection } from './runtime';
+import { runtimeSection, thumbnailSection } from './runtime';
 import { formatTable, type BenchRow } from './report';
 
 interface Section {
@@ -18,6 +18,7 @@ const sections: Section[] = [
   { name: 'qcow2 chain operations', run: qcow2Section },
   { name: 'machine library', run: machineSection },
   { name: 'running machines', run: runtimeSection },
+  { name: 'snapshot thumbnails', run: thumbnailSection },
   { name: 'dev guest (Debian)', run: devSection },
 ];
 

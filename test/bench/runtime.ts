@@ -13,6 +13,9 @@ import { writeCountingGuest } from '../support/counting-guest';
 import { median, type BenchRow } from './report';
 
 const RUNS = 5;
+/** Snapshots with and without a thumbnail, in pairs, on each of a few machines. */
+const THUMBNAIL_PAIRS = 6;
+const THUMBNAIL_MACHINES = 3;
 const MEMORY_MIB = 512;
 const ACCEL = process.env['VMSNAP_QEMU_ACCEL'] ?? 'tcg';
 
@@ -138,5 +141,46 @@ export async function runtimeSection(workDir: string): Promise<BenchRow[]> {
     { operation: `running snapshot with memory: guest paused (state ${mib} MiB)`, oursMs: median(ours.pause), qemuMs: median(floor.pause), target: '< 100 ms', met: median(ours.pause) < 100 },
     { operation: 'running snapshot with memory: whole call', oursMs: median(ours.snap), qemuMs: median(floor.snap) },
     { operation: 'revert to running snapshot: start until running', oursMs: median(ours.revert), qemuMs: median(floor.revert) },
+  ];
+}
+
+/**
+ * What a thumbnail adds to a running snapshot's pause: a machine with a screen (std VGA) snapshotted with and
+ * without one, back to back and in turns, so both see the same guest. `npm run bench -- thumbnails`.
+ */
+export async function thumbnailSection(workDir: string): Promise<BenchRow[]> {
+  const thumb = { pause: [] as number[], plainPause: [] as number[], screen: [] as number[], snap: [] as number[] };
+  // Pairs on a few machines: QEMU describes a long chain of running snapshots' layers in a name it cuts at 4 KiB.
+  for (let m = 0; m < THUMBNAIL_MACHINES; m++) {
+    const d = { ...machine(workDir, `screen-${m}`), display: 'std' as const };
+    await startMachine(d, { accel: ACCEL });
+    try {
+      await sleep(500); // let the guest boot: SeaBIOS's text is on the screen
+      for (let pair = 0; pair < THUMBNAIL_PAIRS; pair++) {
+        for (const withThumb of pair % 2 === 0 ? [true, false] : [false, true]) {
+          const tag = `${withThumb ? 'thumb' : 'plain'}-${pair}`;
+          const t = await snapshotRunning(d.folder, {
+            newTops: [join(d.folder, `top-${tag}.qcow2`)],
+            stateFile: join(d.folder, `${tag}.state`),
+            thumbnail: withThumb ? join(d.folder, `${tag}.png`) : null,
+          });
+          if (withThumb && t.thumbnail === null) throw new Error('no thumbnail: the machine has no screen to dump');
+          (withThumb ? thumb.pause : thumb.plainPause).push(t.pauseMs);
+          if (withThumb) {
+            thumb.screen.push(t.screenMs);
+            thumb.snap.push(t.totalMs);
+          }
+        }
+      }
+    } finally {
+      await stopMachine(d.folder, { force: true });
+    }
+  }
+  const added = median(thumb.pause) - median(thumb.plainPause);
+  return [
+    { operation: `running snapshot (${MEMORY_MIB} MiB, std VGA) with thumbnail: guest paused (qemu column: without)`, oursMs: median(thumb.pause), qemuMs: median(thumb.plainPause) },
+    { operation: 'thumbnail: pause added (median with - without; below 0: noise)', oursMs: added, qemuMs: null, target: '< 10 ms', met: added < 10 },
+    { operation: 'thumbnail: raw screendump inside the pause', oursMs: median(thumb.screen), qemuMs: null, target: '< 10 ms', met: median(thumb.screen) < 10 },
+    { operation: 'running snapshot + thumbnail: whole call (PNG made after the resume)', oursMs: median(thumb.snap), qemuMs: null },
   ];
 }

@@ -101,7 +101,7 @@ describe('vmsnap vm, snapshot, clone, compare, diff (end to end)', function () {
   it('lists the machine verbs in the help and refuses wrong usage with exit 2', () => {
     const top = vmsnap(['help']);
     assert.equal(top.status, 0);
-    for (const c of ['vm create', 'vm import', 'vm rename', 'vm delete', 'vm list', 'vm show', 'vm disk', 'vm promote', 'snapshot take', 'snapshot list', 'snapshot revert', 'snapshot delete', 'snapshot edit', 'clone', 'compare', 'diff', 'image create']) {
+    for (const c of ['vm create', 'vm import', 'vm rename', 'vm delete', 'vm list', 'vm show', 'vm disk', 'vm promote', 'snapshot take', 'snapshot list', 'snapshot show', 'snapshot revert', 'snapshot delete', 'snapshot edit', 'clone', 'compare', 'diff', 'image create']) {
       assert.match(top.stdout, new RegExp(`^  ${c}\\s`, 'm'), c);
     }
     assert.match(vmsnap(['clone', '--help']).stdout, /^Usage: vmsnap clone VM NEW_NAME \(--linked \| --full\) \[--from SNAP\] \[--dir DIR\]$/m);
@@ -152,6 +152,11 @@ describe('vmsnap vm, snapshot, clone, compare, diff (end to end)', function () {
     const updated = v('snapshot', 'take', 'dev', 'Updated');
     assert.equal(updated.status, 0, updated.stderr);
     assert.match(updated.stdout, /^Took snapshot "Updated" \(id [0-9a-f]{8}\) of "dev"\.\n$/);
+    // One snapshot's details; a machine that never ran has no screen: no thumbnail.
+    const shown = v('snapshot', 'show', 'dev', 'Base');
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /^Snapshot: {4}Base\nId: {10}[0-9a-f-]{36}\nDescription: fresh install\n[\s\S]*^Thumbnail: {3}none$/m);
+    assert.equal(vj<Snapshot & { thumbnail: string | null }>('snapshot', 'show', 'dev', baseId).doc.thumbnail, null);
     write(diskOf('dev'), 0x33, 2 * MiB, 512 * KiB);
 
     dev = show('dev');

@@ -5,10 +5,11 @@ import { snapshotDeleteCommand } from './delete';
 import { snapshotEditCommand } from './edit';
 import { snapshotListCommand } from './list';
 import { snapshotRevertCommand } from './revert';
+import { snapshotShowCommand } from './show';
 import { snapshotTakeCommand } from './take';
 
 export const snapshotVerb: CommandGroup<CliContext> = {
   name: 'snapshot',
-  summary: 'take, list, revert to, edit and delete a machine\'s snapshots',
-  commands: [snapshotTakeCommand, snapshotListCommand, snapshotRevertCommand, snapshotEditCommand, snapshotDeleteCommand],
+  summary: 'take, list, show, revert to, edit and delete a machine\'s snapshots',
+  commands: [snapshotTakeCommand, snapshotListCommand, snapshotShowCommand, snapshotRevertCommand, snapshotEditCommand, snapshotDeleteCommand],
 };

@@ -20,6 +20,7 @@ import { isRunning, requireOff } from './power';
 import { beginTake } from './snapshots';
 import { step } from './steps';
 import { deletingFolder } from './store';
+import { copyPicture, hasLastScreen, lastScreenPath, thumbnailPath } from './thumbnails';
 import { childrenOf, resolveSnapshot } from './tree';
 import type { CloneOptions, CloneResult, MachineDetails } from './types';
 
@@ -68,6 +69,9 @@ export async function clone(ctx: LibraryContext, ref: string, newName: string, o
         // The same guest on the same host: the CD drive and a known KVM failure carry over.
         if (m.cdrom !== undefined) manifest.cdrom = m.cdrom;
         if (m.kvmFailedAt !== undefined) manifest.kvmFailedAt = m.kvmFailedAt;
+        // The clone starts as the source's state looked: its own copy of that picture, as its last screen.
+        const picture = snap ? thumbnailPath(src.folder, snap) : (await hasLastScreen(src.folder)) ? lastScreenPath(src.folder) : null;
+        if (picture !== null) await copyPicture(picture, lastScreenPath(staging));
         return manifest;
       });
     } catch (err) {

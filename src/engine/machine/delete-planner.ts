@@ -95,7 +95,8 @@ export function planSnapshotDeletion(input: DeletePlanInput): DeletePlan {
   const doomed = children ? subtreeIds(m, target.id) : new Set([target.id]);
   const parentLayer = (i: number): string | null =>
     target.parentId !== null ? snapshotById(m, target.parentId)!.layers[i]! : baseLayerOf(m, i);
-  const stateFiles = m.snapshots.filter((s) => doomed.has(s.id) && s.stateFile !== null).map((s) => s.stateFile!);
+  // A snapshot's own files besides its layers: its memory state and its thumbnail.
+  const stateFiles = m.snapshots.filter((s) => doomed.has(s.id)).flatMap((s) => [...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])]);
 
   const merge: MergeStep[] = [];
   const obsolete: string[] = [];

@@ -297,6 +297,8 @@ export async function recoverFolder(folder: string): Promise<'rolled-forward' | 
         dropped.push(s.stateFile);
         s.stateFile = null;
       }
+      // Its thumbnail is made after the guest resumed: it may not be there yet.
+      if (s.thumbnail !== undefined && !(await exists(join(folder, s.thumbnail)))) delete s.thumbnail;
     }
     await writeManifest(folder, after);
     await finish(folder, { ...journal, after, obsolete: [...journal.obsolete, ...dropped, ...dropped.map((f) => `${f}.partial`), ...dropped.map((f) => `${f}.done`)] });

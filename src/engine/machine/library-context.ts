@@ -13,7 +13,7 @@ import type { MachineEntry, Store } from './store';
 /** Every file the manifest names in the machine folder, checked before an operation may change any of them. */
 async function refuseLinkedFiles(e: MachineEntry): Promise<void> {
   const m = e.manifest;
-  const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile])])];
+  const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])])];
   for (const f of files) await refuseSymlink(join(e.folder, f));
 }
 

@@ -13,7 +13,8 @@ import * as fromImage from './from-image';
 import { sshTargetOf, waitForGuestSsh } from './guest-access';
 import { defaultLibraryDir } from './library-dir';
 import { LibraryContext } from './library-context';
-import { details, livePower, summary } from './machine-info';
+import { details, livePower, snapshotInfo, summary } from './machine-info';
+import { resolveSnapshot } from './tree';
 import * as machines from './machines';
 import * as power from './power';
 import * as queries from './queries';
@@ -114,6 +115,11 @@ export class Library {
   /** Everything about one machine, with measured sizes. */
   async show(ref: string): Promise<MachineDetails> {
     return this.ctx.read(ref, async (e, all) => ({ ...(await details(e, all)), powerState: await livePower(e) }));
+  }
+
+  /** One snapshot of a machine (by name, id or unique id prefix), with its size and thumbnail. */
+  async showSnapshot(ref: string, snapshotRef: string): Promise<SnapshotInfo> {
+    return this.ctx.read(ref, (e, all) => snapshotInfo(e, resolveSnapshot(e.manifest, snapshotRef), all));
   }
 
   /** Absolute path of a disk's current top layer: writing into it (QEMU, qemu-io) changes the current state. */

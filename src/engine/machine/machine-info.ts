@@ -7,6 +7,7 @@ import { forwardsOf } from './devices';
 import { directClones } from './lineage';
 import type { SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
+import { thumbnailPath } from './thumbnails';
 import type { DiskInfo, MachineDetails, MachineSummary, PowerState, SnapshotInfo } from './types';
 
 export async function sumBytes(paths: string[]): Promise<number> {
@@ -74,6 +75,7 @@ export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: Mach
     sizeBytes: await sumBytes(layers),
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),
     auto: s.auto === true,
+    thumbnail: thumbnailPath(e.folder, s),
   };
 }
 

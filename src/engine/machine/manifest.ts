@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { isMachineError, MachineError } from './errors';
 import { atomicWriteJson } from '../os';
+import { isDisplayDevice, type DisplayDevice } from '../runtime';
 import { MAC_PATTERN } from './identity';
 import { validateName } from './names';
 import { autoPolicyProblem } from './settings';
@@ -32,6 +33,8 @@ export interface SnapshotRecord {
   vm: SnapshotVmRecord | null;
   /** Taken by the automatic checkpoint schedule (absent: the user's own); pruning deletes only these. */
   auto?: true;
+  /** File name (in the machine folder) of a small PNG of the screen at the snapshot; absent: none. */
+  thumbnail?: string;
 }
 
 /** A machine's automatic checkpoint policy (see auto-policy.ts for what each number keeps). */
@@ -52,6 +55,8 @@ export interface SnapshotVmRecord {
   qemuVersion: string;
   /** The ISO that was in the CD-ROM drive (absolute path): the state loads only with it. Absent: no CD drive. */
   cdrom?: string;
+  /** The display device the state was saved with; absent: saved before machines had displays, so none. */
+  display?: DisplayDevice;
 }
 
 export interface ClonedFromRecord {
@@ -123,6 +128,8 @@ export interface Manifest {
   kvmFailedAt?: string;
   /** Automatic checkpoints; absent: off (the default). */
   autoCheckpoints?: AutoCheckpointRecord;
+  /** The display device at the next start (std, virtio or none); absent: std. */
+  display?: DisplayDevice;
 }
 
 class Checker {
@@ -249,7 +256,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
       useFile(f, `${p}layers[${j}]`);
       return f;
     });
-    return {
+    const record: SnapshotRecord = {
       id: sid,
       name: c.name(sObj, 'name', p),
       description: c.string(sObj, 'description', p),
@@ -262,6 +269,8 @@ export function validateManifest(value: unknown, file: string): Manifest {
       vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
       ...(sObj['auto'] === undefined || sObj['auto'] === false ? {} : { auto: autoFlag(c, sObj, p) }),
     };
+    if (sObj['thumbnail'] !== undefined) record.thumbnail = stateName(c, sObj['thumbnail'], p + 'thumbnail', useFile);
+    return record;
   });
   snapshots.forEach((s, i) => {
     if (s.parentId !== null && !ids.has(s.parentId)) c.fail(`snapshots[${i}].parentId`, `names no snapshot of this machine (${s.parentId})`);
@@ -322,6 +331,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
   if (o['cdrom'] !== undefined) m.cdrom = isoPath(c, o, 'cdrom', '');
   if (o['kvmFailedAt'] !== undefined) m.kvmFailedAt = c.date(o, 'kvmFailedAt', '');
   if (o['autoCheckpoints'] !== undefined) m.autoCheckpoints = autoCheckpointRecord(c, o['autoCheckpoints']);
+  if (o['display'] !== undefined) m.display = displayDevice(c, o['display'], 'display');
   return m;
 }
 
@@ -419,7 +429,13 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
     qemuVersion: c.string(o, 'qemuVersion', p, 128),
   };
   if (o['cdrom'] !== undefined) vm.cdrom = isoPath(c, o, 'cdrom', p);
+  if (o['display'] !== undefined) vm.display = displayDevice(c, o['display'], p + 'display');
   return vm;
+}
+
+function displayDevice(c: Checker, v: unknown, field: string): DisplayDevice {
+  if (!isDisplayDevice(v)) c.fail(field, 'must be "std", "virtio" or "none"');
+  return v;
 }
 
 /**

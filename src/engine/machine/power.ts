@@ -15,6 +15,7 @@ import {
   startMachine as runtimeStart,
   stopMachine as runtimeStop,
   FORWARD_HOST,
+  DEFAULT_DISPLAY,
   type MachineConfig,
   type RuntimeStatus,
 } from '../runtime';
@@ -25,6 +26,7 @@ import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import type { MachineEntry } from './store';
+import { captureLastScreen } from './thumbnails';
 import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
 
 /**
@@ -58,6 +60,8 @@ async function fallBackToTcg(ctx: LibraryContext, e: MachineEntry): Promise<Mach
 /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
 export async function stopMachine(ctx: LibraryContext, ref: string, options: StopMachineOptions): Promise<StopMachineResult> {
   return ctx.withMachine(ref, 'stop', async (e) => {
+    // What the screen showed before the power went: snapshots taken while off show it.
+    await captureLastScreen(e.folder, ctx.qemu);
     const r = await runtimeCall(() =>
       runtimeStop(e.folder, {
         ...ctx.qemu,
@@ -158,7 +162,7 @@ export function stateFileName(snapshotId: string): string {
 /**
  * What QEMU runs for the machine's current state: its cpus, memory, MAC and every disk's top layer, its id as the
  * SMBIOS UUID, SSH (and the user's forwards) on 127.0.0.1, the cloud-init seed of a machine from a cloud image,
- * and the ISO in its CD-ROM drive.
+ * the ISO in its CD-ROM drive, and its display device.
  */
 export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): MachineConfig {
   return {
@@ -168,6 +172,7 @@ export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): Machin
     disks: m.disks.map((d) => join(e.folder, d.top)),
     macAddress: m.macAddress,
     ...(m.cdrom === undefined ? {} : { cdrom: m.cdrom }),
+    display: m.display ?? DEFAULT_DISPLAY,
   };
 }
 
@@ -194,6 +199,8 @@ export function stateConfig(e: MachineEntry, s: SnapshotRecord, tops: string[]):
     machineType: vm.machineType,
     // The CD drive exactly as saved: a state loads only into the same devices.
     ...(vm.cdrom === undefined ? {} : { cdrom: vm.cdrom }),
+    // A state saved before machines had displays has none.
+    display: vm.display ?? 'none',
   };
 }
 

@@ -1,5 +1,5 @@
 // Snapshots of one machine: take (off or running), revert to one, rename or describe one, delete one.
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isImageError } from '../qcow2';
 import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
@@ -17,6 +17,8 @@ import { validateDescription, validateName } from './names';
 import { refuseSnapshotIdLikeName } from './resolve-ref';
 import { isRunning, runtimeCall, setPower, stateConfig, stateFileName } from './power';
 import { step } from './steps';
+import { copyPicture, hasLastScreen, lastScreenFromSnapshot, lastScreenPath, thumbnailFileName } from './thumbnails';
+import { exists } from '../os';
 import type { MachineEntry } from './store';
 import { ancestry, resolveSnapshot } from './tree';
 import type {
@@ -92,7 +94,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
     const m = e.manifest;
     const oldTops = m.disks.map((d) => d.top);
     const discardedBytes = saveName === undefined ? await sumAllocated(oldTops.map((f) => join(e.folder, f))) : 0;
-    const saved = saveName === undefined || savedRunning !== null ? null : newSnapshotRecord(m, saveName, '', null);
+    const saved = saveName === undefined || savedRunning !== null ? null : newSnapshotRecord(m, saveName, '', null, undefined, await hasLastScreen(e.folder));
     const newTops = m.disks.map((_, i) => newLayerName(i));
     const after = cloneManifest(m);
     after.revision++;
@@ -105,9 +107,11 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
       if (target.vm.cdrom === undefined) delete after.cdrom;
       else after.cdrom = target.vm.cdrom;
     }
-    const tx = await Transaction.start(e.folder, 'revert', after, { created: newTops, obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
+    const tx = await Transaction.start(e.folder, 'revert', after, { created: [...newTops, ...(saved ? ownFiles(saved) : [])], obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
     await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, target.layers[i]!), 'revert');
+    if (saved) await copyLastScreen(tx, e.folder, saved, 'revert');
     let committed = await tx.commit();
+    await lastScreenFromSnapshot(e.folder, target);
     let poweredOn = false;
     let stateLoadError: string | null = null;
     if (target.stateFile !== null && target.vm !== null) {
@@ -235,9 +239,10 @@ async function takeRunningLocked(
   const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly }, mark);
   let pauseMs = 0;
   const stateFile = snapshot.stateFile;
+  const thumbnail = snapshot.thumbnail === undefined ? null : join(e.folder, snapshot.thumbnail);
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
-    created: stateFile === null ? newTops : [...newTops, stateFile],
+    created: [...newTops, ...ownFiles(snapshot)],
     freeze: snapshot.layers,
     durable: true,
   });
@@ -245,12 +250,15 @@ async function takeRunningLocked(
   try {
     const r = await snapshotRunning(
       e.folder,
-      { newTops: newTops.map((t) => join(e.folder, t)), stateFile: stateFile === null ? null : join(e.folder, stateFile) },
+      { newTops: newTops.map((t) => join(e.folder, t)), stateFile: stateFile === null ? null : join(e.folder, stateFile), thumbnail },
       qemu,
     );
+    // No screen to dump (no display device): the snapshot has no thumbnail.
+    if (r.thumbnail === null) delete record.thumbnail;
     if (r.stateFile !== null) {
       record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
       if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
+      record.vm.display = r.display;
     }
     after.powerState = r.resumed ? 'running' : 'paused';
     pauseMs = r.pauseMs;
@@ -258,6 +266,7 @@ async function takeRunningLocked(
     if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
       // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
       record.stateFile = null;
+      if (thumbnail === null || !(await exists(thumbnail))) delete record.thumbnail;
       await tx.commit();
       throw new MachineError('RUNTIME_ERROR', `Snapshot "${name}" holds the disks only: ${err.message}`, [], { cause: err });
     }
@@ -275,23 +284,32 @@ async function takeRunningLocked(
  */
 export async function beginTake(e: MachineEntry, name: string, description: string, companion?: string, mark?: RecordMark): Promise<{ tx: Transaction; snapshot: SnapshotRecord }> {
   const m = e.manifest;
-  const { snapshot, newTops, after } = planTake(m, name, description, null, mark);
+  const { snapshot, newTops, after } = planTake(m, name, description, null, mark, await hasLastScreen(e.folder));
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
-    created: newTops,
+    created: [...newTops, ...ownFiles(snapshot)],
     freeze: snapshot.layers,
     ...(companion === undefined ? {} : { companion }),
   });
   await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, m.disks[i]!.top), 'taking the snapshot');
+  await copyLastScreen(tx, e.folder, snapshot, 'taking the snapshot');
   return { tx, snapshot };
 }
 
 /**
  * A snapshot of the current state as the manifest records it: its layers are today's tops (they freeze into it).
- * `running` marks a snapshot of a running machine, with or without its memory.
+ * `running` marks a snapshot of a running machine, with or without its memory. It gets a thumbnail when running
+ * (dropped if QEMU has no screen) or when the machine, off, has a last screen.
  */
-function newSnapshotRecord(m: Manifest, name: string, description: string, running: { memory: boolean } | null, mark?: RecordMark): SnapshotRecord {
+function newSnapshotRecord(
+  m: Manifest,
+  name: string,
+  description: string,
+  running: { memory: boolean } | null,
+  mark?: RecordMark,
+  lastScreen = false,
+): SnapshotRecord {
   const id = newId();
-  return {
+  const record: SnapshotRecord = {
     id,
     name,
     description,
@@ -303,11 +321,38 @@ function newSnapshotRecord(m: Manifest, name: string, description: string, runni
     vm: null,
     ...(mark?.auto ? { auto: true as const } : {}),
   };
+  if (running !== null || lastScreen) record.thumbnail = thumbnailFileName(id);
+  return record;
+}
+
+/** The files a new snapshot owns besides its layers (its state and thumbnail): created by its transaction. */
+function ownFiles(s: SnapshotRecord): string[] {
+  return [...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])];
+}
+
+/** A snapshot of a machine that is off shows its last screen: a copy of its own. */
+async function copyLastScreen(tx: Transaction, folder: string, s: SnapshotRecord, what: string): Promise<void> {
+  if (s.thumbnail === undefined) return;
+  try {
+    await copyPicture(lastScreenPath(folder), join(folder, s.thumbnail));
+  } catch (err) {
+    await rm(join(folder, s.thumbnail), { force: true });
+    await tx.rollBack();
+    throw toMachineIoError(err, what);
+  }
+  step(`${what}: thumbnail copied`);
 }
 
 /** The manifest after a snapshot of the current state: each top freezes into the snapshot and a new empty top (named here) starts on it. */
-function planTake(m: Manifest, name: string, description: string, running: { memory: boolean } | null, mark?: RecordMark): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
-  const snapshot = newSnapshotRecord(m, name, description, running, mark);
+function planTake(
+  m: Manifest,
+  name: string,
+  description: string,
+  running: { memory: boolean } | null,
+  mark?: RecordMark,
+  lastScreen = false,
+): { snapshot: SnapshotRecord; newTops: string[]; after: Manifest } {
+  const snapshot = newSnapshotRecord(m, name, description, running, mark, lastScreen);
   const newTops = m.disks.map((_, i) => newLayerName(i));
   const after = cloneManifest(m);
   after.revision++;

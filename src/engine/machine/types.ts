@@ -43,6 +43,8 @@ export interface SnapshotInfo {
   lockedBy: string[];
   /** Taken by the automatic checkpoint schedule: pruning may delete it (renaming or describing it makes it the user's own). */
   auto: boolean;
+  /** Absolute path of a small PNG of the screen at the snapshot, or null (none: the UI shows a placeholder). */
+  thumbnail: string | null;
 }
 
 /**

@@ -1,5 +1,5 @@
 // The files the runtime keeps in a machine folder, named here and nowhere else (all removed when the machine is
-// off, except the logs and the last forwarded ports).
+// off, except the logs, the last forwarded ports and the last screen).
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +13,8 @@ export const RUNTIME_FILES = {
   qmpSocket: 'qmp.sock',
   /** The serial port as a socket (a console attaches here). */
   consoleSocket: 'console.sock',
+  /** QEMU's VNC server for the machine's screen (a unix socket: nobody else on the host can connect). */
+  displaySocket: 'display.sock',
   /** Held while a start or stop is under way (StartLock). */
   startLock: 'qemu.starting',
   /** Everything the guest writes to its serial port, appended by QEMU itself (chardev logfile=), so the log is complete even when no process of ours is attached. */
@@ -26,6 +28,11 @@ export const RUNTIME_FILES = {
    * are free, so an SSH session or a Remote-SSH window finds the machine where it was.
    */
   lastPorts: 'ports.json',
+  /**
+   * A thumbnail of the screen as it was when we last powered the machine off (or of the snapshot it was reverted
+   * to): a snapshot taken while it is off shows it. Kept while the machine is off.
+   */
+  lastScreen: 'last-screen.png',
 } as const;
 
 /** Every file name the runtime may leave in a machine folder. */
@@ -43,6 +50,7 @@ export interface RuntimeFiles {
   qemuLog: string;
   qmpSocket: string;
   consoleSocket: string;
+  displaySocket: string;
 }
 
 /** A unix socket path must fit sun_path (104-108 bytes); long folders get their sockets in a short per-user dir. */
@@ -53,12 +61,14 @@ export function runtimeFiles(folder: string): RuntimeFiles {
   const dir = resolve(folder);
   let qmpSocket = join(dir, RUNTIME_FILES.qmpSocket);
   let consoleSocket = join(dir, RUNTIME_FILES.consoleSocket);
-  if (qmpSocket.length > MAX_SOCKET_PATH || consoleSocket.length > MAX_SOCKET_PATH) {
+  let displaySocket = join(dir, RUNTIME_FILES.displaySocket);
+  if ([qmpSocket, consoleSocket, displaySocket].some((s) => s.length > MAX_SOCKET_PATH)) {
     const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
     const key = createHash('sha256').update(dir).digest('hex').slice(0, 16);
     const short = join(tmpdir(), `vmsnap-${uid}`);
     qmpSocket = join(short, `${key}-qmp.sock`);
     consoleSocket = join(short, `${key}-console.sock`);
+    displaySocket = join(short, `${key}-display.sock`);
   }
   return {
     folder: dir,
@@ -69,6 +79,7 @@ export function runtimeFiles(folder: string): RuntimeFiles {
     qemuLog: join(dir, RUNTIME_FILES.qemuLog),
     qmpSocket,
     consoleSocket,
+    displaySocket,
   };
 }
 

@@ -16,3 +16,7 @@ export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './con
 export type { ConsoleStreams } from './console';
 export { blockJobs, fileInUse, flushDisks, followLiveMerge, nodeFile, releaseFiles, settleJobs, startLiveMerge } from './block-jobs';
 export type { BlockJobOptions, JobEnd, JobInfo, LiveMergeJob } from './block-jobs';
+export { captureThumbnail } from './thumbnail';
+export { countColours, decodePng, decodePpm, decodeScreen, encodePng, scaleToWidth, thumbnailPng, ScreenImageError, THUMBNAIL_WIDTH, type RgbImage } from './screen-image';
+export { DEFAULT_DISPLAY, DISPLAY_DEVICES, isDisplayDevice, type DisplayDevice } from './display';
+export { screendump, type ScreendumpFormat } from './screendump';

@@ -12,22 +12,28 @@
 // QEMU waits for the `exec:` command to exit before it lets the guest resume, so that command is only `cat`
 // plus a marker file made by a shell builtin; the state is synced and renamed to its name after the resume.
 // A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all.
-import { open, rename, stat, unlink } from 'node:fs/promises';
+// A thumbnail of the screen is dumped raw (PPM) right after the transaction, inside the stop, and made a small PNG
+// once the guest runs again (see thumbnail.ts).
+import { open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Qcow2Image } from '../qcow2';
 import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
 import { runtimeFiles } from './files';
+import type { DisplayDevice } from './display';
 import type { QmpClient } from './qmp';
 import { connectMachine, stopMachine } from './control';
 import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
 import { qemuWords, startMachine, type StartResult } from './start';
+import { dumpRawScreen, finishThumbnail, rawScreenFile } from './thumbnail';
 
 export interface RunningSnapshotRequest {
   /** Where each disk's new top layer goes, in disk order (created here; they must not exist). */
   newTops: string[];
   /** Where the memory and device state goes; null for a disk-only snapshot (no pause at all). */
   stateFile: string | null;
+  /** Where a PNG thumbnail of the screen at that instant goes; null or absent: none. */
+  thumbnail?: string | null;
 }
 
 export interface RunningSnapshotResult {
@@ -47,8 +53,14 @@ export interface RunningSnapshotResult {
   qemuVersion: string;
   /** The ISO in the CD-ROM drive when the state was saved (the state loads only with a CD drive), else null. */
   cdrom: string | null;
+  /** The display device the state was saved with (the state loads only into it); 'none' for a headless machine. */
+  display: DisplayDevice;
   /** The guest runs again afterwards (false when it was paused before and stays paused). */
   resumed: boolean;
+  /** The thumbnail written, or null (none asked, or QEMU had no screen to dump). */
+  thumbnail: string | null;
+  /** How long the raw screendump took inside the stop (0 without one). */
+  screenMs: number;
 }
 
 export interface SnapshotOptions extends QemuOptions {
@@ -151,6 +163,17 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
       qmp.execute('transaction', {
         actions: tops.map((t, i) => ({ type: 'blockdev-snapshot', data: { node: t.node, overlay: overlayNodes[i] } })),
       });
+    const thumbnail = request.thumbnail == null ? null : resolve(request.thumbnail);
+    let screenMs = 0;
+    let screenDumped = false;
+    /** The raw screendump; a screen QEMU cannot dump (no display device) only means no thumbnail. */
+    const dumpScreen = async (): Promise<void> => {
+      if (thumbnail === null) return;
+      const s0 = performance.now();
+      screenDumped = await dumpRawScreen(qmp, rawScreenFile(thumbnail)).then(() => true, () => false);
+      screenMs = performance.now() - s0;
+    };
+    const thumbnailDone = async (): Promise<string | null> => (thumbnail !== null && screenDumped && (await finishThumbnail(thumbnail)) ? thumbnail : null);
     const stateFile = request.stateFile === null ? null : resolve(request.stateFile);
     if (stateFile === null) {
       try {
@@ -159,15 +182,23 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
         await undo();
         throw e;
       }
-      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning };
+      await dumpScreen();
+      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: await thumbnailDone(), screenMs };
     }
 
     const saved = await saveStateAround(qmp, stateFile, options, {
-      atSwitchover: snapshotDisks,
+      atSwitchover: async () => {
+        await snapshotDisks();
+        await dumpScreen();
+      },
       undo,
       switched: { frozenLayers, newTops },
       wasRunning,
+    }).catch(async (e: unknown) => {
+      if (thumbnail !== null) await rm(rawScreenFile(thumbnail), { force: true });
+      throw e;
     });
+    const thumbnailWritten = await thumbnailDone();
     let stateBytes: number;
     try {
       stateBytes = await waitForStateFile(stateFile, options.stateTimeoutMs ?? 120000);
@@ -178,14 +209,14 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
         switched: { frozenLayers, newTops },
       });
     }
-    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning };
+    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: thumbnailWritten, screenMs };
   } finally {
     qmp.close();
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom'> {
-  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null };
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display'> {
+  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null, display: info.display ?? 'none' };
 }
 
 interface Switchover {

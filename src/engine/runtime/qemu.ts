@@ -5,6 +5,7 @@ import { readFile, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isProcessAlive } from '../os';
 import { acceleratorOf } from './accel';
+import { displayArgs, isDisplayDevice, type DisplayDevice } from './display';
 import { QemuError, isQemuError } from './errors';
 import { runtimeFiles, type RuntimeFiles } from './files';
 import { hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
@@ -38,6 +39,8 @@ export interface MachineConfig {
    * disks: SeaBIOS skips a disk without a boot sector, so the CD boots until an operating system is installed.
    */
   cdrom?: string;
+  /** The display device, shown over VNC on the folder's display socket; absent: none (a headless machine). */
+  display?: DisplayDevice;
 }
 
 export interface QemuOptions {
@@ -101,6 +104,10 @@ export interface RuntimeInfo {
   forwards?: BoundForward[];
   /** The ISO in the CD-ROM drive (absolute path); absent when none (a memory snapshot records it). */
   cdrom?: string;
+  /** The display device QEMU has; absent (runtime.json from before displays existed) or 'none': no screen. */
+  display?: DisplayDevice;
+  /** The VNC server's unix socket, when the machine has a display. */
+  displaySocket?: string;
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
@@ -148,6 +155,7 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
   }
   // romfile= : no iPXE option ROM (not installed with --no-install-recommends; we never boot from the network).
   args.push('-netdev', `user,id=net0${hostfwdOptions(options.boundForwards ?? [])}`, '-device', `virtio-net-pci,netdev=net0,mac=${config.macAddress},romfile=`);
+  args.push(...displayArgs(config.display ?? 'none', files));
   args.push(
     '-chardev', `socket,id=console0,path=${opt(files.consoleSocket)},server=on,wait=off,logfile=${opt(files.serialLog)},logappend=on`,
     '-serial', 'chardev:console0',
@@ -173,6 +181,7 @@ function validateConfig(config: MachineConfig): void {
   if (config.disks.length === 0) bad('it has no disk');
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(config.macAddress)) bad(`"${config.macAddress}" is not a MAC address like 52:54:00:12:34:56`);
   if (config.machineType !== undefined && !/^[\w.-]+$/.test(config.machineType)) bad(`"${config.machineType}" is not a QEMU machine type`);
+  if (config.display !== undefined && !isDisplayDevice(config.display)) bad(`"${String(config.display)}" is not a display device (std, virtio or none)`);
   if (config.uuid !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(config.uuid)) bad(`"${config.uuid}" is not a UUID`);
   for (const f of config.forwards ?? []) {
     if (!validPort(f.guestPort) || (f.hostPort !== undefined && !validPort(f.hostPort))) bad(`${f.hostPort ?? ''}:${f.guestPort} is not a port forward HOSTPORT:GUESTPORT with ports from 1 to 65535`);
@@ -217,7 +226,7 @@ export async function runningPid(folder: string): Promise<number | null> {
 export async function cleanStale(files: RuntimeFiles): Promise<void> {
   const starter = await readPid(files.startLock);
   if (starter !== null && isProcessAlive(starter)) return; // a start in progress owns these files
-  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket]) await unlink(f).catch(() => {});
+  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket]) await unlink(f).catch(() => {});
 }
 
 /** The power state from the pidfile and QMP, correct after our process (CLI, extension) restarted. */

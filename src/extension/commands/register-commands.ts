@@ -5,6 +5,7 @@ import type { RemoteSshHolder } from '../ssh/remote-ssh';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { setShowAutomaticCheckpoints } from '../dev/auto-checkpoints';
+import { showSnapshotDetails } from './details-commands';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
 import { newMachineFromImage, type NewFromImageArgs } from './from-image-flow';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './library-commands';
@@ -65,6 +66,7 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.deleteSnapshotWithChildren': (target?: Target, args?: DeleteSnapshotArgs) => deleteSnapshot(ctx, target, args, true),
     'vmsnap.compareWithCurrent': (target?: Target) => compareWithCurrent(ctx, target),
     'vmsnap.showInComparison': (target?: Target) => showInComparison(ctx, target),
+    'vmsnap.showSnapshotDetails': (target?: Target) => showSnapshotDetails(ctx, target),
     'vmsnap.checkpoint': (args?: CheckpointArgs) => checkpoint(ctx, args),
     'vmsnap.setDevMachine': (target?: Target) => setDevMachine(ctx, target),
     'vmsnap.showDevMachine': () => showDevMachine(ctx),

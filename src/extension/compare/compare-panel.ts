@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
+import { thumbnailDataUri } from '../thumbnail-uri';
 import { errorMessage } from '../ui/errors';
 import { VIEW_TYPE, isFromWebview, type CompareState, type FromWebview, type PersistedState, type RowAction, type ToWebview } from './protocol';
 
@@ -151,7 +152,7 @@ export class ComparePanel implements vscode.Disposable {
       const rows = await lib.compare(this.machineId);
       const family = [this.machineId, ...rows.filter((r) => r.kind !== 'snapshot' && r.machineId !== this.machineId).map((r) => r.machineId)];
       const trees = await Promise.all(family.map((id) => lib.snapshotTree(id)));
-      return { ...base, machineId: this.machineId, rows, trees };
+      return { ...base, machineId: this.machineId, rows, trees, thumbnails: await familyThumbnails(lib, family) };
     } catch (e) {
       return { ...base, error: errorMessage(e) };
     }
@@ -180,6 +181,18 @@ export function registerCompareSerializer(service: LibraryService, extensionUri:
       return Promise.resolve();
     },
   });
+}
+
+/** The family's snapshot thumbnails as data: URIs, for the snapshot rows. */
+async function familyThumbnails(lib: Library, family: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const id of family) {
+    for (const s of (await lib.show(id)).snapshots) {
+      const uri = await thumbnailDataUri(s.thumbnail);
+      if (uri !== null) out[s.id] = uri;
+    }
+  }
+  return out;
 }
 
 function isPersisted(s: unknown): s is PersistedState {

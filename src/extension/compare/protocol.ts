@@ -16,6 +16,8 @@ export interface CompareState {
   focusId: string | null;
   /** Why the state could not be read, in one sentence. */
   error: string | null;
+  /** Snapshot id → its thumbnail as a data: URI (snapshots without one are absent). */
+  thumbnails?: Record<string, string>;
 }
 
 /** Row actions go to the same commands as the tree's menus. */

@@ -21,7 +21,8 @@ import {
 } from './nodes';
 import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
-import { machineTooltip, treeItem } from './tree-items';
+import { machineTooltip, snapshotTooltip, treeItem } from './tree-items';
+import { thumbnailDataUri } from '../thumbnail-uri';
 
 /** How long a listing of the machines waits for their sizes on disk before it shows the rows without them. */
 const SIZE_WAIT_MS = 50;
@@ -103,6 +104,10 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   /** A machine's tooltip, made when it is hovered: it says what only the details know (the cloud image it runs on). */
   async resolveTreeItem(item: vscode.TreeItem, node: TreeNode): Promise<vscode.TreeItem> {
+    if (node.kind === 'snapshot') {
+      item.tooltip = snapshotTooltip(node, await thumbnailDataUri(node.snapshot.thumbnail));
+      return item;
+    }
     if (node.kind !== 'machine') return item;
     const details = await this.service
       .library()

@@ -96,6 +96,17 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
   item.description = [formatRelativeTime(s.createdAt), formatBytes(s.sizeBytes), s.auto ? vscode.l10n.t('automatic') : '', runningMark, directlyLocked ? vscode.l10n.t('locked') : '']
     .filter((p) => p !== '')
     .join(' · ');
+  // A thumbnail is read from disk only when the row is hovered (resolveTreeItem): the tooltip stays unset till then.
+  if (s.thumbnail === null) item.tooltip = snapshotTooltip(node, null);
+  return item;
+}
+
+/**
+ * A snapshot row's tooltip, with the picture of the screen at the snapshot (a data: URI) when it has one, else a
+ * line saying why there is none.
+ */
+export function snapshotTooltip(node: SnapshotNode, picture: string | null): vscode.MarkdownString {
+  const s = node.snapshot;
   const childSnapshots = node.children.filter((c) => c.kind === 'snapshot');
   const clones = node.children.filter((c): c is CloneRefNode => c.kind === 'cloneRef');
   const hasCurrent = node.children.some((c) => c.kind === 'current');
@@ -106,6 +117,8 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
   ].filter((p) => p !== '');
   const t = new vscode.MarkdownString(undefined, true);
   t.appendMarkdown(`$(device-camera) **${escape(s.name)}**${node.isCurrentParent ? ` — ${vscode.l10n.t('the current state descends from it')}` : ''}\n\n`);
+  if (picture !== null) t.appendMarkdown(`![${vscode.l10n.t('The screen at the snapshot')}](${picture})\n\n`);
+  else t.appendMarkdown(`$(device-desktop) *${escape(vscode.l10n.t('No picture of the screen: the machine had not shown one (not run yet, or no display).'))}*\n\n`);
   if (s.description) t.appendMarkdown(`${escape(s.description)}\n\n`);
   t.appendMarkdown(
     [
@@ -125,8 +138,7 @@ function snapshotItem(node: SnapshotNode): vscode.TreeItem {
       .filter((l) => l !== '')
       .join('  \n'),
   );
-  item.tooltip = t;
-  return item;
+  return t;
 }
 
 function currentItem(node: CurrentNode): vscode.TreeItem {

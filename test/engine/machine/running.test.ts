@@ -142,8 +142,9 @@ describe('machine library: running machines (QEMU, TCG)', function () {
       outcomes.push(`${n}:${d.snapshots.length > before ? 'after' : 'before'}`);
       assert.equal(d.powerState, 'running', `step ${n}: the machine keeps running`);
       assert.deepEqual(await runningTops(m.folder), d.disks.map((x) => x.path), `step ${n}: QEMU writes into the manifest's tops`);
-      const manifest = JSON.parse(readFileSync(join(m.folder, 'machine.json'), 'utf8')) as { disks: { top: string }[]; snapshots: { layers: string[]; stateFile: string | null }[] };
-      const known = new Set(['machine.json', ...manifest.disks.map((x) => x.top), ...manifest.snapshots.flatMap((x) => [...x.layers, ...(x.stateFile === null ? [] : [x.stateFile])])]);
+      const manifest = JSON.parse(readFileSync(join(m.folder, 'machine.json'), 'utf8')) as { disks: { top: string }[]; snapshots: { layers: string[]; stateFile: string | null; thumbnail?: string }[] };
+      const owned = (x: { stateFile: string | null; thumbnail?: string }): string[] => [...(x.stateFile === null ? [] : [x.stateFile]), ...(x.thumbnail === undefined ? [] : [x.thumbnail])];
+      const known = new Set(['machine.json', ...manifest.disks.map((x) => x.top), ...manifest.snapshots.flatMap((x) => [...x.layers, ...owned(x)])]);
       const leftovers = readdirSync(m.folder).filter((f) => !known.has(f) && !RUNTIME_FILE_NAMES.includes(f) && !f.endsWith('.lock'));
       assert.deepEqual(leftovers, [], `step ${n}: leftovers`);
     }

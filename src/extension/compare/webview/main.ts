@@ -360,9 +360,11 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
 }
 
 function nameCell(r: CompareRow): HTMLElement {
-  // An automatic checkpoint is marked after its name (the retention may delete it).
+  // An automatic checkpoint is marked after its name (the retention may delete it); a snapshot's row carries a
+  // small picture of the screen at the snapshot (the whole thumbnail on hover).
   const auto = r.auto ? [' ', el('span', { class: 'auto', title: 'Automatic checkpoint' }, 'auto')] : [];
-  const span = el('span', { class: 'name' }, r.name, ...auto);
+  const picture = r.kind === 'snapshot' ? state?.thumbnails?.[r.id] : undefined;
+  const span = el('span', { class: 'name' }, ...(picture ? [el('img', { class: 'thumbnail', src: picture, width: '48', alt: '', title: `The screen at “${r.name}”` })] : []), r.name, ...auto);
   // Indent by depth in the family tree, so the unsorted table reads as a tree.
   span.style.setProperty('--depth', String(sort ? 0 : r.depth));
   return span;
