@@ -20,6 +20,7 @@ import { QemuError } from './errors';
 import { connectMachine } from './control';
 import { sleep } from './process';
 import { runtimeInfo, type QemuOptions } from './qemu';
+import { formatNodeFiles } from './block-nodes';
 import type { QmpClient } from './qmp';
 
 export interface JobInfo {
@@ -63,36 +64,10 @@ async function withMachineQmp<T>(folder: string, options: QemuOptions, fn: (qmp:
   }
 }
 
-interface NamedNode {
-  'node-name': string;
-  drv: string;
-  file: string;
-}
-
-/**
- * The file a node reads, from QEMU's filename for it: a plain path, or (after a graph change, or for a node added
- * with `backing: null`) a `json:{...}` description whose own `file.filename` is the path.
- */
-export function nodeFile(name: string): string | null {
-  if (!name.startsWith('json:')) return resolve(name);
-  try {
-    const desc = JSON.parse(name.slice(5)) as { file?: { driver?: string; filename?: string } };
-    if (desc.file?.driver === 'file' && typeof desc.file.filename === 'string') return resolve(desc.file.filename);
-  } catch {
-    // not a description we know
-  }
-  return null;
-}
-
 /** Format nodes (not protocol nodes) by the absolute path of the file they read. */
 async function formatNodes(qmp: QmpClient): Promise<Map<string, string>> {
-  const nodes = await qmp.execute<NamedNode[]>('query-named-block-nodes', { flat: true });
   const byFile = new Map<string, string>();
-  for (const n of nodes) {
-    if (n.drv === 'file' || n.drv === 'host_device') continue;
-    const f = nodeFile(n.file);
-    if (f !== null && !byFile.has(f)) byFile.set(f, n['node-name']);
-  }
+  for (const [node, file] of await formatNodeFiles(qmp)) if (!byFile.has(file)) byFile.set(file, node);
   return byFile;
 }
 

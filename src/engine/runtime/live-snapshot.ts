@@ -21,6 +21,7 @@ import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
 import { runtimeFiles } from './files';
 import type { DisplayDevice } from './display';
+import { fileNodeName, formatNodeFiles } from './block-nodes';
 import type { QmpClient } from './qmp';
 import { connectMachine, stopMachine } from './control';
 import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
@@ -73,19 +74,18 @@ interface BlockInfo {
   inserted?: { file: string; 'node-name': string };
 }
 
-/**
- * The file of a disk's top layer from QEMU's filename for it: a plain path, or after a blockdev-snapshot of a
- * node added with `backing: null` a `json:{...}` description whose own `file.filename` is the path.
- */
-function topFile(name: string, drive: string): string {
-  if (!name.startsWith('json:')) return name;
-  try {
-    const desc = JSON.parse(name.slice(5)) as { file?: { driver?: string; filename?: string } };
-    if (desc.file?.driver === 'file' && typeof desc.file.filename === 'string') return desc.file.filename;
-  } catch {
-    // fall through
-  }
-  throw new QemuError('QMP_ERROR', `Cannot tell which file QEMU's ${drive} writes into (${name}).`);
+/** The file each drive's top node writes into, from QEMU's graph. */
+async function topFiles(qmp: QmpClient, drives: readonly string[], folder: string): Promise<{ drive: string; file: string; node: string }[]> {
+  const blocks = await qmp.execute<BlockInfo[]>('query-block');
+  const files = await formatNodeFiles(qmp);
+  return drives.map((drive) => {
+    const b = blocks.find((x) => x.device === drive);
+    if (!b?.inserted) throw new QemuError('QMP_ERROR', `QEMU has no disk ${drive} for the machine in ${folder}.`);
+    const node = b.inserted['node-name'];
+    const file = files.get(node);
+    if (file === undefined) throw new QemuError('QMP_ERROR', `Cannot tell which file QEMU's ${drive} writes into (${b.inserted.file.slice(0, 200)}).`);
+    return { drive, file, node };
+  });
 }
 
 /**
@@ -97,12 +97,7 @@ export async function runningTops(folder: string, options: QemuOptions = {}): Pr
   if (info === null) return null;
   const qmp = await connectMachine(folder, options);
   try {
-    const blocks = await qmp.execute<BlockInfo[]>('query-block');
-    return info.drives.map((drive) => {
-      const b = blocks.find((x) => x.device === drive);
-      if (!b?.inserted) throw new QemuError('QMP_ERROR', `QEMU has no disk ${drive} for the machine in ${folder}.`);
-      return topFile(b.inserted.file, drive);
-    });
+    return (await topFiles(qmp, info.drives, folder)).map((t) => t.file);
   } finally {
     qmp.close();
   }
@@ -115,12 +110,7 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
   if (info === null) throw new QemuError('NOT_RUNNING', `The machine in ${folder} is not running: take an ordinary snapshot instead.`);
   const qmp = await connectMachine(folder, options);
   try {
-    const blocks = await qmp.execute<BlockInfo[]>('query-block');
-    const tops = info.drives.map((drive) => {
-      const b = blocks.find((x) => x.device === drive);
-      if (!b?.inserted) throw new QemuError('QMP_ERROR', `QEMU has no disk ${drive} for the machine in ${folder}.`);
-      return { drive, file: topFile(b.inserted.file, drive), node: b.inserted['node-name'] };
-    });
+    const tops = await topFiles(qmp, info.drives, folder);
     if (request.newTops.length !== tops.length) {
       throw new QemuError('INVALID_ARGUMENT', `The machine has ${tops.length} disk(s) but ${request.newTops.length} new top layer(s) were given.`);
     }
@@ -148,7 +138,7 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
         await qmp.execute('blockdev-add', {
           driver: 'qcow2',
           'node-name': overlayNodes[i],
-          file: { driver: 'file', filename: file },
+          file: { driver: 'file', filename: file, 'node-name': fileNodeName(overlayNodes[i]!) },
           backing: null,
         });
         added.push(overlayNodes[i]!);

@@ -5,6 +5,7 @@ import { readFile, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isProcessAlive } from '../os';
 import { acceleratorOf } from './accel';
+import { fileNodeName } from './block-nodes';
 import { displayArgs, isDisplayDevice, type DisplayDevice } from './display';
 import { QemuError, isQemuError } from './errors';
 import { runtimeFiles, type RuntimeFiles } from './files';
@@ -136,7 +137,7 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
   ];
   config.disks.forEach((disk, i) => {
     args.push(
-      '-drive', `file=${opt(resolve(disk))},format=qcow2,if=none,id=drive${i},node-name=disk${i}`,
+      '-drive', `file=${opt(resolve(disk))},format=qcow2,if=none,id=drive${i},node-name=disk${i},file.node-name=${fileNodeName(`disk${i}`)}`,
       '-device', `virtio-blk-pci,drive=drive${i},id=disk${i}-dev,bootindex=${i}`,
     );
   });

@@ -18,7 +18,7 @@ interface ManifestView {
   current: string | null;
   baseImage?: { layer: string };
   disks: { top: string }[];
-  snapshots: { id: string; name: string; parentId: string | null; layers: string[]; stateFile: string | null }[];
+  snapshots: { id: string; name: string; parentId: string | null; layers: string[]; stateFile: string | null; thumbnail?: string }[];
 }
 
 function manifestOf(folder: string): ManifestView {
@@ -43,7 +43,7 @@ async function writeLive(folder: string, command: string): Promise<void> {
 /** Every file in the folder is the manifest's or the runtime's: merged layers and state files are gone. */
 function assertNoLeftovers(folder: string): void {
   const m = manifestOf(folder);
-  const known = new Set(['machine.json', ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile])])]);
+  const known = new Set(['machine.json', ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])])]);
   if (m.baseImage) known.add(m.baseImage.layer);
   const left = readdirSync(folder).filter((f) => !known.has(f) && !RUNTIME_FILE_NAMES.includes(f) && !f.endsWith('.lock'));
   assert.deepEqual(left, [], 'files no state uses are removed');
