@@ -29,6 +29,11 @@ export interface SnapshotRecord {
   stateFile: string | null;
   /** The device configuration the state was saved with (a revert loads it with exactly these), or null. */
   vm: SnapshotVmRecord | null;
+  /**
+   * A snapshot of a running machine's disks taken with the guest's file systems frozen by its agent (consistent
+   * like a clean shutdown). Absent: not quiesced, or taken before snapshots recorded it.
+   */
+  quiesced?: boolean;
 }
 
 export interface SnapshotVmRecord {
@@ -41,6 +46,8 @@ export interface SnapshotVmRecord {
   qemuVersion: string;
   /** The ISO that was in the CD-ROM drive (absolute path): the state loads only with it. Absent: no CD drive. */
   cdrom?: string;
+  /** The machine had the guest agent's virtio-serial channel: the state loads only with it. Absent: saved before machines had it. */
+  guestAgent?: boolean;
 }
 
 export interface ClonedFromRecord {
@@ -247,6 +254,8 @@ export function validateManifest(value: unknown, file: string): Manifest {
       // Both are absent from manifests written before machines could run: treated as null.
       stateFile: sObj['stateFile'] === undefined || sObj['stateFile'] === null ? null : stateName(c, sObj['stateFile'], p + 'stateFile', useFile),
       vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
+      // Absent from snapshots taken before quiescing existed.
+      ...(sObj['quiesced'] === undefined ? {} : { quiesced: c.bool(sObj, 'quiesced', p) }),
     };
   });
   snapshots.forEach((s, i) => {
@@ -384,6 +393,7 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
     qemuVersion: c.string(o, 'qemuVersion', p, 128),
   };
   if (o['cdrom'] !== undefined) vm.cdrom = isoPath(c, o, 'cdrom', p);
+  if (o['guestAgent'] !== undefined) vm.guestAgent = c.bool(o, 'guestAgent', p);
   return vm;
 }
 

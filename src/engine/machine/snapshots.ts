@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isImageError } from '../qcow2';
-import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
+import { isQemuError, setGuestClock, snapshotRunning, startFromState, stopMachine as runtimeStop, type ClockOutcome, type QemuOptions, type QuiesceOutcome } from '../runtime';
 import { MachineError } from './errors';
 import { measurementsNeeded, planSnapshotDeletion, requireUnlocked } from './delete-planner';
 import { bytesOnDisk, requireSpace, setReadOnly, toMachineIoError } from './fsutil';
@@ -34,10 +34,10 @@ export async function takeSnapshot(ctx: LibraryContext, ref: string, name: strin
   const description = validateDescription(options.description ?? '');
   return ctx.withMachine(ref, 'take snapshot', async (e, all) => {
     refuseSnapshotIdLikeName(snapName, e.manifest.snapshots);
-    const { entry, snapshot, pauseMs } = (await isRunning(e))
+    const { entry, snapshot, pauseMs, quiesce } = (await isRunning(e))
       ? await takeRunningLocked(e, snapName, description, options.diskOnly === true, ctx.qemu)
-      : { ...(await takeLocked(e, snapName, description)), pauseMs: 0 };
-    return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs };
+      : { ...(await takeLocked(e, snapName, description)), pauseMs: 0, quiesce: null };
+    return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs, quiesce };
   });
 }
 
@@ -87,6 +87,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
     let committed = await tx.commit();
     let poweredOn = false;
     let stateLoadError: string | null = null;
+    let guestClock: ClockOutcome | null = null;
     if (target.stateFile !== null && target.vm !== null) {
       // The snapshot holds the memory: the machine comes back running where it was.
       const stateFile = join(e.folder, target.stateFile);
@@ -95,6 +96,8 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
         await startFromState(config, stateFile, { ...ctx.qemu, accel: target.vm.accel });
         committed = await setPower({ folder: e.folder, manifest: committed }, 'running');
         poweredOn = true;
+        // The guest's clock stands where it was at the snapshot: its agent sets it to the host's time.
+        guestClock = await setGuestClock(e.folder, ctx.qemu).catch((err: unknown) => ({ set: false, note: `The guest's clock was not set: ${err instanceof Error ? err.message : String(err)}` }));
       } catch (err) {
         if (!isQemuError(err)) throw err;
         stateLoadError = `reverted the disks; the memory state could not be loaded: ${err.message} Start the machine to boot it.`;
@@ -108,6 +111,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
       discardedBytes,
       poweredOn,
       stateLoadError,
+      guestClock,
     };
   });
 }
@@ -196,10 +200,11 @@ async function takeRunningLocked(
   description: string,
   diskOnly: boolean,
   qemu: QemuOptions,
-): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number }> {
+): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number; quiesce: QuiesceOutcome | null }> {
   const m = e.manifest;
   const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly });
   let pauseMs = 0;
+  let quiesce: QuiesceOutcome | null = null;
   const stateFile = snapshot.stateFile;
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
@@ -215,11 +220,13 @@ async function takeRunningLocked(
       qemu,
     );
     if (r.stateFile !== null) {
-      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
+      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion, guestAgent: r.guestAgent };
       if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
     }
+    if (r.quiesce !== null) record.quiesced = r.quiesce.quiesced;
     after.powerState = r.resumed ? 'running' : 'paused';
     pauseMs = r.pauseMs;
+    quiesce = r.quiesce;
   } catch (err) {
     if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
       // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
@@ -232,7 +239,7 @@ async function takeRunningLocked(
   }
   // Past the switch, a failure must not roll back (QEMU writes into the new tops): recovery rolls forward.
   step('take snapshot: disks switched');
-  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record, pauseMs };
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record, pauseMs, quiesce };
 }
 
 /**

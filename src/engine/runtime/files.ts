@@ -13,6 +13,8 @@ export const RUNTIME_FILES = {
   qmpSocket: 'qmp.sock',
   /** The serial port as a socket (a console attaches here). */
   consoleSocket: 'console.sock',
+  /** The guest agent's virtio-serial channel (org.qemu.guest_agent.0) as a socket: QGA requests go here. */
+  agentSocket: 'agent.sock',
   /** Held while a start or stop is under way (StartLock). */
   startLock: 'qemu.starting',
   /** Everything the guest writes to its serial port, appended by QEMU itself (chardev logfile=), so the log is complete even when no process of ours is attached. */
@@ -43,6 +45,7 @@ export interface RuntimeFiles {
   qemuLog: string;
   qmpSocket: string;
   consoleSocket: string;
+  agentSocket: string;
 }
 
 /** A unix socket path must fit sun_path (104-108 bytes); long folders get their sockets in a short per-user dir. */
@@ -53,12 +56,14 @@ export function runtimeFiles(folder: string): RuntimeFiles {
   const dir = resolve(folder);
   let qmpSocket = join(dir, RUNTIME_FILES.qmpSocket);
   let consoleSocket = join(dir, RUNTIME_FILES.consoleSocket);
-  if (qmpSocket.length > MAX_SOCKET_PATH || consoleSocket.length > MAX_SOCKET_PATH) {
+  let agentSocket = join(dir, RUNTIME_FILES.agentSocket);
+  if (qmpSocket.length > MAX_SOCKET_PATH || consoleSocket.length > MAX_SOCKET_PATH || agentSocket.length > MAX_SOCKET_PATH) {
     const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
     const key = createHash('sha256').update(dir).digest('hex').slice(0, 16);
     const short = join(tmpdir(), `vmsnap-${uid}`);
     qmpSocket = join(short, `${key}-qmp.sock`);
     consoleSocket = join(short, `${key}-console.sock`);
+    agentSocket = join(short, `${key}-agent.sock`);
   }
   return {
     folder: dir,
@@ -69,6 +74,7 @@ export function runtimeFiles(folder: string): RuntimeFiles {
     qemuLog: join(dir, RUNTIME_FILES.qemuLog),
     qmpSocket,
     consoleSocket,
+    agentSocket,
   };
 }
 

@@ -14,3 +14,7 @@ export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
 export type { ConsoleStreams } from './console';
+export { agentChannelOpen, GuestAgent, GuestAgentError, isGuestAgentError, withGuestAgent } from './guest-agent';
+export type { GuestAgentErrorCode, GuestAgentOptions } from './guest-agent';
+export { agentShutdown, guestInfo, setGuestClock, withFrozenGuest } from './guest-actions';
+export type { ClockOutcome, GuestAddress, GuestAgentQemuOptions, GuestInfo, QuiesceOptions, QuiesceOutcome } from './guest-actions';

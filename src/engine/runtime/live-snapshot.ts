@@ -11,7 +11,8 @@
 // pauseMs is that stop as QEMU saw it: from its STOP event to its RESUME event (their QEMU timestamps).
 // QEMU waits for the `exec:` command to exit before it lets the guest resume, so that command is only `cat`
 // plus a marker file made by a shell builtin; the state is synced and renamed to its name after the resume.
-// A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all.
+// A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all; when the guest's
+// agent answers, its file systems are frozen around it (quiesced: consistent like a clean shutdown).
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Qcow2Image } from '../qcow2';
@@ -19,6 +20,7 @@ import { QemuError, isQemuError, type SwitchedDisks } from './errors';
 import { sleep, waitForExit } from './process';
 import { runtimeFiles } from './files';
 import type { QmpClient } from './qmp';
+import { withFrozenGuest, type QuiesceOptions, type QuiesceOutcome } from './guest-actions';
 import { connectMachine, stopMachine } from './control';
 import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
 import { qemuWords, startMachine, type StartResult } from './start';
@@ -49,11 +51,17 @@ export interface RunningSnapshotResult {
   cdrom: string | null;
   /** The guest runs again afterwards (false when it was paused before and stays paused). */
   resumed: boolean;
+  /** The machine has the guest agent's channel (a state saved now loads only with it). */
+  guestAgent: boolean;
+  /** Disk-only: whether the guest's file systems were frozen at the switch, and why not; null with memory. */
+  quiesce: QuiesceOutcome | null;
 }
 
 export interface SnapshotOptions extends QemuOptions {
   /** Time-out for saving the memory state (default 120000 ms). */
   stateTimeoutMs?: number;
+  /** Time-outs of the guest agent that quiesces a disk-only snapshot. */
+  quiesce?: QuiesceOptions;
 }
 
 interface BlockInfo {
@@ -153,13 +161,14 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
       });
     const stateFile = request.stateFile === null ? null : resolve(request.stateFile);
     if (stateFile === null) {
+      let quiesce: QuiesceOutcome;
       try {
-        await snapshotDisks();
+        ({ quiesce } = await withFrozenGuest(qmp, info.agentSocket, wasRunning, snapshotDisks, options.quiesce));
       } catch (e) {
         await undo();
         throw e;
       }
-      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning };
+      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, quiesce };
     }
 
     const saved = await saveStateAround(qmp, stateFile, options, {
@@ -178,14 +187,14 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
         switched: { frozenLayers, newTops },
       });
     }
-    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning };
+    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, quiesce: null };
   } finally {
     qmp.close();
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom'> {
-  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null };
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'guestAgent'> {
+  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null, guestAgent: info.agentSocket !== undefined };
 }
 
 interface Switchover {

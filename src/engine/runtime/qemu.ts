@@ -38,6 +38,11 @@ export interface MachineConfig {
    * disks: SeaBIOS skips a disk without a boot sector, so the CD boots until an operating system is installed.
    */
   cdrom?: string;
+  /**
+   * The guest agent's virtio-serial channel (a unix socket in the folder). Default on; off only to load a state
+   * saved before machines had it (a state loads only into the devices it was saved with).
+   */
+  guestAgent?: boolean;
 }
 
 export interface QemuOptions {
@@ -101,6 +106,8 @@ export interface RuntimeInfo {
   forwards?: BoundForward[];
   /** The ISO in the CD-ROM drive (absolute path); absent when none (a memory snapshot records it). */
   cdrom?: string;
+  /** The guest agent channel's socket; absent when QEMU runs without the channel (a state saved before it existed). */
+  agentSocket?: string;
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
@@ -155,6 +162,14 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
     '-mon', 'chardev=qmp0,mode=control',
     '-pidfile', files.pidFile,
   );
+  if (config.guestAgent !== false) {
+    // The guest agent's channel: qemu-guest-agent in the guest opens the port by this name.
+    args.push(
+      '-device', 'virtio-serial-pci,id=vserial0',
+      '-chardev', `socket,id=agent0,path=${opt(files.agentSocket)},server=on,wait=off`,
+      '-device', 'virtserialport,bus=vserial0.0,chardev=agent0,name=org.qemu.guest_agent.0',
+    );
+  }
   if (options.paused || options.incomingStateFile !== undefined) args.push('-S');
   if (options.incomingStateFile !== undefined) args.push('-incoming', `exec:cat ${shellQuote(resolve(options.incomingStateFile))}`);
   return args;
@@ -217,7 +232,7 @@ export async function runningPid(folder: string): Promise<number | null> {
 export async function cleanStale(files: RuntimeFiles): Promise<void> {
   const starter = await readPid(files.startLock);
   if (starter !== null && isProcessAlive(starter)) return; // a start in progress owns these files
-  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket]) await unlink(f).catch(() => {});
+  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.agentSocket]) await unlink(f).catch(() => {});
 }
 
 /** The power state from the pidfile and QMP, correct after our process (CLI, extension) restarted. */
