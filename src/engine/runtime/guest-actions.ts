@@ -126,7 +126,7 @@ export async function withFrozenGuest<T>(
     const lostMs = performance.now() - t0;
     return { value: await fn(), quiesce: { quiesced: false, note: `Not quiesced. ${note}`, freezeMs: 0, frozenMs: 0, lostMs } };
   };
-  if (!running) return unquiesced('the machine is paused, so its guest agent cannot freeze its file systems.');
+  if (!running) return unquiesced('The machine is paused, so its guest agent cannot freeze its file systems.');
   let agent: GuestAgent;
   try {
     agent = await connectGuestAgent(qmp, agentSocket, options);
