@@ -162,7 +162,9 @@ export class GuestAgent {
     }
     let nl: number;
     while (this.waiting !== null && (nl = this.buffer.indexOf(0x0a)) >= 0) {
-      const line = this.buffer.subarray(0, nl).toString('utf8').trim();
+      const raw = this.buffer.subarray(0, nl);
+      // A stale sync reply may have put an earlier 0xFF before ours: what follows the last one is the line.
+      const line = raw.subarray(raw.lastIndexOf(DELIMITER) + 1).toString('utf8').trim();
       this.buffer = this.buffer.subarray(nl + 1);
       let message: unknown;
       try {
