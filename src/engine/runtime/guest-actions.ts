@@ -195,6 +195,9 @@ async function thaw(qmp: QmpClient, agentSocket: string | undefined, agent: Gues
   }
 }
 
+/** guest-set-time answers after `hwclock -w` in the guest, which waits for the RTC's next second (slow on TCG). */
+const SET_TIME_TIMEOUT_MS = 15000;
+
 export interface ClockOutcome {
   /** The guest's clock was set to the host's time. */
   set: boolean;
@@ -209,8 +212,9 @@ export async function setGuestClock(folder: string, options: GuestAgentQemuOptio
     try {
       const agent = await connectGuestAgent(qmp, agentSocket, options.agent);
       try {
-        // The host's time now, in ns: without an argument the agent would copy the guest's own stale RTC.
-        await agent.execute('guest-set-time', { time: hostTimeNs() });
+        // The host's time now, in ns: without an argument the agent would copy the guest's own stale RTC. The
+        // agent sets the clock at once, then writes it to the RTC with hwclock, which takes seconds on TCG.
+        await agent.execute('guest-set-time', { time: hostTimeNs() }, SET_TIME_TIMEOUT_MS);
         return { set: true, note: null };
       } finally {
         agent.close();
