@@ -121,6 +121,14 @@ export async function withFrozenGuest<T>(
   fn: () => Promise<T>,
   options: QuiesceOptions = {},
 ): Promise<{ value: T; quiesce: QuiesceOutcome }> {
+  return frozenAround((o) => connectGuestAgent(qmp, agentSocket, o), running, fn, options);
+}
+
+/** A connection to the guest's agent with these time-outs (a GuestAgentError when none can be had). */
+export type AgentConnector = (options: GuestAgentOptions) => Promise<GuestAgent>;
+
+/** withFrozenGuest with the connection left to `connect`: each call opens a new one. */
+export async function frozenAround<T>(connect: AgentConnector, running: boolean, fn: () => Promise<T>, options: QuiesceOptions = {}): Promise<{ value: T; quiesce: QuiesceOutcome }> {
   const t0 = performance.now();
   const unquiesced = async (note: string): Promise<{ value: T; quiesce: QuiesceOutcome }> => {
     const lostMs = performance.now() - t0;
@@ -129,7 +137,7 @@ export async function withFrozenGuest<T>(
   if (!running) return unquiesced('The machine is paused, so its guest agent cannot freeze its file systems.');
   let agent: GuestAgent;
   try {
-    agent = await connectGuestAgent(qmp, agentSocket, options);
+    agent = await connect(options);
   } catch (e) {
     if (!isGuestAgentError(e)) throw e;
     return unquiesced(e.message);
@@ -165,7 +173,7 @@ export async function withFrozenGuest<T>(
     value = await fn();
   } finally {
     // Always thaw (also after a freeze that timed out: it may still complete), on a fresh connection if needed.
-    const thawNote = await thaw(qmp, agentSocket, agent, options);
+    const thawNote = await thaw(connect, agent, options);
     agent.close();
     if (thawNote !== null) note = note === null ? thawNote : `${note} ${thawNote}`;
   }
@@ -174,14 +182,15 @@ export async function withFrozenGuest<T>(
 }
 
 /** Thaws the guest's file systems; null when done, else a sentence saying it could not. */
-async function thaw(qmp: QmpClient, agentSocket: string | undefined, agent: GuestAgent, options: QuiesceOptions): Promise<string | null> {
+async function thaw(connect: AgentConnector, agent: GuestAgent, options: QuiesceOptions): Promise<string | null> {
   try {
     await agent.execute<number>('guest-fsfreeze-thaw', undefined, options.freezeTimeoutMs ?? 10000);
     return null;
   } catch (first) {
     if (!isGuestAgentError(first)) throw first;
     try {
-      const again = await connectGuestAgent(qmp, agentSocket, options);
+      // A freeze that timed out may still be under way: the agent answers once it is done, so wait that long.
+      const again = await connect({ ...options, syncTimeoutMs: options.freezeTimeoutMs ?? 10000 });
       try {
         await again.execute<number>('guest-fsfreeze-thaw', undefined, options.freezeTimeoutMs ?? 10000);
         return null;

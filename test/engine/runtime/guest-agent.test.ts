@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Library } from '../../../src/engine/machine';
+import { frozenAround } from '../../../src/engine/runtime/guest-actions';
 import { GuestAgent, hostTimeNs, isGuestAgentError } from '../../../src/engine/runtime/guest-agent';
 import { qemuArgs, runtimeFiles, runtimeInfo, startMachine, stopMachine } from '../../../src/engine/runtime';
 import { writeCountingGuest } from '../../support/counting-guest';
@@ -102,6 +103,56 @@ describe('runtime: the guest agent client', function () {
     await rejectsAgent(agent.execute('guest-fsfreeze-freeze', undefined, 300), 'TIMEOUT', 1000);
     // The late reply must not answer the next command: the connection is closed after a time-out.
     await rejectsAgent(agent.execute('guest-ping'), 'UNAVAILABLE', 100);
+  });
+
+  /** A peer that freezes and thaws as an agent does (freeze answered after `freezeDelayMs`); it logs what it did. */
+  async function freezingPeer(name: string, freezeDelayMs: number): Promise<{ path: string; log: string[]; state: () => string }> {
+    const path = scratch.path(name);
+    const log: string[] = [];
+    let state = 'thawed';
+    servers.push(
+      await peer(path, (line, socket) => {
+        if (syncReply(line, socket)) return;
+        const m = JSON.parse(line) as { execute: string };
+        log.push(m.execute);
+        if (m.execute === 'guest-fsfreeze-status') socket.write(`{"return": "${state}"}\n`);
+        else if (m.execute === 'guest-fsfreeze-freeze') {
+          state = 'frozen';
+          setTimeout(() => socket.writable && socket.write('{"return": 2}\n'), freezeDelayMs);
+        } else if (m.execute === 'guest-fsfreeze-thaw') {
+          state = 'thawed';
+          socket.write('{"return": 2}\n');
+        }
+      }),
+    );
+    return { path, log, state: () => state };
+  }
+
+  it('freezes around the switch and always thaws: after it, after it failed, and after a freeze that timed out', async () => {
+    const good = await freezingPeer('freeze.sock', 0);
+    const connect = (path: string) => (o: { syncTimeoutMs?: number }) => GuestAgent.connect(path, o);
+    const r = await frozenAround(connect(good.path), true, async () => good.state());
+    assert.equal(r.value, 'frozen', 'the switch ran while frozen');
+    assert.deepEqual({ quiesced: r.quiesce.quiesced, note: r.quiesce.note }, { quiesced: true, note: null });
+    assert.equal(good.state(), 'thawed');
+
+    await assert.rejects(frozenAround(connect(good.path), true, () => Promise.reject(new Error('transaction refused'))), /transaction refused/);
+    assert.equal(good.state(), 'thawed', 'thawed after the switch failed');
+    assert.deepEqual(good.log.slice(-3), ['guest-fsfreeze-status', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw']);
+
+    // The freeze answers too late: the switch goes on unquiesced, and the thaw comes on a new connection.
+    const slow = await freezingPeer('slow.sock', 800);
+    const t0 = performance.now();
+    const late = await frozenAround(connect(slow.path), true, async () => 'switched', { freezeTimeoutMs: 300 });
+    assert.equal(late.value, 'switched');
+    assert.equal(late.quiesce.quiesced, false);
+    assert.match(String(late.quiesce.note), /^Not quiesced\. The guest agent did not answer guest-fsfreeze-freeze within 300 ms\.$/);
+    assert.ok(performance.now() - t0 < 2000);
+    assert.equal(slow.state(), 'thawed');
+
+    // A paused machine's agent cannot answer: not even asked.
+    const paused = await frozenAround(connect(scratch.path('never.sock')), false, async () => 'switched');
+    assert.match(String(paused.quiesce.note), /^Not quiesced\. The machine is paused/);
   });
 
   it('says the channel is unreachable when nothing listens on the socket', async () => {
