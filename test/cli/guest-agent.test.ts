@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Library } from '../../src/engine/machine';
-import { stopMachine } from '../../src/engine/runtime';
+import { connectMachine, runtimeFiles, stopMachine, withGuestAgent } from '../../src/engine/runtime';
 import { debianImage } from '../support/debian-image';
 import { ACCEL, requireQemu } from '../support/guest-machines';
 import { requireTool, scratchDir } from '../support/qemu';
@@ -143,6 +143,19 @@ describe('cli: the guest agent (real Debian guest, TCG)', function () {
     const after = Date.now() / 1000;
     console.log(`      ${(waited / 1000).toFixed(0)} s after the snapshot: guest clock ${guestNow.toFixed(2)}, host ${before.toFixed(2)}..${after.toFixed(2)}`);
     assert.ok(guestNow >= before - 2 && guestNow <= after + 2, `guest clock ${guestNow} vs host ${before}..${after} (${(waited / 1000).toFixed(0)} s after the snapshot)`);
+    // The same, without SSH's seconds of latency on TCG: the guest's time through its agent, between two host readings.
+    const { folder } = await json<{ folder: string }>(['vm', 'show', 'dev']);
+    const qmp = await connectMachine(folder);
+    try {
+      const t0 = Date.now();
+      const guestNs = await withGuestAgent(qmp, runtimeFiles(folder).agentSocket, (agent) => agent.execute<number>('guest-get-time'));
+      const t1 = Date.now();
+      const offsetMs = guestNs / 1e6 - (t0 + t1) / 2;
+      console.log(`      guest clock through the agent: ${offsetMs.toFixed(0)} ms from the host's (read within ${t1 - t0} ms)`);
+      assert.ok(Math.abs(offsetMs) < 2000 && t1 - t0 < 1000, `guest clock ${offsetMs} ms off the host's (read within ${t1 - t0} ms)`);
+    } finally {
+      qmp.close();
+    }
 
     // (4) The agent stopped: nothing listens on the channel; the take goes on at once, not quiesced, and says so.
     await inGuest('sudo systemctl stop qemu-guest-agent');
