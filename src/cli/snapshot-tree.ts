@@ -15,7 +15,7 @@ export function formatSnapshotTree(tree: SnapshotTree): string[] {
       const label =
         n.kind === 'current'
           ? '▶ You are here'
-          : `${n.name}${n.isCurrentParent ? ' *' : ''}  (${n.id.slice(0, 8)}, ${n.createdAt.replace('T', ' ').slice(0, 19)})${n.auto ? '  [auto]' : ''}${n.hasMemory ? '  [running, with memory]' : ''}${n.lockedBy.length > 0 ? `  [locked by ${n.lockedBy.length} linked clone${n.lockedBy.length > 1 ? 's' : ''}]` : ''}`;
+          : `${n.name}${n.isCurrentParent ? ' *' : ''}  (${n.id.slice(0, 8)}, ${n.createdAt.replace('T', ' ').slice(0, 19)})${n.auto ? '  [auto]' : ''}${n.hasMemory ? '  [running, with memory]' : n.takenWhileRunning ? `  [running, disks only, ${n.quiesced ? 'quiesced' : 'not quiesced'}]` : ''}${n.lockedBy.length > 0 ? `  [locked by ${n.lockedBy.length} linked clone${n.lockedBy.length > 1 ? 's' : ''}]` : ''}`;
       lines.push(prefix + branch + label);
       const childPrefix = prefix + (branch === '' ? '' : last ? '   ' : '│  ');
       draw(n.children, childPrefix);

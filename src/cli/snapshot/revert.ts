@@ -25,7 +25,8 @@ export const snapshotRevertCommand: Command<CliContext> = {
       const kept = r.saved
         ? ` The previous current state was saved as snapshot "${r.saved.name}" (id ${shortId(r.saved.id)}).`
         : ` ${formatSize(r.discardedBytes)} of unsaved changes were discarded.`;
-      const power = r.poweredOn ? ' The machine runs again from the snapshot\'s memory.' : r.stateLoadError !== null ? ` The machine is off: ${r.stateLoadError}` : '';
+      const clock = r.guestClock === null ? '' : r.guestClock.set ? ' Its guest agent set the guest\'s clock to the host\'s time.' : ` ${r.guestClock.note ?? ''}`;
+      const power = r.poweredOn ? ` The machine runs again from the snapshot's memory.${clock}` : r.stateLoadError !== null ? ` The machine is off: ${r.stateLoadError}` : '';
       return `Reverted "${vm}" to snapshot "${r.snapshot.name}" (id ${shortId(r.snapshot.id)}).${kept}${power}`;
     });
     return 0;

@@ -18,7 +18,8 @@ export const snapshotTakeCommand: Command<CliContext> = {
     const description = inv.value('description');
     const s = await lib.takeSnapshot(vm, inv.required('NAME'), { ...(description === undefined ? {} : { description }), diskOnly: inv.flag('disk-only') });
     const what = s.hasMemory ? ' with its memory (reverting brings the machine back running)' : s.takenWhileRunning ? ' of the disks only' : '';
-    emit(ctx, s, () => `Took snapshot "${s.name}" (id ${shortId(s.id)}) of "${vm}"${what}.`);
+    const quiesce = s.quiesce === null ? '' : s.quiesce.quiesced ? ` Quiesced: the guest agent froze its file systems for ${Math.round(s.quiesce.frozenMs)} ms.` : ` ${s.quiesce.note ?? 'Not quiesced.'}`;
+    emit(ctx, s, () => `Took snapshot "${s.name}" (id ${shortId(s.id)}) of "${vm}"${what}.${quiesce}`);
     return 0;
   },
 };

@@ -1,12 +1,13 @@
 // `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
 import { attachConsole, serialLogTail } from '../../engine/runtime';
-import type { MachineStatus } from '../../engine/machine';
+import type { GuestInfo, MachineStatus } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { openLibrary, VM_ARG } from './shared';
 
 const STOP_WORDS: Record<string, string> = {
   acpi: 'ACPI shutdown',
+  agent: 'the guest ignored the ACPI power button; its guest agent shut it down',
   quit: 'QEMU quit',
   kill: 'QEMU killed',
 };
@@ -88,7 +89,9 @@ export const vmStatusCommand: Command<CliContext> = {
     const lib = await openLibrary(inv, ctx);
     const vm = inv.required('VM');
     const s = await lib.machineStatus(vm);
-    emit(ctx, s, () =>
+    // Asked only while it runs; a silent agent costs a short time-out at most.
+    const guest = s.powerState === 'off' ? null : await lib.guestInfo(vm);
+    emit(ctx, { ...s, guest }, () =>
       [
         `Power:       ${s.powerState}`,
         `QEMU pid:    ${s.pid ?? '-'}`,
@@ -99,11 +102,23 @@ export const vmStatusCommand: Command<CliContext> = {
         ...s.forwards.filter((f) => f.guestPort !== 22).map((f) => `Forward:     ${f.hostPort} -> guest port ${f.guestPort}`),
         ...(s.failure === null ? [] : [`Problem:     ${s.failure}`]),
         ...(s.notice === null ? [] : [`Notice:      ${s.notice}`]),
+        ...describeGuest(guest),
       ].join('\n'),
     );
     return 0;
   },
 };
+
+/** The guest as its agent describes it, for `vm status` and `vm show`. */
+export function describeGuest(g: GuestInfo | null): string[] {
+  if (g === null) return [];
+  if (g.agent !== 'answering') return [`Guest agent: not answering (${g.reason ?? 'no reason given'})`];
+  const addresses = g.addresses.map((a) => `${a.address}/${a.prefix} (${a.interface})`);
+  return [
+    `Guest:       ${g.hostname ?? '-'}${g.os === null ? '' : `, ${g.os}`}${g.kernel === null ? '' : ` (kernel ${g.kernel})`}`,
+    `Addresses:   ${addresses.length === 0 ? '-' : addresses.join(', ')}`,
+  ];
+}
 
 export const vmConsoleCommand: Command<CliContext> = {
   name: 'console',

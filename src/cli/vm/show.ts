@@ -5,6 +5,7 @@ import { emit, type CliContext } from '../output';
 import { formatSize, formatSizeExact } from '../units';
 import { describeLineage, formatDate, openLibrary, VM_ARG } from './shared';
 import { describeDevices, describePolicy } from './edit';
+import { describeGuest } from './power';
 
 export const vmShowCommand: Command<CliContext> = {
   name: 'show',
@@ -15,8 +16,9 @@ export const vmShowCommand: Command<CliContext> = {
   async run(inv, ctx) {
     const lib = await openLibrary(inv, ctx);
     const m = await lib.show(inv.required('VM'));
+    const guest = m.powerState === 'off' ? null : await lib.guestInfo(m.id);
     if (ctx.out.json) {
-      emit(ctx, m, () => '');
+      emit(ctx, { ...m, guest }, () => '');
       return 0;
     }
     const [machines, tree] = await Promise.all([lib.list(), lib.snapshotTree(m.id)]);
@@ -26,6 +28,7 @@ export const vmShowCommand: Command<CliContext> = {
       `ID:          ${m.id}`,
       `MAC:         ${m.macAddress}`,
       `Power:       ${m.powerState}`,
+      ...describeGuest(guest),
       `CPUs:        ${m.cpus}`,
       `Memory:      ${m.memoryMiB} MiB`,
       `Created:     ${formatDate(m.createdAt)}`,

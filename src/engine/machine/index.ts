@@ -10,3 +10,4 @@ export type { SshHostBlock } from './ssh-config';
 export { systemClock, formatInterval, type AutoCheckpointOptions, type AutoCheckpointOutcome, type AutoCheckpointResult, type Clock } from './auto-checkpoints';
 export type { AutoTrigger } from './auto-policy';
 export { AutoScheduler, type AutoSchedulePort, type AutoSchedulerOptions } from './auto-scheduler';
+export type { ClockOutcome, GuestAddress, GuestInfo, QuiesceOutcome } from '../runtime';

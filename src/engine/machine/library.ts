@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { OperationOptions } from '../operation';
-import type { QemuOptions } from '../runtime';
+import type { GuestInfo, QemuOptions } from '../runtime';
 import type { SshTarget } from '../ssh';
 import * as autoCheckpoints from './auto-checkpoints';
 import type { AutoCheckpointOptions, AutoCheckpointOutcome } from './auto-checkpoints';
@@ -242,6 +242,14 @@ export class Library {
   /** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
   machineStatus(ref: string): Promise<MachineStatus> {
     return power.machineStatus(this.ctx, ref);
+  }
+
+  /**
+   * The running guest's hostname, OS and addresses from its agent, or why the agent does not answer (at most a
+   * short time-out); null when the machine is off.
+   */
+  guestInfo(ref: string): Promise<GuestInfo | null> {
+    return power.guestInfo(this.ctx, ref);
   }
 
   /** A connection to the machine's serial port (one client at a time; a second waits). No lock: nothing changes. */

@@ -71,6 +71,7 @@ export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: Mach
     createdAt: s.createdAt,
     takenWhileRunning: s.takenWhileRunning,
     hasMemory: s.stateFile !== null,
+    quiesced: s.quiesced === true,
     layers,
     sizeBytes: await sumBytes(layers),
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),

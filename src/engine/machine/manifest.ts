@@ -35,6 +35,11 @@ export interface SnapshotRecord {
   auto?: true;
   /** File name (in the machine folder) of a small PNG of the screen at the snapshot; absent: none. */
   thumbnail?: string;
+  /**
+   * A snapshot of a running machine's disks taken with the guest's file systems frozen by its agent (consistent
+   * like a clean shutdown). Absent: not quiesced, or taken before snapshots recorded it.
+   */
+  quiesced?: boolean;
 }
 
 /** A machine's automatic checkpoint policy (see auto-policy.ts for what each number keeps). */
@@ -57,6 +62,8 @@ export interface SnapshotVmRecord {
   cdrom?: string;
   /** The display device the state was saved with; absent: saved before machines had displays, so none. */
   display?: DisplayDevice;
+  /** The machine had the guest agent's virtio-serial channel: the state loads only with it. Absent: saved before machines had it. */
+  guestAgent?: boolean;
 }
 
 export interface ClonedFromRecord {
@@ -268,6 +275,8 @@ export function validateManifest(value: unknown, file: string): Manifest {
       stateFile: sObj['stateFile'] === undefined || sObj['stateFile'] === null ? null : stateName(c, sObj['stateFile'], p + 'stateFile', useFile),
       vm: sObj['vm'] === undefined || sObj['vm'] === null ? null : vmRecord(c, sObj['vm'], p + 'vm'),
       ...(sObj['auto'] === undefined || sObj['auto'] === false ? {} : { auto: autoFlag(c, sObj, p) }),
+      // Absent from snapshots taken before quiescing existed.
+      ...(sObj['quiesced'] === undefined ? {} : { quiesced: c.bool(sObj, 'quiesced', p) }),
     };
     if (sObj['thumbnail'] !== undefined) record.thumbnail = stateName(c, sObj['thumbnail'], p + 'thumbnail', useFile);
     return record;
@@ -430,6 +439,7 @@ function vmRecord(c: Checker, v: unknown, field: string): SnapshotVmRecord {
   };
   if (o['cdrom'] !== undefined) vm.cdrom = isoPath(c, o, 'cdrom', p);
   if (o['display'] !== undefined) vm.display = displayDevice(c, o['display'], p + 'display');
+  if (o['guestAgent'] !== undefined) vm.guestAgent = c.bool(o, 'guestAgent', p);
   return vm;
 }
 

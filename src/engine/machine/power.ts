@@ -16,6 +16,8 @@ import {
   stopMachine as runtimeStop,
   FORWARD_HOST,
   DEFAULT_DISPLAY,
+  guestInfo as runtimeGuestInfo,
+  type GuestInfo,
   type MachineConfig,
   type RuntimeStatus,
 } from '../runtime';
@@ -105,6 +107,15 @@ export async function machineStatus(ctx: LibraryContext, ref: string): Promise<M
     if (accelVerdict(ctx.qemu, r.qemuRunState, accel) === 'fall-back') return fallBackToTcg(ctx, e);
     return statusOf(r, await setPower(e, r.powerState), accel, ctx);
   });
+}
+
+/**
+ * What the running guest says about itself through its agent (hostname, OS, addresses), or why it says nothing;
+ * null when the machine is off. No lock: nothing changes; a silent agent costs at most a short time-out.
+ */
+export async function guestInfo(ctx: LibraryContext, ref: string): Promise<GuestInfo | null> {
+  const { e } = await ctx.find(ref);
+  return runtimeCall(() => runtimeGuestInfo(e.folder, ctx.qemu));
 }
 
 /** A connection to the machine's serial port (one client at a time; a second waits). No lock: nothing changes. */
@@ -201,6 +212,8 @@ export function stateConfig(e: MachineEntry, s: SnapshotRecord, tops: string[]):
     ...(vm.cdrom === undefined ? {} : { cdrom: vm.cdrom }),
     // A state saved before machines had displays has none.
     display: vm.display ?? 'none',
+    // The agent channel as saved too: states from before machines had it load without it.
+    guestAgent: vm.guestAgent === true,
   };
 }
 

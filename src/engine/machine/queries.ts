@@ -24,12 +24,13 @@ export async function snapshotTree(ctx: LibraryContext, ref: string): Promise<Sn
       isCurrentParent: m.current === s.id,
       takenWhileRunning: s.takenWhileRunning,
       hasMemory: s.stateFile !== null,
+      quiesced: s.quiesced === true,
       lockedBy: directClones(all, m.id, s.id).map((c) => c.manifest.id),
       auto: s.auto === true,
       children: build(s.id),
     }));
     if (m.current === parentId) {
-      nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, takenWhileRunning: false, hasMemory: false, lockedBy: [], auto: false, children: [] });
+      nodes.push({ kind: 'current', id: 'current', name: 'You are here', description: '', createdAt: '', isCurrentParent: false, takenWhileRunning: false, hasMemory: false, quiesced: false, lockedBy: [], auto: false, children: [] });
     }
     return nodes;
   };

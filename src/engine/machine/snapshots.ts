@@ -2,7 +2,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isImageError } from '../qcow2';
-import { isQemuError, snapshotRunning, startFromState, stopMachine as runtimeStop, type QemuOptions } from '../runtime';
+import { isQemuError, setGuestClock, snapshotRunning, startFromState, stopMachine as runtimeStop, type ClockOutcome, type QemuOptions, type QuiesceOutcome } from '../runtime';
 import { MachineError } from './errors';
 import { measurementsNeeded, planSnapshotDeletion, requireUnlocked, type DeletePlan } from './delete-planner';
 import { deleteWhileRunning } from './live-delete';
@@ -54,10 +54,10 @@ export async function takeSnapshotLocked(
   options: { diskOnly: boolean; auto?: boolean; now?: Date },
 ): Promise<TakenSnapshot> {
   const mark: RecordMark = { auto: options.auto === true, createdAt: (options.now ?? new Date()).toISOString() };
-  const { entry, snapshot, pauseMs } = (await isRunning(e))
+  const { entry, snapshot, pauseMs, quiesce } = (await isRunning(e))
     ? await takeRunningLocked(e, name, description, options.diskOnly, ctx.qemu, mark)
-    : { ...(await takeLocked(e, name, description, mark)), pauseMs: 0 };
-  return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs };
+    : { ...(await takeLocked(e, name, description, mark)), pauseMs: 0, quiesce: null };
+  return { ...(await snapshotInfo(entry, snapshot, all)), pauseMs, quiesce };
 }
 
 /** How a new snapshot record is marked: automatic or the user's own, and when it was taken. */
@@ -114,6 +114,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
     await lastScreenFromSnapshot(e.folder, target);
     let poweredOn = false;
     let stateLoadError: string | null = null;
+    let guestClock: ClockOutcome | null = null;
     if (target.stateFile !== null && target.vm !== null) {
       // The snapshot holds the memory: the machine comes back running where it was.
       const stateFile = join(e.folder, target.stateFile);
@@ -122,6 +123,8 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
         await startFromState(config, stateFile, { ...ctx.qemu, accel: target.vm.accel });
         committed = await setPower({ folder: e.folder, manifest: committed }, 'running');
         poweredOn = true;
+        // The guest's clock stands where it was at the snapshot: its agent sets it to the host's time.
+        guestClock = await setGuestClock(e.folder, ctx.qemu).catch((err: unknown) => ({ set: false, note: `The guest's clock was not set: ${err instanceof Error ? err.message : String(err)}` }));
       } catch (err) {
         if (!isQemuError(err)) throw err;
         stateLoadError = `reverted the disks; the memory state could not be loaded: ${err.message} Start the machine to boot it.`;
@@ -135,6 +138,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
       discardedBytes,
       poweredOn,
       stateLoadError,
+      guestClock,
     };
   });
 }
@@ -234,10 +238,11 @@ async function takeRunningLocked(
   diskOnly: boolean,
   qemu: QemuOptions,
   mark?: RecordMark,
-): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number }> {
+): Promise<{ entry: MachineEntry; snapshot: SnapshotRecord; pauseMs: number; quiesce: QuiesceOutcome | null }> {
   const m = e.manifest;
   const { snapshot, newTops, after } = planTake(m, name, description, { memory: !diskOnly }, mark);
   let pauseMs = 0;
+  let quiesce: QuiesceOutcome | null = null;
   const stateFile = snapshot.stateFile;
   const thumbnail = snapshot.thumbnail === undefined ? null : join(e.folder, snapshot.thumbnail);
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
@@ -256,12 +261,14 @@ async function takeRunningLocked(
     // No screen to dump (no display device): the snapshot has no thumbnail.
     if (r.thumbnail === null) delete record.thumbnail;
     if (r.stateFile !== null) {
-      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion };
+      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion, guestAgent: r.guestAgent };
       if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
       record.vm.display = r.display;
     }
+    if (r.quiesce !== null) record.quiesced = r.quiesce.quiesced;
     after.powerState = r.resumed ? 'running' : 'paused';
     pauseMs = r.pauseMs;
+    quiesce = r.quiesce;
   } catch (err) {
     if (isQemuError(err) && err.code === 'STATE_SAVE_FAILED' && err.switched !== null) {
       // QEMU already writes into the new tops: never delete them; the snapshot keeps the disks only.
@@ -275,7 +282,7 @@ async function takeRunningLocked(
   }
   // Past the switch, a failure must not roll back (QEMU writes into the new tops): recovery rolls forward.
   step('take snapshot: disks switched');
-  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record, pauseMs };
+  return { entry: { folder: e.folder, manifest: await tx.commit() }, snapshot: record, pauseMs, quiesce };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { OperationOptions } from '../operation';
-import type { BoundForward } from '../runtime';
+import type { BoundForward, ClockOutcome, QuiesceOutcome } from '../runtime';
 
 // Plain objects the Library returns: JSON-serialisable as they are (the CLI's `--json` prints them).
 
@@ -23,6 +23,8 @@ export interface DiskInfo {
 /** A snapshot just taken, and how long its machine did not run for it (0 when it was off or disk-only). */
 export interface TakenSnapshot extends SnapshotInfo {
   pauseMs: number;
+  /** A disk-only snapshot of a running machine: how its guest agent quiesced it, or why not; else null. */
+  quiesce: QuiesceOutcome | null;
 }
 
 export interface SnapshotInfo {
@@ -35,6 +37,8 @@ export interface SnapshotInfo {
   takenWhileRunning: boolean;
   /** True when the snapshot holds the memory and device state: reverting to it brings the machine back running. */
   hasMemory: boolean;
+  /** The guest's file systems were frozen by its agent when the disks were taken (false: not, or not known). */
+  quiesced: boolean;
   /** Absolute paths of the snapshot's frozen layers, one per disk. */
   layers: string[];
   /** Bytes this snapshot's own layers occupy on the host disk (not counting the layers below). */
@@ -114,6 +118,8 @@ export interface SnapshotTreeNode {
   takenWhileRunning: boolean;
   /** Holds the memory state: reverting to it brings the machine back running. */
   hasMemory: boolean;
+  /** Disks taken with the guest's file systems frozen by its agent. */
+  quiesced: boolean;
   /** Ids of linked clones hanging on this snapshot. */
   lockedBy: string[];
   /** An automatic checkpoint (false for the 'current' node). */
@@ -233,6 +239,8 @@ export interface RevertResult {
   poweredOn: boolean;
   /** Why a memory state could not be loaded (the disks were reverted, the machine is off), or null. */
   stateLoadError: string | null;
+  /** After a memory state was loaded: whether the guest's clock was set to the host's (by its agent); else null. */
+  guestClock: ClockOutcome | null;
 }
 
 /** A machine's real power state, from its QEMU process (the manifest is brought in line with it). */
@@ -262,7 +270,8 @@ export interface StopMachineOptions {
 }
 
 export interface StopMachineResult {
-  method: 'already-off' | 'acpi' | 'quit' | 'kill';
+  /** 'agent': the guest ignored the ACPI power button and its guest agent shut it down. */
+  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill';
   ms: number;
 }
 

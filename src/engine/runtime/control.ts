@@ -1,10 +1,12 @@
-// A running machine's power: pause, resume, and stopping it (ACPI power button, then QMP quit, then a kill).
+// A running machine's power: pause, resume, and stopping it (ACPI power button, then the guest agent's shutdown,
+// then QMP quit, then a kill).
 import { rm } from 'node:fs/promises';
 import { QemuError, isQemuError } from './errors';
 import { runtimeFiles } from './files';
+import { agentShutdown } from './guest-actions';
 import { waitForExit } from './process';
 import { QmpClient } from './qmp';
-import { cleanStale, livePid, machineStatus, type QemuOptions, type RuntimeStatus } from './qemu';
+import { cleanStale, livePid, machineStatus, readInfo, type QemuOptions, type RuntimeStatus } from './qemu';
 
 /** Connects to the running machine's QMP, or throws NOT_RUNNING. */
 export async function connectMachine(folder: string, options: QemuOptions = {}): Promise<QmpClient> {
@@ -41,17 +43,26 @@ export interface StopOptions extends QemuOptions {
   force?: boolean;
   /** How long the guest gets to shut down after the ACPI power button (default 60000 ms). */
   powerdownTimeoutMs?: number;
+  /**
+   * When a guest with an agent has not reacted to the ACPI power button after this long (default: a third of
+   * powerdownTimeoutMs, at most 20000 ms), its agent is asked to shut it down for the rest of the time.
+   */
+  acpiGraceMs?: number;
 }
 
 export interface StopResult {
-  /** How the process ended: the guest shut down, QEMU quit, or it was killed; 'already-off' when nothing ran. */
-  method: 'already-off' | 'acpi' | 'quit' | 'kill';
+  /**
+   * How the process ended: the guest shut down on the ACPI power button, or (ignoring it) on its agent's request,
+   * QEMU quit, or it was killed; 'already-off' when nothing ran.
+   */
+  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill';
   ms: number;
 }
 
 /**
- * Powers the machine off: the ACPI power button and up to `powerdownTimeoutMs` for the guest to shut down,
- * then QMP `quit`, then SIGKILL. A paused machine is resumed first so its guest can see the button.
+ * Powers the machine off: the ACPI power button and up to `powerdownTimeoutMs` for the guest to shut down (a
+ * guest that ignores the button but has an agent is asked by the agent after `acpiGraceMs`), then QMP `quit`,
+ * then SIGKILL. A paused machine is resumed first so its guest can see the button.
  */
 export async function stopMachine(folder: string, options: StopOptions = {}): Promise<StopResult> {
   const files = runtimeFiles(folder);
@@ -76,7 +87,12 @@ export async function stopMachine(folder: string, options: StopOptions = {}): Pr
       const state = await qmp.execute<{ status: string }>('query-status');
       if (state.status !== 'running') await qmp.execute('cont').catch(() => {});
       await qmp.execute('system_powerdown');
-      if (await waitForExit(pid, options.powerdownTimeoutMs ?? 60000)) return await done('acpi');
+      const timeoutMs = options.powerdownTimeoutMs ?? 60000;
+      const graceMs = Math.min(options.acpiGraceMs ?? Math.min(timeoutMs / 3, 20000), timeoutMs);
+      if (await waitForExit(pid, graceMs)) return await done('acpi');
+      // A guest shutting down stops its agent early (the channel closes): mostly a guest that ignored the button is asked.
+      const asked = await agentShutdown(qmp, (await readInfo(files))?.agentSocket).catch(() => false);
+      if (await waitForExit(pid, Math.max(0, timeoutMs - (performance.now() - t0)))) return await done(asked ? 'agent' : 'acpi');
     }
     if (qmp !== null && !qmp.closed) {
       await qmp.execute('quit', undefined, 5000).catch(() => {}); // the reply may race the socket closing

@@ -15,6 +15,8 @@ export const RUNTIME_FILES = {
   consoleSocket: 'console.sock',
   /** QEMU's VNC server for the machine's screen (a unix socket: nobody else on the host can connect). */
   displaySocket: 'display.sock',
+  /** The guest agent's virtio-serial channel (org.qemu.guest_agent.0) as a socket: QGA requests go here. */
+  agentSocket: 'agent.sock',
   /** Held while a start or stop is under way (StartLock). */
   startLock: 'qemu.starting',
   /** Everything the guest writes to its serial port, appended by QEMU itself (chardev logfile=), so the log is complete even when no process of ours is attached. */
@@ -51,6 +53,7 @@ export interface RuntimeFiles {
   qmpSocket: string;
   consoleSocket: string;
   displaySocket: string;
+  agentSocket: string;
 }
 
 /** A unix socket path must fit sun_path (104-108 bytes); long folders get their sockets in a short per-user dir. */
@@ -62,13 +65,15 @@ export function runtimeFiles(folder: string): RuntimeFiles {
   let qmpSocket = join(dir, RUNTIME_FILES.qmpSocket);
   let consoleSocket = join(dir, RUNTIME_FILES.consoleSocket);
   let displaySocket = join(dir, RUNTIME_FILES.displaySocket);
-  if ([qmpSocket, consoleSocket, displaySocket].some((s) => s.length > MAX_SOCKET_PATH)) {
+  let agentSocket = join(dir, RUNTIME_FILES.agentSocket);
+  if ([qmpSocket, consoleSocket, displaySocket, agentSocket].some((s) => s.length > MAX_SOCKET_PATH)) {
     const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
     const key = createHash('sha256').update(dir).digest('hex').slice(0, 16);
     const short = join(tmpdir(), `vmsnap-${uid}`);
     qmpSocket = join(short, `${key}-qmp.sock`);
     consoleSocket = join(short, `${key}-console.sock`);
     displaySocket = join(short, `${key}-display.sock`);
+    agentSocket = join(short, `${key}-agent.sock`);
   }
   return {
     folder: dir,
@@ -80,6 +85,7 @@ export function runtimeFiles(folder: string): RuntimeFiles {
     qmpSocket,
     consoleSocket,
     displaySocket,
+    agentSocket,
   };
 }
 

@@ -11,7 +11,8 @@
 // pauseMs is that stop as QEMU saw it: from its STOP event to its RESUME event (their QEMU timestamps).
 // QEMU waits for the `exec:` command to exit before it lets the guest resume, so that command is only `cat`
 // plus a marker file made by a shell builtin; the state is synced and renamed to its name after the resume.
-// A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all.
+// A disk-only snapshot is just the transaction, which is atomic on its own: no pause at all; when the guest's
+// agent answers, its file systems are frozen around it (quiesced: consistent like a clean shutdown).
 // A thumbnail of the screen is dumped raw (PPM) right after the transaction, inside the stop, and made a small PNG
 // once the guest runs again (see thumbnail.ts).
 import { open, rename, rm, stat, unlink } from 'node:fs/promises';
@@ -23,6 +24,7 @@ import { runtimeFiles } from './files';
 import type { DisplayDevice } from './display';
 import { fileNodeName, formatNodeFiles } from './block-nodes';
 import type { QmpClient } from './qmp';
+import { withFrozenGuest, type QuiesceOptions, type QuiesceOutcome } from './guest-actions';
 import { connectMachine, stopMachine } from './control';
 import { machineStatus, runtimeInfo, shellQuote, type MachineConfig, type QemuOptions, type RuntimeInfo } from './qemu';
 import { qemuWords, startMachine, type StartResult } from './start';
@@ -62,11 +64,17 @@ export interface RunningSnapshotResult {
   thumbnail: string | null;
   /** How long the raw screendump took inside the stop (0 without one). */
   screenMs: number;
+  /** The machine has the guest agent's channel (a state saved now loads only with it). */
+  guestAgent: boolean;
+  /** Disk-only: whether the guest's file systems were frozen at the switch, and why not; null with memory. */
+  quiesce: QuiesceOutcome | null;
 }
 
 export interface SnapshotOptions extends QemuOptions {
   /** Time-out for saving the memory state (default 120000 ms). */
   stateTimeoutMs?: number;
+  /** Time-outs of the guest agent that quiesces a disk-only snapshot. */
+  quiesce?: QuiesceOptions;
 }
 
 interface BlockInfo {
@@ -166,14 +174,15 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
     const thumbnailDone = async (): Promise<string | null> => (thumbnail !== null && screenDumped && (await finishThumbnail(thumbnail)) ? thumbnail : null);
     const stateFile = request.stateFile === null ? null : resolve(request.stateFile);
     if (stateFile === null) {
+      let quiesce: QuiesceOutcome;
       try {
-        await snapshotDisks();
+        ({ quiesce } = await withFrozenGuest(qmp, info.agentSocket, wasRunning, snapshotDisks, options.quiesce));
       } catch (e) {
         await undo();
         throw e;
       }
       await dumpScreen();
-      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: await thumbnailDone(), screenMs };
+      return { frozenLayers, newTops, stateFile, stateBytes: 0, pauseMs: 0, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: await thumbnailDone(), screenMs, quiesce };
     }
 
     const saved = await saveStateAround(qmp, stateFile, options, {
@@ -199,14 +208,21 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
         switched: { frozenLayers, newTops },
       });
     }
-    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: thumbnailWritten, screenMs };
+    return { frozenLayers, newTops, stateFile, stateBytes, pauseMs: saved.pauseMs, totalMs: performance.now() - t0, ...about(info), resumed: wasRunning, thumbnail: thumbnailWritten, screenMs, quiesce: null };
   } finally {
     qmp.close();
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display'> {
-  return { machineType: info.machineType, accel: info.accel, qemuVersion: info.qemuVersion, cdrom: info.cdrom ?? null, display: info.display ?? 'none' };
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display' | 'guestAgent'> {
+  return {
+    machineType: info.machineType,
+    accel: info.accel,
+    qemuVersion: info.qemuVersion,
+    cdrom: info.cdrom ?? null,
+    display: info.display ?? 'none',
+    guestAgent: info.agentSocket !== undefined,
+  };
 }
 
 interface Switchover {

@@ -42,6 +42,11 @@ export interface MachineConfig {
   cdrom?: string;
   /** The display device, shown over VNC on the folder's display socket; absent: none (a headless machine). */
   display?: DisplayDevice;
+  /**
+   * The guest agent's virtio-serial channel (a unix socket in the folder). Default on; off only to load a state
+   * saved before machines had it (a state loads only into the devices it was saved with).
+   */
+  guestAgent?: boolean;
 }
 
 export interface QemuOptions {
@@ -109,6 +114,8 @@ export interface RuntimeInfo {
   display?: DisplayDevice;
   /** The VNC server's unix socket, when the machine has a display. */
   displaySocket?: string;
+  /** The guest agent channel's socket; absent when QEMU runs without the channel (a state saved before it existed). */
+  agentSocket?: string;
 }
 
 /** serial.log is kept below this size: a start moves a bigger one to serial.log.1. */
@@ -164,6 +171,14 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
     '-mon', 'chardev=qmp0,mode=control',
     '-pidfile', files.pidFile,
   );
+  if (config.guestAgent !== false) {
+    // The guest agent's channel: qemu-guest-agent in the guest opens the port by this name.
+    args.push(
+      '-device', 'virtio-serial-pci,id=vserial0',
+      '-chardev', `socket,id=agent0,path=${opt(files.agentSocket)},server=on,wait=off`,
+      '-device', 'virtserialport,bus=vserial0.0,chardev=agent0,name=org.qemu.guest_agent.0',
+    );
+  }
   if (options.paused || options.incomingStateFile !== undefined) args.push('-S');
   if (options.incomingStateFile !== undefined) args.push('-incoming', `exec:cat ${shellQuote(resolve(options.incomingStateFile))}`);
   return args;
@@ -227,7 +242,7 @@ export async function runningPid(folder: string): Promise<number | null> {
 export async function cleanStale(files: RuntimeFiles): Promise<void> {
   const starter = await readPid(files.startLock);
   if (starter !== null && isProcessAlive(starter)) return; // a start in progress owns these files
-  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket]) await unlink(f).catch(() => {});
+  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket, files.agentSocket]) await unlink(f).catch(() => {});
 }
 
 /** The power state from the pidfile and QMP, correct after our process (CLI, extension) restarted. */

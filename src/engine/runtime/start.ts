@@ -39,7 +39,7 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
     if (pid !== null) {
       throw new QemuError('ALREADY_RUNNING', `Machine "${config.name}" is already running (QEMU pid ${pid}); stop it first.`);
     }
-    for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket]) await unlink(f).catch(() => {});
+    for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket, files.agentSocket]) await unlink(f).catch(() => {});
     if (dirname(files.qmpSocket) !== files.folder) await mkdir(dirname(files.qmpSocket), { recursive: true, mode: 0o700 });
     await rotateSerialLog(files);
     return await spawnWithForwards(config, files, options);
@@ -150,6 +150,7 @@ async function spawnQemu(config: MachineConfig, files: RuntimeFiles, options: St
       argv: [exe, ...args],
       drives: config.disks.map((_, i) => `drive${i}`),
       forwards: options.boundForwards ?? [],
+      ...(config.guestAgent === false ? {} : { agentSocket: files.agentSocket }),
       ...(config.cdrom === undefined ? {} : { cdrom: resolve(config.cdrom) }),
       display: config.display ?? 'none',
       ...((config.display ?? 'none') === 'none' ? {} : { displaySocket: files.displaySocket }),

@@ -73,6 +73,8 @@ export async function stopMachine(ctx: CommandContext, target: Target, args: Sto
   const how =
     result.method === 'acpi'
       ? vscode.l10n.t('the guest shut down')
+      : result.method === 'agent'
+        ? vscode.l10n.t('the guest ignored the power button; its guest agent shut it down')
       : result.method === 'quit'
         ? vscode.l10n.t('QEMU quit')
         : result.method === 'kill'

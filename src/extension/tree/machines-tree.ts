@@ -113,7 +113,15 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       .library()
       .then((lib) => lib.show(node.machine.id))
       .catch(() => undefined);
-    item.tooltip = machineTooltip(node, details);
+    // What the guest's agent says (hostname, OS, addresses) while it runs; a silent agent costs a short time-out.
+    const guest =
+      node.machine.powerState === 'off'
+        ? null
+        : await this.service
+            .library()
+            .then((lib) => lib.guestInfo(node.machine.id))
+            .catch(() => null);
+    item.tooltip = machineTooltip(node, details, guest);
     return item;
   }
 

@@ -1,7 +1,7 @@
 // How each row of the Machines tree looks: label, icon, description and tooltip, from the row's data.
 import * as vscode from 'vscode';
 import { basename, join } from 'node:path';
-import type { MachineDetails, PowerState } from '../../engine/machine';
+import type { GuestInfo, MachineDetails, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import { powerLabel } from '../labels';
 import { cloneKind, contextValue, type BrokenNode, type CloneKindLabel, type CloneRefNode, type CurrentNode, type MachineNode, type SnapshotNode, type TreeNode } from './nodes';
@@ -46,7 +46,7 @@ function machineItem(node: MachineNode): vscode.TreeItem {
 }
 
 /** A machine row's tooltip; with its details (when hovered), also the cloud image it runs on and its guest user. */
-export function machineTooltip(node: MachineNode, details?: MachineDetails): vscode.MarkdownString {
+export function machineTooltip(node: MachineNode, details?: MachineDetails, guest: GuestInfo | null = null): vscode.MarkdownString {
   const m = node.machine;
   const kind = cloneKind(m);
   const t = new vscode.MarkdownString(undefined, true);
@@ -70,11 +70,23 @@ export function machineTooltip(node: MachineNode, details?: MachineDetails): vsc
       `${vscode.l10n.t('CPUs')}: ${m.cpus} · ${vscode.l10n.t('Memory')}: ${m.memoryMiB} MiB · MAC ${m.macAddress}`,
       `UUID ${m.id}`,
       `${vscode.l10n.t('Folder')}: \`${m.folder}\``,
+      ...guestLines(guest),
     ]
       .filter((l) => l !== '')
       .join('  \n'),
   );
   return t;
+}
+
+/** The guest as its agent describes it (running machines only). */
+function guestLines(g: GuestInfo | null): string[] {
+  if (g === null) return [];
+  if (g.agent !== 'answering') return [`$(plug) ${vscode.l10n.t('Guest agent: not answering')}`];
+  const addresses = g.addresses.filter((a) => a.family === 'ipv4' || !a.address.startsWith('fe80:')).map((a) => escape(a.address));
+  return [
+    `$(vm) ${vscode.l10n.t('Guest')}: ${escape(g.hostname ?? '-')}${g.os === null ? '' : ` · ${escape(g.os)}`}`,
+    addresses.length === 0 ? '' : `${vscode.l10n.t('Addresses')}: ${addresses.join(', ')}`,
+  ];
 }
 
 function snapshotItem(node: SnapshotNode): vscode.TreeItem {
@@ -126,7 +138,9 @@ export function snapshotTooltip(node: SnapshotNode, picture: string | null): vsc
       s.hasMemory
         ? `$(play-circle) ${vscode.l10n.t('Holds the memory of the running machine: reverting to it brings the machine back running where it was.')}`
         : s.takenWhileRunning
-          ? vscode.l10n.t('Disks only (no memory): reverting to it leaves the machine off; it boots from these disks.')
+          ? `${vscode.l10n.t('Disks only (no memory): reverting to it leaves the machine off; it boots from these disks.')} ${
+              s.quiesced ? vscode.l10n.t('Quiesced: the guest agent froze its file systems.') : vscode.l10n.t('Not quiesced (crash-consistent).')
+            }`
           : '',
       `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('its own changes')})`,
       `${vscode.l10n.t('Path')}: ${escape(node.path)}`,
