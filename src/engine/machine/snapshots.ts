@@ -261,7 +261,7 @@ async function takeRunningLocked(
     // No screen to dump (no display device): the snapshot has no thumbnail.
     if (r.thumbnail === null) delete record.thumbnail;
     if (r.stateFile !== null) {
-      record.vm = { cpus: m.cpus, memoryMiB: m.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion, guestAgent: r.guestAgent };
+      record.vm = { cpus: r.cpus, memoryMiB: r.memoryMiB, macAddress: m.macAddress, machineType: r.machineType, accel: r.accel, qemuVersion: r.qemuVersion, guestAgent: r.guestAgent };
       if (r.cdrom !== null) record.vm.cdrom = r.cdrom;
       record.vm.display = r.display;
     }

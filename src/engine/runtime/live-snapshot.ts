@@ -51,6 +51,9 @@ export interface RunningSnapshotResult {
   pauseMs: number;
   totalMs: number;
   /** The machine type and accelerator the state was saved with: load it with the same. */
+  /** The CPUs and memory QEMU runs with (a state loads only with them; the manifest may have changed since). */
+  cpus: number;
+  memoryMiB: number;
   machineType: string;
   accel: 'kvm' | 'tcg';
   qemuVersion: string;
@@ -214,8 +217,11 @@ export async function snapshotRunning(folder: string, request: RunningSnapshotRe
   }
 }
 
-function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display' | 'guestAgent'> {
+function about(info: RuntimeInfo): Pick<RunningSnapshotResult, 'cpus' | 'memoryMiB' | 'machineType' | 'accel' | 'qemuVersion' | 'cdrom' | 'display' | 'guestAgent'> {
+  const arg = (flag: string): string => info.argv[info.argv.indexOf(flag) + 1] ?? '';
   return {
+    cpus: Number.parseInt(arg('-smp'), 10),
+    memoryMiB: Number.parseInt(arg('-m'), 10),
     machineType: info.machineType,
     accel: info.accel,
     qemuVersion: info.qemuVersion,

@@ -156,6 +156,20 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     await lib.stopMachine('guest', { force: true });
   });
 
+  it('a memory snapshot records the memory QEMU runs with, not a size edited since: its revert loads', async () => {
+    if ((await lib.machineStatus('guest')).powerState !== 'off') await lib.stopMachine('guest', { force: true });
+    await lib.editMachine('guest', { memoryMiB: 64 });
+    const st = await lib.startMachine('guest');
+    await waitForCounts(st.serialLog, 2);
+    await lib.editMachine('guest', { memoryMiB: 96 }); // for the next start
+    const s = await lib.takeSnapshot('guest', 'before the edit applies');
+    assert.equal(s.hasMemory, true);
+    const r = await lib.revert('guest', s.id, { discardCurrent: true });
+    assert.equal(r.poweredOn, true, String(r.stateLoadError));
+    await lib.stopMachine('guest', { force: true });
+    await lib.editMachine('guest', { memoryMiB: 64 });
+  });
+
   it('takes 40 snapshots in one QEMU session: the file QEMU writes into is known past its 4 KiB chain description', async () => {
     // QEMU's filename for a top node describes the whole chain as json:{...} and is cut at 4 KiB (~27 layers).
     if ((await lib.machineStatus('guest')).powerState !== 'off') await lib.stopMachine('guest', { force: true });
