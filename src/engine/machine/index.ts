@@ -7,3 +7,4 @@ export { MAX_NAME_LENGTH, folderSlug, validateName } from './names';
 export type * from './types';
 export type { BrokenMachine } from './store';
 export type { SshHostBlock } from './ssh-config';
+export type { Screenshot } from './screen';

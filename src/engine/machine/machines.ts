@@ -13,6 +13,7 @@ import { details } from './machine-info';
 import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, writeManifest, type Manifest } from './manifest';
 import { validateDescription, validateName } from './names';
 import { refuseMachineIdLikeName } from './resolve-ref';
+import { checkDisplay } from './screen';
 import { runtimeCall } from './power';
 import { DEFAULT_CPUS, DEFAULT_DISK_SIZE, DEFAULT_MEMORY_MIB, validateDiskSize, validateSettings } from './settings';
 import { step } from './steps';
@@ -75,6 +76,7 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
   validateSettings(changes);
   if (changes.forwards !== undefined) checkForwardChanges(changes.forwards);
   const iso = typeof changes.iso === 'string' ? await checkIso(changes.iso) : changes.iso;
+  const display = changes.display === undefined ? undefined : checkDisplay(changes.display);
   return ctx.withMachine(ref, 'edit', async (e, all) => {
     const m = cloneManifest(e.manifest);
     if (name !== undefined) refuseMachineIdLikeName(name, all);
@@ -86,6 +88,8 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
     if (iso === null) delete m.cdrom;
     else if (iso !== undefined) m.cdrom = iso;
     if (changes.forwards !== undefined) applyForwardChanges(m, changes.forwards);
+    // The display too: a running QEMU keeps its devices (a memory state loads only into them).
+    if (display !== undefined) m.display = display;
     m.revision++;
     await writeManifest(e.folder, m);
     step('edit machine: manifest written');
