@@ -4,6 +4,7 @@ import { CommandContext } from './commands/context';
 import { registerCommands } from './commands/register-commands';
 import { ConsoleTerminals } from './console/console-terminal';
 import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
+import { DisplayPanel } from './display/display-panel';
 import { DevMachineStatus, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
 import { RemoteWindowMachine } from './dev/remote-window';
 import { LibraryService } from './library-service';
@@ -60,6 +61,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
       if (e.affectsConfiguration('vmsnap.devMachine')) tree.refresh();
     }),
     { dispose: () => ComparePanel.disposeAll() },
+    { dispose: () => DisplayPanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(
     { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },
