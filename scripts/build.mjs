@@ -1,7 +1,7 @@
 // Bundles each entry point into one CommonJS file in dist/. Type-checking is its own step (npm run typecheck).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 
 const entries = {
   cli: 'src/cli/main.ts',
@@ -56,7 +56,6 @@ await Promise.all([
     target: 'es2022',
     minify: true,
     sourcemap: false,
-    legalComments: 'linked',
     plugins: [novncTopLevelAwait],
     logLevel: 'warning',
   }),
@@ -84,3 +83,7 @@ await Promise.all([
     logLevel: 'warning',
   }),
 ]);
+
+// noVNC is MPL-2.0: its licence travels with the bundle that contains it.
+await mkdir('dist/webview', { recursive: true });
+await copyFile('node_modules/@novnc/novnc/LICENSE.txt', 'dist/webview/novnc-LICENSE.txt');
