@@ -26,6 +26,9 @@ export class DisplayPanel implements vscode.Disposable {
   private relay: RfbRelay | null = null;
   private connecting = false;
   private retry: NodeJS.Timeout | undefined;
+  /** When the current session opened, and the wait before the next attempt when sessions keep failing at once. */
+  private openedAt = 0;
+  private backoffMs = 200;
   private status: DisplayStatus;
   private nextRequest = 1;
   private readonly probes = new Map<number, (r: ProbeReply) => void>();
@@ -137,6 +140,7 @@ export class DisplayPanel implements vscode.Disposable {
         return;
       }
       const session = ++this.session;
+      this.openedAt = Date.now();
       this.post({ type: 'open', session });
       this.relay = new RfbRelay(
         socket,
@@ -157,11 +161,13 @@ export class DisplayPanel implements vscode.Disposable {
     this.relay = null;
     this.post({ type: 'close', session, reason });
     if (this.disposed) return;
+    // A connection that fails at once again and again (a stream the client cannot take) is retried ever more slowly.
+    this.backoffMs = Date.now() - this.openedAt < 3000 ? Math.min(this.backoffMs * 2, 10_000) : 200;
     void this.service
       .library()
       .then((lib) => this.setStatus(lib, false, reason ?? vscode.l10n.t('The connection to the screen ended; waiting for the machine…')))
       .catch(() => undefined)
-      .finally(() => this.scheduleRetry(200));
+      .finally(() => this.scheduleRetry(this.backoffMs));
   }
 
   private scheduleRetry(ms = RECONNECT_MS): void {
