@@ -29,6 +29,12 @@ let status: DisplayStatus | null = null;
 let rfb: RFB | null = null;
 let channel: RelayChannel | null = null;
 let rfbState: 'none' | 'connecting' | 'connected' | 'disconnected' = 'none';
+/** Why this page ended the last session itself (a screen too large to show), until a session connects. */
+let problem: string | null = null;
+let sizeWatch: MutationObserver | null = null;
+
+/** A screen larger than this is refused: QEMU's largest modes are far smaller, a bigger one is a broken stream. */
+const MAX_SCREEN_PIXELS = 8192 * 8192;
 
 /** Bytes as they arrive through postMessage: a Uint8Array, or (older hosts) an ArrayBuffer or a plain array. */
 function toBytes(v: unknown): Uint8Array {
@@ -110,8 +116,20 @@ function startClient(session: number): void {
   client.resizeSession = false;
   client.focusOnClick = true;
   client.background = '#000';
+  // noVNC sizes its canvas as the server says (ServerInit, DesktopSize): refuse an absurd size before drawing.
+  sizeWatch = new MutationObserver(() => {
+    const c = canvas();
+    if (c === null || rfb !== client || c.width * c.height <= MAX_SCREEN_PIXELS) return;
+    problem = `The machine announced a ${c.width}×${c.height} screen, larger than the tab shows; trying again…`;
+    c.width = 0;
+    c.height = 0;
+    channel?.close();
+    render();
+  });
+  sizeWatch.observe(target, { subtree: true, childList: true, attributes: true, attributeFilter: ['width', 'height'] });
   client.addEventListener('connect', () => {
     if (rfb !== client) return;
+    problem = null;
     rfbState = 'connected';
     last.hidden = true;
     render();
@@ -130,6 +148,8 @@ function startClient(session: number): void {
 }
 
 function stopClient(): void {
+  sizeWatch?.disconnect();
+  sizeWatch = null;
   const old = rfb;
   rfb = null;
   channel?.ended(null);
@@ -148,8 +168,8 @@ function render(): void {
   const s = status;
   const live = s.connected && rfbState === 'connected';
   statusLine.textContent = live ? `${s.machineName}: ${s.power}` : `${s.machineName}: ${s.power}. ${s.message ?? (rfbState === 'connecting' ? 'Connecting…' : '')}`.trim();
-  notice.hidden = live || (s.connected && rfbState === 'connecting');
-  notice.textContent = s.message ?? '';
+  notice.hidden = problem === null && (live || (s.connected && rfbState === 'connecting'));
+  notice.textContent = problem ?? s.message ?? '';
   cadButton.disabled = !live;
   scaleButton.textContent = fit ? (scaleButton.dataset['actual'] ?? '1:1') : (scaleButton.dataset['fit'] ?? 'Scale to Fit');
   scaleButton.title = fit ? (scaleButton.dataset['actualTitle'] ?? '') : (scaleButton.dataset['fitTitle'] ?? '');
