@@ -5,6 +5,7 @@ import { registerCommands } from './commands/register-commands';
 import { ConsoleTerminals } from './console/console-terminal';
 import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
 import { AutoCheckpoints } from './dev/auto-checkpoints';
+import { DisplayPanel } from './display/display-panel';
 import { DevMachineStatus, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
 import { RemoteWindowMachine } from './dev/remote-window';
 import { LibraryService } from './library-service';
@@ -62,6 +63,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     }),
     { dispose: () => ComparePanel.disposeAll() },
     new AutoCheckpoints(service, devMachineRef),
+    { dispose: () => DisplayPanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(
     { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },

@@ -11,6 +11,8 @@ const ARTIFACTS = join(ROOT, 'test-artifacts');
 
 export interface Workbench {
   page: Page;
+  /** code-server's pid, which leads its process group (the extension host is in it). */
+  serverPid: number;
   /** A screenshot in test-artifacts/NAME.png. */
   shot(name: string): Promise<void>;
   /** For afterEach: a failed test leaves a picture of what the workbench showed. */
@@ -40,6 +42,7 @@ export async function openWorkbench(settings: Record<string, unknown>): Promise<
     };
     return {
       page,
+      serverPid: server.pid,
       shot,
       async shotIfFailed(test) {
         if (test?.state !== 'failed') return;

@@ -1,5 +1,5 @@
 // `vmsnap vm edit`: a machine's settings: name, note, CPUs, memory, the ISO in its CD drive, its port forwards,
-// its automatic checkpoints.
+// its display device and its automatic checkpoints.
 import { formatInterval, type AutoCheckpointPolicy, type EditMachineOptions, type MachineDetails } from '../../engine/machine';
 import { UsageError, type Command, type Invocation } from '../args';
 import { emit, type CliContext } from '../output';
@@ -7,12 +7,14 @@ import { hardwareOptions, intOption, openLibrary, VM_ARG } from './shared';
 
 export const vmEditCommand: Command<CliContext> = {
   name: 'edit',
-  summary: 'change a machine\'s name, note, CPUs, memory, CD (--iso, --eject) or port forwards; effective at the next start',
+  summary: 'change a machine\'s name, note, CPUs, memory, CD (--iso, --eject), port forwards or display; effective at the next start',
   description: [
     'Forwards listen on 127.0.0.1 only. --forward takes a comma-separated list of HOSTPORT:GUESTPORT (one forward per',
     'guest port: a new one replaces the old; 22 sets the SSH port); when HOSTPORT is taken at start, the next free',
     'port is used and `vm start` says so. --no-forward takes a comma-separated list of guest ports, or all.',
     'The ISO is used where it is (never copied or written); it boots when the disk has no operating system yet.',
+    '--display: std (standard VGA, the default), virtio (virtio-vga) or none (no screen); a running machine keeps its',
+    'display until it is stopped and started (a revert to a snapshot with memory gets the display it was taken with).',
     '',
     'Automatic checkpoints (off by default): --auto-every takes one every interval (30m, 2h, 1d, 90s) while a',
     'scheduler runs (VS Code with the extension, or `vmsnap auto run`), skipped when the machine did not change',
@@ -34,6 +36,7 @@ export const vmEditCommand: Command<CliContext> = {
     { name: 'eject', kind: 'boolean', description: 'take the ISO image out of the CD drive' },
     { name: 'forward', kind: 'value', valueName: 'HOST:GUEST[,...]', description: 'forward 127.0.0.1:HOST to the guest\'s port GUEST' },
     { name: 'no-forward', kind: 'value', valueName: 'GUEST[,...]|all', description: 'stop forwarding to these guest ports' },
+    { name: 'display', kind: 'value', valueName: 'std|virtio|none', description: 'the display device (its screen: Open Display, vm screenshot)' },
     { name: 'auto-every', kind: 'value', valueName: 'INTERVAL', description: 'automatic checkpoints every INTERVAL (30m, 2h, 1d, 90s)' },
     { name: 'auto-keep', kind: 'value', valueName: 'N', description: 'keep the newest N automatic checkpoints (default 8)' },
     { name: 'auto-daily', kind: 'value', valueName: 'D', description: 'also keep the newest of each of the D most recent days' },
@@ -41,7 +44,7 @@ export const vmEditCommand: Command<CliContext> = {
     { name: 'auto-off', kind: 'boolean', description: 'turn automatic checkpoints off (the checkpoints stay)' },
   ],
   choices: [{ flags: ['iso', 'eject'], required: false }],
-  examples: ['vmsnap vm edit dev --memory 4096', 'vmsnap vm edit dev --iso ~/Downloads/debian-12.iso', 'vmsnap vm edit dev --eject', 'vmsnap vm edit dev --forward 8080:80,5433:5432', 'vmsnap vm edit dev --no-forward all', 'vmsnap vm edit dev --auto-every 30m --auto-keep 8 --auto-daily 3 --auto-weekly 2', 'vmsnap vm edit dev --auto-off'],
+  examples: ['vmsnap vm edit dev --memory 4096', 'vmsnap vm edit dev --iso ~/Downloads/debian-12.iso', 'vmsnap vm edit dev --eject', 'vmsnap vm edit dev --forward 8080:80,5433:5432', 'vmsnap vm edit dev --no-forward all', 'vmsnap vm edit dev --display virtio', 'vmsnap vm edit dev --auto-every 30m --auto-keep 8 --auto-daily 3 --auto-weekly 2', 'vmsnap vm edit dev --auto-off'],
   async run(inv, ctx) {
     const changes: EditMachineOptions = hardwareOptions(inv);
     const name = inv.value('name');
@@ -59,11 +62,18 @@ export const vmEditCommand: Command<CliContext> = {
     }
     const auto = autoPolicyOptions(inv);
     if (auto !== undefined) changes.autoCheckpoints = auto;
+    const display = inv.value('display');
+    if (display !== undefined) {
+      const d = display.trim();
+      if (d !== 'std' && d !== 'virtio' && d !== 'none') throw new UsageError(`--display "${display}" is not std, virtio or none.`, inv.path);
+      changes.display = d;
+    }
     if (Object.keys(changes).length === 0) throw new UsageError('Nothing to change: give at least one of the options.', inv.path);
     const lib = await openLibrary(inv, ctx);
     const ref = inv.required('VM');
     const m = await lib.editMachine(ref, changes);
-    emit(ctx, m, () => [`Changed "${m.name}".`, ...describeDevices(m), ...(auto === undefined ? [] : [`Auto:        ${m.autoCheckpoints === null ? 'off' : describePolicy(m.autoCheckpoints)}`]), ...(m.powerState === 'off' ? [] : ['The CD drive and forwards change at the next start.'])].join('\n'));
+    const later = changes.display === undefined ? 'The CD drive and forwards change at the next start.' : 'The CD drive, forwards and display change at the next start (stop and start the machine).';
+    emit(ctx, m, () => [`Changed "${m.name}".`, ...describeDevices(m), ...(auto === undefined ? [] : [`Auto:        ${m.autoCheckpoints === null ? 'off' : describePolicy(m.autoCheckpoints)}`]), ...(m.powerState === 'off' ? [] : [later])].join('\n'));
     return 0;
   },
 };
@@ -106,10 +116,17 @@ export function describePolicy(p: AutoCheckpointPolicy): string {
   return `every ${formatInterval(p.everySeconds)}, keep the newest ${p.keep}${p.daily > 0 ? `, + ${p.daily} daily` : ''}${p.weekly > 0 ? `, + ${p.weekly} weekly` : ''}`;
 }
 
-/** "CD: FILE" and "Forward: 8080 -> guest port 80" lines, as `vm edit` and `vm show` print them. */
+const DISPLAY_WORDS: Record<MachineDetails['display'], string> = {
+  std: 'standard VGA',
+  virtio: 'virtio-vga',
+  none: 'none (no screen)',
+};
+
+/** "CD: FILE", "Display: standard VGA" and "Forward: 8080 -> guest port 80" lines, as `vm edit` and `vm show` print them. */
 export function describeDevices(m: MachineDetails): string[] {
   return [
     `CD:          ${m.iso ?? 'empty'}`,
+    `Display:     ${DISPLAY_WORDS[m.display]}`,
     ...m.forwards.map((f) => `Forward:     127.0.0.1:${f.hostPort ?? 'any free port'} -> guest port ${f.guestPort}${f.guestPort === 22 ? ' (SSH)' : ''}`),
   ];
 }

@@ -10,11 +10,12 @@ import { vmListCommand } from './list';
 import { vmConsoleCommand, vmPauseCommand, vmResumeCommand, vmStartCommand, vmStatusCommand, vmStopCommand } from './power';
 import { vmPromoteCommand } from './promote';
 import { vmRenameCommand } from './rename';
+import { vmScreenshotCommand } from './screenshot';
 import { vmShowCommand } from './show';
 import { vmSshCommand, vmSshConfigCommand } from './ssh';
 
 export const vmVerb: CommandGroup<CliContext> = {
   name: 'vm',
-  summary: 'create, import, list, show, start, stop, ssh into, edit, rename, promote and delete machines',
-  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmStartCommand, vmStopCommand, vmPauseCommand, vmResumeCommand, vmStatusCommand, vmConsoleCommand, vmSshCommand, vmSshConfigCommand, vmEditCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
+  summary: 'create, import, list, show, start, stop, ssh into, screenshot, edit, rename, promote and delete machines',
+  commands: [vmCreateCommand, vmImportCommand, vmListCommand, vmShowCommand, vmDiskCommand, vmStartCommand, vmStopCommand, vmPauseCommand, vmResumeCommand, vmStatusCommand, vmConsoleCommand, vmScreenshotCommand, vmSshCommand, vmSshConfigCommand, vmEditCommand, vmRenameCommand, vmPromoteCommand, vmDeleteCommand],
 };

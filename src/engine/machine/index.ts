@@ -11,3 +11,4 @@ export { systemClock, formatInterval, type AutoCheckpointOptions, type AutoCheck
 export type { AutoTrigger } from './auto-policy';
 export { AutoScheduler, type AutoSchedulePort, type AutoSchedulerOptions } from './auto-scheduler';
 export type { ClockOutcome, GuestAddress, GuestInfo, QuiesceOutcome } from '../runtime';
+export type { Screenshot } from './screen';

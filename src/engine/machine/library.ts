@@ -18,6 +18,7 @@ import { resolveSnapshot } from './tree';
 import * as machines from './machines';
 import * as power from './power';
 import * as queries from './queries';
+import * as screen from './screen';
 import * as snapshots from './snapshots';
 import * as sshConfig from './ssh-config';
 import type { SshHostBlock } from './ssh-config';
@@ -255,6 +256,16 @@ export class Library {
   /** A connection to the machine's serial port (one client at a time; a second waits). No lock: nothing changes. */
   openConsole(ref: string): Promise<Socket> {
     return power.openConsole(this.ctx, ref);
+  }
+
+  /** The unix socket of the running machine's VNC server (its screen). No lock: nothing changes. */
+  displaySocket(ref: string): Promise<string> {
+    return screen.displaySocket(this.ctx, ref);
+  }
+
+  /** A PNG of the running machine's screen, written to `file`. No lock: nothing in the library changes. */
+  screenshot(ref: string, file: string): Promise<screen.Screenshot> {
+    return screen.screenshot(this.ctx, ref, file);
   }
 
   // ---------------------------------------------------------------- snapshots

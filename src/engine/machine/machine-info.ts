@@ -1,6 +1,6 @@
 // The plain records the Library returns about machines and snapshots, with sizes measured on the host disk.
 import { join } from 'node:path';
-import { runningPid } from '../runtime';
+import { DEFAULT_DISPLAY, runningPid } from '../runtime';
 import { bytesOnDisk } from './fsutil';
 import { fromImageError, layerAllocatedBytes } from './layer-files';
 import { forwardsOf } from './devices';
@@ -98,5 +98,6 @@ export async function details(e: MachineEntry, all: MachineEntry[]): Promise<Mac
     iso: e.manifest.cdrom ?? null,
     forwards: forwardsOf(e.manifest).map((f) => ({ ...f })),
     kvmFailedAt: e.manifest.kvmFailedAt ?? null,
+    display: e.manifest.display ?? DEFAULT_DISPLAY,
   };
 }

@@ -13,6 +13,7 @@ import { details } from './machine-info';
 import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, writeManifest, type Manifest } from './manifest';
 import { validateDescription, validateName } from './names';
 import { refuseMachineIdLikeName } from './resolve-ref';
+import { checkDisplay } from './screen';
 import { runtimeCall } from './power';
 import { DEFAULT_AUTO_POLICY, DEFAULT_CPUS, DEFAULT_DISK_SIZE, DEFAULT_MEMORY_MIB, validateAutoPolicy, validateDiskSize, validateSettings } from './settings';
 import { step } from './steps';
@@ -77,6 +78,7 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
   // Checked before the lock with the defaults filled in; the fields left out are taken from the manifest under it.
   if (changes.autoCheckpoints) validateAutoPolicy({ ...DEFAULT_AUTO_POLICY, ...changes.autoCheckpoints });
   const iso = typeof changes.iso === 'string' ? await checkIso(changes.iso) : changes.iso;
+  const display = changes.display === undefined ? undefined : checkDisplay(changes.display);
   return ctx.withMachine(ref, 'edit', async (e, all) => {
     const m = cloneManifest(e.manifest);
     if (name !== undefined) refuseMachineIdLikeName(name, all);
@@ -90,6 +92,8 @@ export async function editMachine(ctx: LibraryContext, ref: string, changes: Edi
     if (changes.forwards !== undefined) applyForwardChanges(m, changes.forwards);
     if (changes.autoCheckpoints === null) delete m.autoCheckpoints;
     else if (changes.autoCheckpoints !== undefined) m.autoCheckpoints = validateAutoPolicy({ ...DEFAULT_AUTO_POLICY, ...m.autoCheckpoints, ...changes.autoCheckpoints });
+    // The display too: a running QEMU keeps its devices (a memory state loads only into them).
+    if (display !== undefined) m.display = display;
     m.revision++;
     await writeManifest(e.folder, m);
     step('edit machine: manifest written');

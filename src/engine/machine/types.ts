@@ -102,6 +102,8 @@ export interface MachineDetails extends Omit<MachineSummary, 'diskCount' | 'snap
   forwards: { guestPort: number; hostPort?: number }[];
   /** The machine runs with TCG because KVM could not run its guest (under the auto accelerator), else null. */
   kvmFailedAt: string | null;
+  /** The display device at its next start: std (standard VGA), virtio (virtio-vga) or none. */
+  display: 'std' | 'virtio' | 'none';
 }
 
 /** A node of the snapshot tree; the current state is a pseudo-node of kind 'current' ("You are here"). */
@@ -203,6 +205,8 @@ export interface EditMachineOptions {
   autoCheckpoints?: Partial<AutoCheckpointPolicy> | null;
   /** Ports to stop forwarding, then forwards to add (one per guest port); effective at the next start. */
   forwards?: { remove?: number[] | 'all'; add?: { guestPort: number; hostPort?: number }[] };
+  /** The display device (std, virtio or none); effective at the next start. */
+  display?: 'std' | 'virtio' | 'none';
 }
 
 export interface DeleteMachineOptions {

@@ -10,6 +10,7 @@ import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from '
 import { newMachineFromImage, type NewFromImageArgs } from './from-image-flow';
 import { importImage, newMachine, openComparison, openReadme, showInComparison, type ImportArgs, type NewMachineArgs } from './library-commands';
 import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
+import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
 import { connectRemoteSsh, openSshTerminal, showSerialLog, type SshCommandArgs } from './ssh-commands';
@@ -55,6 +56,7 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.pauseMachine': (target?: Target) => pauseMachine(ctx, target),
     'vmsnap.resumeMachine': (target?: Target) => resumeMachine(ctx, target),
     'vmsnap.openConsole': (target?: Target) => openConsole(ctx, consoles, target),
+    'vmsnap.openDisplay': (target?: Target) => openDisplay(ctx, target),
     'vmsnap.connectRemoteSsh': (target?: Target, args?: SshCommandArgs) => connectRemoteSsh(ctx, remoteSsh, target, args),
     'vmsnap.openSshTerminal': (target?: Target, args?: SshCommandArgs) => openSshTerminal(ctx, target, args),
     'vmsnap.showSerialLog': (target?: Target) => showSerialLog(ctx, target),
