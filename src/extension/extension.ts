@@ -10,6 +10,7 @@ import { LibraryService } from './library-service';
 import { RemoteSshHolder } from './ssh/remote-ssh';
 import { MachinesTree } from './tree/machines-tree';
 import { ExtensionTestHandle, type TestHandle } from './test-handle';
+import { LOG_CHANNEL_NAME } from './ui/operation-log';
 import { Prompts } from './ui/prompter';
 
 /** Activated lazily: when the Machines view opens, a command runs, or a comparison panel is restored. */
@@ -62,7 +63,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     { dispose: () => ComparePanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(
-    { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },
+    { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir), logFile: vscode.Uri.joinPath(context.logUri, `${LOG_CHANNEL_NAME}.log`).fsPath },
     performance.now() - started,
   );
   context.subscriptions.push(handle);

@@ -10,6 +10,7 @@ import { importImage, newMachine, openComparison, openReadme, showInComparison, 
 import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
+import { deleteSelected, renameSelected } from './selected-row';
 import { connectRemoteSsh, openSshTerminal, showSerialLog, type SshCommandArgs } from './ssh-commands';
 import {
   cloneSnapshot,
@@ -67,6 +68,9 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.showDevMachine': () => showDevMachine(ctx),
     'vmsnap.revealMachine': (target?: Target) => revealMachine(ctx, target),
     'vmsnap.openReadme': () => openReadme(ctx),
+    // F2 and Delete in the Machines view: the selected row's own Rename or Delete, with the same questions.
+    'vmsnap.renameSelected': () => renameSelected(ctx),
+    'vmsnap.deleteSelected': () => deleteSelected(ctx),
   };
   return Object.entries(commands).map(([id, run]) => registerCommand(ctx, id, run));
 }
@@ -74,12 +78,12 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
 /**
  * A command that fails shows its error here, as one message, and returns undefined: whoever ran it (a menu, the
  * palette, the comparison table, a test) gets nothing back, the user reads one sentence, with "Show Clones" next to
- * a refusal that names linked clones.
+ * a refusal that names linked clones. Every run, its duration and its error go to the Output channel.
  */
 function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.Disposable {
   return vscode.commands.registerCommand(id, async (...args: unknown[]) => {
     try {
-      return await (run as (...args: unknown[]) => unknown)(...args);
+      return await ctx.log.run(id, args, async () => (run as (...args: unknown[]) => unknown)(...args));
     } catch (e) {
       return ctx.fail(e, lockedActions(ctx, e));
     }

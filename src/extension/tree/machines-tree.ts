@@ -22,6 +22,9 @@ import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
 import { machineTooltip, treeItem } from './tree-items';
 
+/** A library of at most this many machines shows them expanded the first time: their snapshots at a glance. */
+const EXPAND_UP_TO = 3;
+
 /** How long a listing of the machines waits for their sizes on disk before it shows the rows without them. */
 const SIZE_WAIT_MS = 50;
 
@@ -202,6 +205,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
         machine,
         sizeBytes: this.sizes.get(machine.id),
         isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
+        expandAtFirst: machines.length <= EXPAND_UP_TO,
         ...(machine.powerState === 'off' ? {} : { access: await machineAccess(lib, machine.id) }),
       })),
     );

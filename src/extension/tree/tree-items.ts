@@ -23,7 +23,7 @@ export function treeItem(node: TreeNode): vscode.TreeItem {
 
 function machineItem(node: MachineNode): vscode.TreeItem {
   const m = node.machine;
-  const item = new vscode.TreeItem(m.name, vscode.TreeItemCollapsibleState.Collapsed);
+  const item = new vscode.TreeItem(m.name, node.expandAtFirst === true ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed);
   item.id = node.id;
   item.contextValue = contextValue(node);
   const kind = cloneKind(m);
