@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
+import { formatBytes } from '../../src/extension/format';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
 import { POWER_POLL_MS } from '../../src/extension/tree/power-watch';
@@ -308,6 +309,10 @@ describe('Power and console (QEMU on TCG)', function () {
       assert.match(contextValue(row), /^snapshot:running:.*:memory:$/);
       assert.equal(iconId(api, row), 'play-circle');
       assert.match(String(api.tree.getTreeItem(row).description), /running state/);
+      // Its size counts the saved memory, shown apart in the tooltip.
+      assert.ok(row.snapshot.memoryBytes > 0 && row.snapshot.sizeBytes > row.snapshot.memoryBytes, `sizes ${row.snapshot.sizeBytes} / ${row.snapshot.memoryBytes}`);
+      assert.ok(String(api.tree.getTreeItem(row).description).includes(formatBytes(row.snapshot.sizeBytes)));
+      assert.match((api.tree.getTreeItem(row).tooltip as vscode.MarkdownString).value, /Size on disk: [\d.]+ \w+ \(disk [\d.]+ \w+ \+ memory [\d.]+ \w+\)/);
       assert.ok(offered(menus, contextValue(row), true).includes('vmsnap.revert'), 'revert is offered on a running machine');
 
       // The dialog says what happens: the running state ends, and the snapshot comes back running.

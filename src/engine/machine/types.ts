@@ -37,8 +37,13 @@ export interface SnapshotInfo {
   hasMemory: boolean;
   /** Absolute paths of the snapshot's frozen layers, one per disk. */
   layers: string[];
-  /** Bytes this snapshot's own layers occupy on the host disk (not counting the layers below). */
+  /**
+   * Bytes this snapshot occupies on the host disk: its own layers (not the layers below) plus, for a snapshot of a
+   * running machine, its saved memory and device state (`memoryBytes`).
+   */
   sizeBytes: number;
+  /** Bytes of the saved memory and device state (0 when the snapshot holds none); part of `sizeBytes`. */
+  memoryBytes: number;
   /** Ids of linked clones (any machine in the library) whose disks hang on this snapshot's layers. */
   lockedBy: string[];
 }
@@ -313,7 +318,10 @@ export interface CompareRow {
   /** The machine this row belongs to (for snapshots) or is (for machines and clones). */
   machineId: string;
   createdAt: string;
+  /** On the host disk; for a snapshot, its layers plus its saved memory (`memoryBytes`). */
   sizeBytes: number;
+  /** A snapshot's saved memory and device state, part of `sizeBytes`; 0 for machines and disk-only snapshots. */
+  memoryBytes: number;
   /** What it cannot live without. */
   dependsOn: CompareDependency;
   /** Whether it can run at the same time as its source (snapshots: no; clones: yes). */

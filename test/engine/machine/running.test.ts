@@ -2,7 +2,7 @@
 // The guest is the counting boot sector (test/support/counting-guest.ts), imported as a raw bootable disk; TCG.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { buildSync } from 'esbuild';
 import { join } from 'node:path';
 import { Library, isMachineError, type MachineDetails } from '../../../src/engine/machine';
@@ -56,6 +56,11 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     assert.equal(snap.takenWhileRunning, true);
     assert.equal(snap.hasMemory, true);
     assert.equal((await lib.machineStatus('guest')).powerState, 'running', 'the machine keeps running');
+    // Its size counts the saved memory (QEMU writes zero pages of RAM compactly, the rest in full): disk + memory, both reported.
+    const sizes = (await lib.show('guest')).snapshots.find((s) => s.id === snap.id)!;
+    const layers = sizes.layers.reduce((n, l) => n + statSync(l).blocks * 512, 0);
+    assert.ok(sizes.memoryBytes > 100 * 1024, `the memory state is counted: ${sizes.memoryBytes}`);
+    assert.equal(sizes.sizeBytes, layers + sizes.memoryBytes);
 
     // Refusals while running: clone, deleting the snapshot the running chain reads.
     await rejectsWith(lib.clone('guest', 'copy', { kind: 'linked', from: 'live' }), 'POWERED_ON', 'clone while running');
