@@ -58,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('vmsnap.devMachine')) tree.refresh();
+      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.tree.compactChains')) tree.refresh();
     }),
     { dispose: () => ComparePanel.disposeAll() },
   );

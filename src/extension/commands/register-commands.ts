@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { ConsoleTerminals } from '../console/console-terminal';
 import type { RemoteSshHolder } from '../ssh/remote-ssh';
+import { COMPACT_CHAINS_SETTING } from '../tree/compact-chains';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
@@ -71,8 +72,16 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     // F2 and Delete in the Machines view: the selected row's own Rename or Delete, with the same questions.
     'vmsnap.renameSelected': () => renameSelected(ctx),
     'vmsnap.deleteSelected': () => deleteSelected(ctx),
+    'vmsnap.compactChains': () => setCompactChains(true),
+    'vmsnap.indentEverySnapshot': () => setCompactChains(false),
   };
   return Object.entries(commands).map(([id, run]) => registerCommand(ctx, id, run));
+}
+
+/** The view's title action: the compact tree on or off, for every window (the tree follows the setting). */
+async function setCompactChains(on: boolean): Promise<boolean> {
+  await vscode.workspace.getConfiguration('vmsnap').update(COMPACT_CHAINS_SETTING, on, vscode.ConfigurationTarget.Global);
+  return on;
 }
 
 /**
