@@ -15,7 +15,7 @@ const vscode = acquireVsCodeApi();
 const app = document.getElementById('app')!;
 const SVG = 'http://www.w3.org/2000/svg';
 
-type SortKey = 'kind' | 'name' | 'createdAt' | 'sizeBytes' | 'dependsOn' | 'canRunAlongsideSource' | 'uuid' | 'macAddress' | 'description';
+type SortKey = 'kind' | 'name' | 'createdAt' | 'sizeBytes' | 'dependsOn' | 'description';
 
 interface Column {
   key: SortKey;
@@ -40,15 +40,16 @@ function dependencyWords(d: CompareDependency): string {
   }
 }
 
+/**
+ * Per-row facts, one column each. What belongs to a machine as a whole (UUID, MAC, whether it runs alongside its
+ * source) is said once per machine in the table below, not repeated on each of its snapshots' rows.
+ */
 const columns: Column[] = [
   { key: 'kind', title: 'Kind', cell: (r) => kindWords(r.kind) },
   { key: 'name', title: 'Name', cell: (r) => nameCell(r) },
   { key: 'createdAt', title: 'Created', cell: (r) => timeCell(r.createdAt) },
-  { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r.sizeBytes, max) },
+  { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r, max) },
   { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn) },
-  { key: 'canRunAlongsideSource', title: 'Runs alongside source', cell: (r) => (r.canRunAlongsideSource ? 'yes' : 'no') },
-  { key: 'uuid', title: 'UUID', cell: (r) => code(r.uuid) },
-  { key: 'macAddress', title: 'MAC', cell: (r) => code(r.macAddress) },
   { key: 'description', title: 'Description', cell: (r) => r.description },
 ];
 
@@ -99,10 +100,78 @@ function render(): void {
   }
   picker.addEventListener('change', () => vscode.postMessage({ type: 'selectMachine', machineId: picker.value }));
   const header = el('header', {}, el('h1', {}, 'Snapshots and clones'), el('label', { for: 'machine' }, 'Machine '), picker);
-  const family = el('section', { class: 'family' }, el('h2', {}, 'Snapshot tree'), treeSvg(s.trees, s.rows));
-  const table = rowsTable(s.rows);
-  const legend = el('section', { class: 'legend' }, el('h2', {}, 'Snapshot, linked clone or full clone?'), legendTable());
-  app.append(header, family, el('section', {}, el('h2', {}, 'The family of this machine'), table), status, legend);
+  // The drawing scrolls within at most part of the window, so the table below it stays in sight.
+  const family = el(
+    'section',
+    { class: 'family' },
+    el('h2', {}, 'Snapshot tree'),
+    el('div', { class: 'tree-scroll' }, treeSvg(s.trees, s.rows)),
+    nodeLegend(),
+  );
+  const table = el('div', { class: 'scroll' }, rowsTable(s.rows));
+  const machines = el('div', { class: 'scroll' }, machinesTable(s.rows));
+  const legend = el('details', { class: 'legend' }, el('summary', {}, 'Snapshot, linked clone or full clone?'), legendTable());
+  app.append(
+    header,
+    family,
+    el('section', {}, el('h2', {}, 'The family of this machine'), table),
+    status,
+    el('section', {}, el('h2', {}, 'Machines'), machines),
+    legend,
+  );
+}
+
+/** Facts of each machine of the family, once: its identity on the network and whether it runs beside its source. */
+function machinesTable(rows: CompareRow[]): HTMLElement {
+  const machines = rows.filter((r) => r.kind !== 'snapshot');
+  const head = el('tr', {}, ...['Machine', 'Kind', 'Runs alongside its source', 'UUID', 'MAC'].map((h) => el('th', { scope: 'col' }, h)));
+  const body = el(
+    'tbody',
+    {},
+    ...machines.map((r) =>
+      el(
+        'tr',
+        { 'data-id': r.id },
+        el('th', { scope: 'row' }, r.name),
+        el('td', {}, kindWords(r.kind)),
+        // A machine that is no clone has no source to run beside.
+        el('td', {}, r.kind === 'machine' ? '—' : r.canRunAlongsideSource ? 'yes' : 'no'),
+        el('td', {}, code(r.uuid)),
+        el('td', {}, code(r.macAddress)),
+      ),
+    ),
+  );
+  return el('table', { class: 'machines', 'aria-label': 'Machines of this family' }, el('thead', {}, head), body);
+}
+
+/** What the drawing's shapes and colours mean. */
+function nodeLegend(): HTMLElement {
+  const swatch = (kind: string, shape: 'circle' | 'rect', label: string): HTMLElement => {
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('width', '16');
+    svg.setAttribute('height', '16');
+    svg.setAttribute('viewBox', '-9 -9 18 18');
+    svg.setAttribute('aria-hidden', 'true');
+    const g = document.createElementNS(SVG, 'g');
+    g.setAttribute('class', `node ${kind}`);
+    const s = document.createElementNS(SVG, shape);
+    if (shape === 'rect') {
+      for (const [k, v] of Object.entries({ x: '-7', y: '-7', width: '14', height: '14', rx: '3' })) s.setAttribute(k, v);
+    } else s.setAttribute('r', kind === 'current' ? '5' : '6');
+    g.append(s);
+    svg.append(g);
+    return el('li', {}, svg as unknown as HTMLElement, label);
+  };
+  return el(
+    'ul',
+    { class: 'node-legend', 'aria-label': 'Legend' },
+    swatch('machine', 'rect', 'machine'),
+    swatch('snapshot', 'circle', 'snapshot'),
+    swatch('snapshot parent', 'circle', 'the current state descends from it'),
+    swatch('snapshot locked', 'circle', 'locked by a linked clone'),
+    swatch('current', 'circle', 'You are here (current state)'),
+    swatch('clone', 'rect', 'linked clone (dashed line)'),
+  );
 }
 
 function rowsTable(rows: CompareRow[]): HTMLElement {
@@ -276,17 +345,38 @@ function legendTable(): HTMLElement {
  * as "You are here", linked clones hanging off the snapshot they depend on.
  */
 function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
-  const dx = 150;
-  const dy = 46;
+  const dy = 40;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('class', 'tree');
   svg.setAttribute('role', 'img');
   const names = new Map(rows.filter((r) => r.kind !== 'snapshot').map((r) => [r.machineId, r.name]));
+  // Each depth is a column as wide as its widest label, so no label reaches the next column's node ("You are
+  // here" beside a long checkpoint name); very long names are cut, whole in the tooltip.
+  const label = (name: string): string => (name.length > 32 ? `${name.slice(0, 31)}…` : name);
+  const widths: number[] = [];
+  const need = (depth: number, text: string, sub: string): void => {
+    widths[depth] = Math.max(widths[depth] ?? 0, textWidth(label(text), 12), textWidth(sub, 10.5));
+  };
+  const measure = (n: SnapshotTreeNode, depth: number): void => {
+    if (n.kind === 'current') need(depth, 'You are here', '');
+    else {
+      need(depth, n.name, formatRelativeTime(n.createdAt));
+      for (const c of n.children) measure(c, depth + 1);
+      for (const clone of n.lockedBy) need(depth + 1, names.get(clone) ?? clone.slice(0, 8), 'linked clone');
+    }
+  };
+  for (const tree of trees) {
+    need(0, tree.machineName, 'machine');
+    for (const r of tree.roots) measure(r, 1);
+  }
+  const xs: number[] = [20];
+  for (let d = 1; d <= widths.length; d++) xs[d] = xs[d - 1]! + 14 + (widths[d - 1] ?? 0) + 36;
+  const xAt = (depth: number): number => xs[depth] ?? 20;
   let row = 0;
   let maxDepth = 0;
   const layer = document.createElementNS(SVG, 'g');
   const edges = document.createElementNS(SVG, 'g');
-  const node = (x: number, y: number, label: string, sub: string, kind: string): void => {
+  const node = (x: number, y: number, text: string, sub: string, kind: string): void => {
     const g = document.createElementNS(SVG, 'g');
     g.setAttribute('class', `node ${kind}`);
     g.setAttribute('transform', `translate(${x},${y})`);
@@ -299,30 +389,33 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
       shape.setAttribute('rx', '3');
     } else shape.setAttribute('r', kind === 'current' ? '7' : '9');
     const t = document.createElementNS(SVG, 'text');
+    // The label sits above the line that leaves the node to the right, the date below it: no line crosses text.
     t.setAttribute('x', '14');
-    t.setAttribute('y', '-2');
-    t.textContent = label;
+    t.setAttribute('y', '-5');
+    t.textContent = label(text);
     const s = document.createElementNS(SVG, 'text');
     s.setAttribute('x', '14');
-    s.setAttribute('y', '12');
+    s.setAttribute('y', '15');
     s.setAttribute('class', 'sub');
     s.textContent = sub;
     const title = document.createElementNS(SVG, 'title');
-    title.textContent = `${label}${sub ? ` (${sub})` : ''}`;
+    title.textContent = `${text}${sub ? ` (${sub})` : ''}`;
     g.append(title, shape, t, s);
     layer.append(g);
   };
   const edge = (x1: number, y1: number, x2: number, y2: number, dashed = false): void => {
     const p = document.createElementNS(SVG, 'path');
-    p.setAttribute('d', `M${x1 + 9},${y1} C${x1 + dx / 2},${y1} ${x2 - dx / 2},${y2} ${x2 - 9},${y2}`);
+    // From below the parent's node when the child is on a later row, so the line never crosses the parent's label.
+    const d = y2 === y1 ? `M${x1 + 9},${y1} L${x2 - 9},${y2}` : `M${x1},${y1 + 9} L${x1},${y2 - 10} Q${x1},${y2} ${x1 + 10},${y2} L${x2 - 9},${y2}`;
+    p.setAttribute('d', d);
     if (dashed) p.setAttribute('class', 'dashed');
     edges.append(p);
   };
   const place = (n: SnapshotTreeNode, depth: number, px: number, py: number): void => {
-    const x = 20 + depth * dx;
+    const x = xAt(depth);
     maxDepth = Math.max(maxDepth, depth);
-    let y = 24 + row * dy;
     const first = row;
+    const y = 24 + first * dy;
     if (n.kind === 'current') {
       node(x, y, 'You are here', '', 'current');
       row++;
@@ -332,14 +425,13 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
       for (const c of n.children) place(c, depth + 1, x, y);
       for (const clone of n.lockedBy) {
         const cy = 24 + row * dy;
-        node(x + dx, cy, names.get(clone) ?? clone.slice(0, 8), 'linked clone', 'clone');
-        edge(x, y, x + dx, cy, true);
+        node(xAt(depth + 1), cy, names.get(clone) ?? clone.slice(0, 8), 'linked clone', 'clone');
+        edge(x, y, xAt(depth + 1), cy, true);
         maxDepth = Math.max(maxDepth, depth + 1);
         row++;
       }
       if (row === first) row++;
     }
-    y = 24 + first * dy;
     edge(px, py, x, y);
   };
   for (const tree of trees) {
@@ -350,13 +442,24 @@ function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
     row++;
   }
   svg.append(edges, layer);
-  const width = 20 + (maxDepth + 1) * dx + 80;
-  const height = 24 + row * dy;
+  const width = xAt(maxDepth) + 14 + (widths[maxDepth] ?? 0) + 20;
+  const height = 24 + row * dy - dy / 2;
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('width', String(width));
   svg.setAttribute('height', String(height));
   svg.setAttribute('aria-label', `Snapshot tree with ${layer.childElementCount} nodes`);
   return svg;
+}
+
+let measureContext: CanvasRenderingContext2D | null | undefined;
+
+/** How wide `text` is drawn at `px` in the workbench's font (a generous guess where a canvas cannot measure). */
+function textWidth(text: string, px: number): number {
+  measureContext ??= document.createElement('canvas').getContext('2d');
+  if (!measureContext) return text.length * px * 0.62;
+  const family = getComputedStyle(document.body).fontFamily || 'sans-serif';
+  measureContext.font = `${px}px ${family}`;
+  return Math.ceil(measureContext.measureText(text).width);
 }
 
 function nameCell(r: CompareRow): HTMLElement {
@@ -370,11 +473,13 @@ function timeCell(iso: string): HTMLElement {
   return el('time', { datetime: iso, title: formatDate(iso) }, formatRelativeTime(iso));
 }
 
-/** A disk-usage bar, relative to the biggest row. */
-function sizeCell(bytes: number, max: number): HTMLElement {
+/** A disk-usage bar, relative to the biggest row; a snapshot's saved memory is named apart. */
+function sizeCell(r: CompareRow, max: number): HTMLElement {
+  const bytes = r.sizeBytes;
   const bar = el('span', { class: 'bar', 'aria-hidden': 'true' });
   bar.style.setProperty('--fill', `${Math.max(bytes > 0 ? 2 : 0, Math.round((bytes / max) * 100))}%`);
-  return el('span', { class: 'size' }, bar, el('span', { class: 'bytes' }, formatBytes(bytes)));
+  const title = r.memoryBytes > 0 ? `disk ${formatBytes(bytes - r.memoryBytes)} + memory ${formatBytes(r.memoryBytes)}` : '';
+  return el('span', { class: 'size', title }, bar, el('span', { class: 'bytes' }, formatBytes(bytes)));
 }
 
 function code(text: string): HTMLElement {
@@ -391,8 +496,30 @@ function probeReply(requestId: number): FromWebview {
     rows,
     selectedRowId,
     treeNodes: document.querySelectorAll('svg.tree g.node').length,
+    treeOverlaps: treeOverlaps(),
+    nodeLegend: [...document.querySelectorAll('ul.node-legend li')].map((li) => li.textContent?.trim() ?? ''),
+    machineHeaders: [...document.querySelectorAll('table.machines thead th')].map((th) => th.textContent?.trim() ?? ''),
+    machineRows: [...document.querySelectorAll<HTMLTableRowElement>('table.machines tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent?.trim() ?? '')),
     sortedBy: sort ? `${sort.key} ${sort.descending ? 'descending' : 'ascending'}` : null,
   };
+}
+
+/** Pairs of drawn labels and nodes whose boxes overlap (none when the layout is right). */
+function treeOverlaps(): string[] {
+  const boxes = [...document.querySelectorAll<SVGGraphicsElement>('svg.tree g.node text, svg.tree g.node circle, svg.tree g.node rect')]
+    .filter((e) => e.textContent !== '' || e.tagName !== 'text')
+    .map((e) => ({ name: `${e.tagName} “${e.closest('g.node')?.querySelector('text')?.textContent ?? ''}”`, box: e.getBoundingClientRect() }));
+  const out: string[] = [];
+  for (let i = 0; i < boxes.length; i++) {
+    for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i]!;
+      const b = boxes[j]!;
+      if (a.name.slice(a.name.indexOf(' ')) === b.name.slice(b.name.indexOf(' '))) continue;
+      const overlap = a.box.left < b.box.right - 0.5 && b.box.left < a.box.right - 0.5 && a.box.top < b.box.bottom - 0.5 && b.box.top < a.box.bottom - 0.5;
+      if (overlap) out.push(`${a.name} × ${b.name}`);
+    }
+  }
+  return out;
 }
 
 function el(tag: string, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElement {
