@@ -242,10 +242,15 @@ export interface StopMachineOptions {
   force?: boolean;
   /** How long the guest gets to shut down after the power button (default 60000 ms). */
   powerdownTimeoutMs?: number;
+  /** False: a guest that ignores the power button is left running ('still-running'); default true: QEMU quits. */
+  quitAfterTimeout?: boolean;
+  /** Stops waiting for the guest to shut down (with `quitAfterTimeout: false`). */
+  signal?: AbortSignal;
 }
 
 export interface StopMachineResult {
-  method: 'already-off' | 'acpi' | 'quit' | 'kill';
+  /** 'still-running': the guest did not shut down in time and `quitAfterTimeout` was false; it is still on. */
+  method: 'already-off' | 'acpi' | 'quit' | 'kill' | 'still-running';
   ms: number;
 }
 

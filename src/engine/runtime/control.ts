@@ -41,11 +41,21 @@ export interface StopOptions extends QemuOptions {
   force?: boolean;
   /** How long the guest gets to shut down after the ACPI power button (default 60000 ms). */
   powerdownTimeoutMs?: number;
+  /**
+   * False: when the guest has not shut down by the time-out (or `signal` aborts the wait), leave it running and
+   * report 'still-running', so the user decides whether to force it off. Default true: quit QEMU then.
+   */
+  quitAfterTimeout?: boolean;
+  /** Stops waiting for the guest (with `quitAfterTimeout: false`; the power button stays pressed). */
+  signal?: AbortSignal;
 }
 
 export interface StopResult {
-  /** How the process ended: the guest shut down, QEMU quit, or it was killed; 'already-off' when nothing ran. */
-  method: 'already-off' | 'acpi' | 'quit' | 'kill';
+  /**
+   * How the process ended: the guest shut down, QEMU quit, or it was killed; 'already-off' when nothing ran;
+   * 'still-running' when the guest ignored the power button and `quitAfterTimeout` was false.
+   */
+  method: 'already-off' | 'acpi' | 'quit' | 'kill' | 'still-running';
   ms: number;
 }
 
@@ -76,7 +86,8 @@ export async function stopMachine(folder: string, options: StopOptions = {}): Pr
       const state = await qmp.execute<{ status: string }>('query-status');
       if (state.status !== 'running') await qmp.execute('cont').catch(() => {});
       await qmp.execute('system_powerdown');
-      if (await waitForExit(pid, options.powerdownTimeoutMs ?? 60000)) return await done('acpi');
+      if (await waitForExit(pid, options.powerdownTimeoutMs ?? 60000, 20, options.signal)) return await done('acpi');
+      if (options.quitAfterTimeout === false) return { method: 'still-running', ms: performance.now() - t0 };
     }
     if (qmp !== null && !qmp.closed) {
       await qmp.execute('quit', undefined, 5000).catch(() => {}); // the reply may race the socket closing

@@ -71,6 +71,12 @@ export class CommandContext implements vscode.Disposable {
     void Promise.resolve(vscode.window.showInformationMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
   }
 
+  /** A warning with actions (the command went through, but something is wrong); the command does not wait. */
+  warn(message: string, actions: ErrorAction[] = []): void {
+    this.informed.fire(message);
+    void Promise.resolve(vscode.window.showWarningMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
+  }
+
   /** After a change this window made: re-read the library now, then reveal and select the affected row. */
   async changedThenReveal(find: () => Promise<TreeNode | undefined>): Promise<void> {
     this.service.notifyChanged();
