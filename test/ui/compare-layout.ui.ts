@@ -47,12 +47,17 @@ describe('UI: the comparison table at real sizes and in every theme', function (
 
   const frame = (): FrameLocator => page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
 
+  /** The theme picker (Ctrl+K Ctrl+T), as a person switches themes; waits for the workbench to repaint. */
   async function theme(name: string): Promise<void> {
-    await runFromPalette(page, 'Preferences: Color Theme');
-    await page.locator('.quick-input-widget input').fill(name);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor();
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+K');
+    await page.keyboard.press('Control+T');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor();
+    await input.fill(name);
+    await waitFor(async () => ((await page.locator('.quick-input-list .monaco-list-row.focused').first().getAttribute('aria-label')) ?? '').startsWith(name), `the theme ${name} to be offered`);
     await page.keyboard.press('Enter');
-    await page.waitForTimeout(800);
+    await page.waitForTimeout(1000);
   }
 
   /** No row of the family table wraps its name, date or size, and the machines' facts are said once each. */

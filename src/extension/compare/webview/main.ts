@@ -28,15 +28,15 @@ function kindWords(kind: CompareRow['kind']): string {
   return kind === 'linked' ? 'linked clone' : kind === 'full' ? 'full clone' : kind;
 }
 
-/** What a row depends on, in words ("snapshot X of Y"). */
-function dependencyWords(d: CompareDependency): string {
+/** What a row depends on, in words ("snapshot X of Y"; the machine's name only when it is another machine). */
+function dependencyWords(d: CompareDependency, own: string | null = null): string {
   switch (d.kind) {
     case 'nothing':
       return 'nothing';
     case 'machine':
       return `machine "${d.machineName}"`;
     case 'snapshot':
-      return `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
+      return d.machineId === own ? `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}"` : `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
   }
 }
 
@@ -49,7 +49,7 @@ const columns: Column[] = [
   { key: 'name', title: 'Name', cell: (r) => nameCell(r) },
   { key: 'createdAt', title: 'Created', cell: (r) => timeCell(r.createdAt) },
   { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r, max) },
-  { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn) },
+  { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn, r.kind === 'snapshot' ? r.machineId : null) },
   { key: 'description', title: 'Description', cell: (r) => r.description },
 ];
 
@@ -316,7 +316,7 @@ function sortRows(rows: CompareRow[]): CompareRow[] {
 /** What a column sorts by: the words shown for kind and dependency, the value itself otherwise. */
 function sortValue(r: CompareRow, key: SortKey): string | number | boolean {
   if (key === 'kind') return kindWords(r.kind);
-  if (key === 'dependsOn') return dependencyWords(r.dependsOn);
+  if (key === 'dependsOn') return dependencyWords(r.dependsOn, r.kind === 'snapshot' ? r.machineId : null);
   return r[key];
 }
 
