@@ -81,7 +81,10 @@ describe('UI: the comparison table at real sizes and in every theme', function (
     await workbench.shot('compare-dark');
     await theme('Light Modern');
     await checkLayout();
-    const track = String(await frame().locator('.bar').first().evaluate('(b) => getComputedStyle(b).backgroundImage'));
+    const track = await frame()
+      .locator('.bar')
+      .first()
+      .evaluate((b) => b.ownerDocument.defaultView?.getComputedStyle(b).backgroundImage ?? '');
     assert.match(track, /rgba?\(/);
     await workbench.shot('compare-light');
     await theme('Dark High Contrast');
