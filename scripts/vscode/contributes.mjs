@@ -18,6 +18,7 @@ const commands = [
   ['pauseMachine', '$(debug-pause)'],
   ['resumeMachine', '$(debug-continue)'],
   ['openConsole', '$(terminal)'],
+  ['openDisplay', '$(device-desktop)'],
   ['connectRemoteSsh', '$(remote)'],
   ['openSshTerminal', '$(terminal-bash)'],
   ['showSerialLog', '$(output)'],
@@ -42,6 +43,10 @@ const commands = [
   ['showDevMachine', null],
   ['revealMachine', null],
   ['openReadme', null],
+  ['renameSelected', null],
+  ['deleteSelected', null],
+  ['compactChains', '$(list-flat)'],
+  ['indentEverySnapshot', '$(list-tree)'],
 ];
 
 const machine = 'view == vmsnap.machines && viewItem =~ /^(machine|cloneRef):/';
@@ -86,6 +91,8 @@ export const contributes = {
       item('refresh', 'view == vmsnap.machines', 'navigation@5'),
       item('showAutomaticCheckpoints', 'view == vmsnap.machines && !config.vmsnap.showAutomaticCheckpoints', 'navigation@6'),
       item('hideAutomaticCheckpoints', 'view == vmsnap.machines && config.vmsnap.showAutomaticCheckpoints', 'navigation@6'),
+      item('compactChains', 'view == vmsnap.machines && !config.vmsnap.tree.compactChains', '2_tree@1'),
+      item('indentEverySnapshot', 'view == vmsnap.machines && config.vmsnap.tree.compactChains', '2_tree@1'),
     ],
     'view/item/context': [
       // inline buttons: power (only what applies to the state), take a snapshot on a machine or "You are here",
@@ -96,6 +103,7 @@ export const contributes = {
       item('pauseMachine', `${machine} && ${running}`, 'inline@0'),
       item('stopMachine', `${machine} && ${on}`, 'inline@0'),
       item('openConsole', `${machine} && ${on}`, 'inline@0'),
+      item('openDisplay', `${machine} && ${running}`, 'inline@0'),
       item('takeSnapshot', machine, 'inline@1'),
       item('takeSnapshot', current, 'inline@1'),
       item('revert', snapshot, 'inline@1'),
@@ -106,6 +114,7 @@ export const contributes = {
       item('stopMachine', `${machine} && ${on}`, '0_power@4'),
       item('forceStopMachine', `${machine} && ${on}`, '0_power@5'),
       item('openConsole', `${machine} && ${on}`, '0_power@6'),
+      item('openDisplay', machine, '0_power@6'),
       item('showSerialLog', `${machine} && ${on}`, '0_power@7'),
       item('connectRemoteSsh', `${machine} && ${sshable}`, '0_ssh@1'),
       item('openSshTerminal', `${machine} && ${sshable}`, '0_ssh@2'),
@@ -138,9 +147,16 @@ export const contributes = {
       { command: 'vmsnap.hideAutomaticCheckpoints', when: 'config.vmsnap.showAutomaticCheckpoints' },
       { command: 'vmsnap.revealMachine', when: 'false' },
       { command: 'vmsnap.openReadme', when: 'false' },
+      { command: 'vmsnap.renameSelected', when: 'false' },
+      { command: 'vmsnap.deleteSelected', when: 'false' },
     ],
   },
-  keybindings: [{ command: 'vmsnap.checkpoint', key: 'ctrl+alt+shift+s', mac: 'cmd+alt+shift+s' }],
+  keybindings: [
+    { command: 'vmsnap.checkpoint', key: 'ctrl+alt+shift+s', mac: 'cmd+alt+shift+s' },
+    // F2 and Delete act on the Machines view's selected row, with the menus' questions.
+    { command: 'vmsnap.renameSelected', key: 'f2', when: 'focusedView == vmsnap.machines && !inputFocus' },
+    { command: 'vmsnap.deleteSelected', key: 'delete', mac: 'cmd+backspace', when: 'focusedView == vmsnap.machines && !inputFocus' },
+  ],
   configuration: {
     title: '%vmsnap.container.title%',
     properties: {
@@ -163,6 +179,11 @@ export const contributes = {
         type: 'boolean',
         default: true,
         markdownDescription: '%vmsnap.config.confirmBeforeRevert%',
+      },
+      'vmsnap.tree.compactChains': {
+        type: 'boolean',
+        default: false,
+        markdownDescription: '%vmsnap.config.tree.compactChains%',
       },
       'vmsnap.qemuPath': {
         type: 'string',

@@ -12,6 +12,7 @@ import { LibraryService } from './library-service';
 import { RemoteSshHolder } from './ssh/remote-ssh';
 import { MachinesTree } from './tree/machines-tree';
 import { ExtensionTestHandle, type TestHandle } from './test-handle';
+import { LOG_CHANNEL_NAME } from './ui/operation-log';
 import { Prompts } from './ui/prompter';
 
 /** Activated lazily: when the Machines view opens, a command runs, or a comparison panel is restored. */
@@ -59,14 +60,14 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints')) tree.refresh();
+      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints') || e.affectsConfiguration('vmsnap.tree.compactChains')) tree.refresh();
     }),
     { dispose: () => ComparePanel.disposeAll() },
     new AutoCheckpoints(service, devMachineRef),
     { dispose: () => DisplayPanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(
-    { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir) },
+    { service, tree, view, prompts, commands, status, consoles, remoteWindow, remoteSsh, comparePanel: () => ComparePanel.current(service.dir), logFile: vscode.Uri.joinPath(context.logUri, `${LOG_CHANNEL_NAME}.log`).fsPath },
     performance.now() - started,
   );
   context.subscriptions.push(handle);

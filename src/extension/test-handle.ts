@@ -58,6 +58,8 @@ export interface TestHandle {
   console(machineId: string): { terminal: vscode.Terminal; pty: ConsolePty } | undefined;
   /** The comparison panel of the library open now, when one is shown. */
   comparePanel(): ComparePanel | undefined;
+  /** The file VS Code writes the "VM Snapshots" Output channel to. */
+  readonly logFile: string;
 }
 
 /** The parts of one activation the handle reads from. */
@@ -72,6 +74,7 @@ export interface Activation {
   remoteWindow: RemoteWindowMachine;
   remoteSsh: RemoteSshHolder;
   comparePanel(): ComparePanel | undefined;
+  logFile: string;
 }
 
 export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
@@ -142,6 +145,10 @@ export class ExtensionTestHandle implements TestHandle, vscode.Disposable {
 
   comparePanel(): ComparePanel | undefined {
     return this.parts.comparePanel();
+  }
+
+  get logFile(): string {
+    return this.parts.logFile;
   }
 
   dispose(): void {

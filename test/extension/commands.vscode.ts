@@ -208,14 +208,17 @@ describe('Commands', () => {
     assert.deepEqual((await treeText(api)).slice(0, 2), ['renamed-vm', '  Fresh']);
   });
 
-  it('Delete Snapshot merges it away after a modal; the current state keeps its content', async () => {
-    const { machine, base } = await machineWithSnapshots(library.lib);
+  it('Delete Snapshot asks with the harmless choice first (Enter keeps it), merges it away when Delete is chosen; the current state keeps its content', async () => {
+    const { machine, base, installed } = await machineWithSnapshots(library.lib);
     const disk = await library.lib.diskPath(machine.id);
     writeGuest(disk, 0, 0x33);
     const { asked, result } = await answering(api, ['Delete'], () =>
       vscode.commands.executeCommand<DeleteSnapshotResult>('vmsnap.deleteSnapshot', { machine: machine.id, snapshot: base.id }),
     );
-    assert.match(asked[0]!, /confirm: Delete snapshot “Base”\?/);
+    // The first item is the active one in a quick pick: Enter keeps the snapshot.
+    assert.match(asked[0]!, /^pick: Delete snapshot “Base”\? \{\$\(circle-slash\) Keep It \| \$\(trash\) Delete “Base”\}/);
+    const kept = await answering(api, ['Keep It'], () => vscode.commands.executeCommand('vmsnap.deleteSnapshot', { machine: machine.id, snapshot: installed.id }));
+    assert.equal(kept.result, undefined);
     assert.deepEqual(result.deleted.map((d) => d.name), ['Base']);
     assert.ok(readGuest(await library.lib.diskPath(machine.id), 0, 0x33));
     assert.deepEqual((await library.lib.show(machine.id)).snapshots.map((s) => s.name), ['Installed']);
@@ -246,7 +249,7 @@ describe('Commands', () => {
     assert.equal(await vscode.commands.executeCommand('vmsnap.deleteMachine', machine.id, { confirmed: true }), undefined);
     assert.equal(api.lastError?.code, 'LOCKED_BY_CLONES');
     const { asked, result } = await answering(api, ['Delete with 1 Clone'], () => vscode.commands.executeCommand<DeleteMachineResult>('vmsnap.deleteMachine', machine.id));
-    assert.match(asked[0]!, /Linked clones depend on it: “lc”/);
+    assert.match(asked[0]!, /^pick: Delete machine “dev-vm”\? \{\$\(circle-slash\) Keep It \| \$\(trash\) Delete with 1 Clone\} — Linked clones depend on it: “lc”/);
     assert.deepEqual(result.deleted.map((d) => d.id).sort(), [machine.id, clone.machine.id].sort());
     assert.deepEqual(await library.lib.list(), []);
   });

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ComparePanel } from '../../src/extension/compare/compare-panel';
 import type { TestHandle } from '../../src/extension/test-handle';
-import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, machineWithSnapshots, MiB, until, useFreshLibrary } from './running-extension';
 
 describe('Comparison table (webview)', () => {
   let api: TestHandle;
@@ -41,20 +41,41 @@ describe('Comparison table (webview)', () => {
     const clone = await library.lib.clone(machine.id, 'lc', { kind: 'linked', from: installed.id });
     const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', machine.id);
     const view = await shown(panel, (r) => r.rows.length === 4, 'the four rows');
-    assert.deepEqual(view.headers, ['Kind', 'Name', 'Created', 'Size on disk', 'Depends on', 'Runs alongside source', 'UUID', 'MAC', 'Description', 'Actions']);
+    assert.deepEqual(view.headers, ['Kind', 'Name', 'Created', 'Size on disk', 'Depends on', 'Description', 'Actions']);
     const byName = new Map(view.rows.map((r) => [r[1], r]));
     assert.equal(byName.get('dev-vm')?.[0], 'machine');
     assert.equal(byName.get('Installed')?.[0], 'snapshot');
-    assert.equal(byName.get('Installed')?.[5], 'no');
-    assert.equal(byName.get('Installed')?.[8], 'tools installed');
+    assert.equal(byName.get('Installed')?.[5], 'tools installed');
     const lc = byName.get('lc');
     assert.equal(lc?.[0], 'linked clone');
     assert.equal(lc?.[4], 'snapshot "Installed" of "dev-vm"');
-    assert.equal(lc?.[5], 'yes');
-    assert.equal(lc?.[6], clone.machine.id);
-    assert.equal(lc?.[7], clone.machine.macAddress);
+    // Machine-level facts once per machine, not on every snapshot's row.
+    assert.deepEqual(view.machineHeaders, ['Machine', 'Kind', 'Runs alongside its source', 'UUID', 'MAC']);
+    assert.deepEqual(view.machineRows, [
+      ['dev-vm', 'machine', '—', machine.id, machine.macAddress],
+      ['lc', 'linked clone', 'yes', clone.machine.id, clone.machine.macAddress],
+    ]);
     // machine + 2 snapshots + You are here, clone machine + its You are here, and the clone hanging off Installed
     assert.ok(view.treeNodes >= 6, `tree has ${view.treeNodes} nodes`);
+  });
+
+  it('draws the tree with no label over another node or label, and a legend of its colours', async () => {
+    const m = await library.lib.createMachine('dev-vm', { diskSize: 16 * MiB });
+    await library.lib.takeSnapshot(m.id, 'Base');
+    // A long checkpoint name right before "You are here" (it overprinted it), a branch, and a linked clone.
+    const long = await library.lib.takeSnapshot(m.id, 'Checkpoint 2026-12-06 before npm upgrade');
+    await library.lib.clone(m.id, 'test-runner-with-a-long-name', { kind: 'linked', from: long.id });
+    const panel = await vscode.commands.executeCommand<ComparePanel>('vmsnap.openComparison', m.id);
+    const view = await shown(panel, (r) => r.treeNodes >= 5, 'the drawn tree');
+    assert.deepEqual(view.treeOverlaps, []);
+    assert.deepEqual(view.nodeLegend, [
+      'machine',
+      'snapshot',
+      'the current state descends from it',
+      'locked by a linked clone',
+      'You are here (current state)',
+      'linked clone (dashed line)',
+    ]);
   });
 
   it('follows the library live: a snapshot taken elsewhere appears without reopening', async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { DeleteSnapshotResult, MachineDetails, MachineStatus, RevertResult, SnapshotInfo, StopMachineResult } from '../../src/engine/machine';
 import { machineStatus as runtimeStatus, stopMachine as runtimeStop } from '../../src/engine/runtime';
+import { formatBytes } from '../../src/extension/format';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
 import { POWER_POLL_MS } from '../../src/extension/tree/power-watch';
@@ -114,6 +115,21 @@ describe('Power and console (QEMU on TCG)', function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
+  it('a blank machine (empty disk, no CD) powers on and says it has nothing to boot; a bootable one does not', async () => {
+    const blank = await library.lib.createMachine('blank', { diskSize: 16 * 1024 * 1024 });
+    api.lastInfo = undefined;
+    const status = await vscode.commands.executeCommand<MachineStatus>('vmsnap.startMachine', blank.id);
+    try {
+      assert.equal(lastError(), undefined, lastError()?.message);
+      assert.equal(status.powerState, 'running');
+      assert.match(api.lastInfo ?? '', /“blank” is running, but has nothing to boot\. No bootable disk: import an image or attach an ISO\./);
+    } finally {
+      await vscode.commands.executeCommand('vmsnap.forceStopMachine', blank.id);
+      await library.lib.deleteMachine(blank.id);
+    }
+    assert.equal(await library.lib.bootProblem(machine.id), null, 'the counting guest’s boot sector is bootable');
+  });
+
   it('Power On, Pause, Resume, Power Off: each command checks the real state, the row and its menus follow', async () => {
     api.tree.refresh();
     let row = await rowShows('off');
@@ -167,11 +183,18 @@ describe('Power and console (QEMU on TCG)', function () {
     await waitForCounts(log, 3, frozenAt);
     await rowShows('running');
 
-    // Power Off without force: the boot sector ignores the ACPI button, so QEMU quits after the time-out.
-    const stopped = await vscode.commands.executeCommand<StopMachineResult>('vmsnap.stopMachine', machine.id, { powerdownTimeoutMs: 1000 });
+    // Power Off without force: the boot sector ignores the ACPI button. After the time-out the machine is still on,
+    // and the message says so and offers Force Off (it never stays "running" without a word, nor is it pulled).
+    const waited = await vscode.commands.executeCommand<StopMachineResult>('vmsnap.stopMachine', machine.id, { powerdownTimeoutMs: 1000 });
+    assert.equal(waited.method, 'still-running');
+    assert.ok(waited.ms >= 900, `waited for the guest first (${waited.ms} ms)`);
+    assert.match(lastError()?.message ?? '', /did not shut down within 1 s/);
+    assert.deepEqual(lastError()?.actions, ['Force Off']);
+    assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'running');
+    api.lastError = undefined;
+    const stopped = await vscode.commands.executeCommand<StopMachineResult>('vmsnap.forceStopMachine', machine.id);
     assert.equal(lastError(), undefined, lastError()?.message);
     assert.ok(stopped.method === 'quit' || stopped.method === 'kill', `stopped by ${stopped.method}`);
-    assert.ok(stopped.ms >= 900, `waited for the guest first (${stopped.ms} ms)`);
     assert.equal((await library.lib.machineStatus(machine.id)).powerState, 'off');
     row = await rowShows('off');
     assert.equal(iconId(api, row), 'vm');
@@ -308,6 +331,10 @@ describe('Power and console (QEMU on TCG)', function () {
       assert.match(contextValue(row), /^snapshot:running:.*:memory:$/);
       assert.equal(iconId(api, row), 'play-circle');
       assert.match(String(api.tree.getTreeItem(row).description), /running state/);
+      // Its size counts the saved memory, shown apart in the tooltip.
+      assert.ok(row.snapshot.memoryBytes > 0 && row.snapshot.sizeBytes > row.snapshot.memoryBytes, `sizes ${row.snapshot.sizeBytes} / ${row.snapshot.memoryBytes}`);
+      assert.ok(String(api.tree.getTreeItem(row).description).includes(formatBytes(row.snapshot.sizeBytes)));
+      assert.match((api.tree.getTreeItem(row).tooltip as vscode.MarkdownString).value, /Size on disk: [\d.]+ \w+ \(disk [\d.]+ \w+ \+ memory [\d.]+ \w+\)/);
       assert.ok(offered(menus, contextValue(row), true).includes('vmsnap.revert'), 'revert is offered on a running machine');
 
       // The dialog says what happens: the running state ends, and the snapshot comes back running.

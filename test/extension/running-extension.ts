@@ -103,7 +103,8 @@ export class ScriptedPrompter implements Prompter {
   }
 
   pick<T>(items: PickItem<T>[], options: vscode.QuickPickOptions): Promise<PickItem<T> | undefined> {
-    const answer = this.next(`pick: ${options.title ?? options.placeHolder ?? ''} {${items.map((i) => i.label).join(' | ')}}`);
+    const details = items.flatMap((i) => (i.detail ? [i.detail] : []));
+    const answer = this.next(`pick: ${options.title ?? options.placeHolder ?? ''} {${items.map((i) => i.label).join(' | ')}}${details.length > 0 ? ` — ${details.join(' / ')}` : ''}`);
     if (answer === undefined) return Promise.resolve(undefined);
     const found = items.find((i) => i.label.includes(answer));
     if (!found) throw new Error(`No item "${answer}" among: ${items.map((i) => i.label).join(', ')}`);

@@ -7,6 +7,7 @@ import type { GuestInfo, QemuOptions } from '../runtime';
 import type { SshTarget } from '../ssh';
 import * as autoCheckpoints from './auto-checkpoints';
 import type { AutoCheckpointOptions, AutoCheckpointOutcome } from './auto-checkpoints';
+import { bootProblem } from './boot-check';
 import * as clones from './clones';
 import { MachineError } from './errors';
 import * as fromImage from './from-image';
@@ -241,6 +242,12 @@ export class Library {
   }
 
   /** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
+  /** Why the machine has nothing to boot (no boot sector on any disk, no CD), or null. No lock: nothing changes. */
+  async bootProblem(ref: string): Promise<string | null> {
+    const { e } = await this.ctx.find(ref);
+    return bootProblem(e);
+  }
+
   machineStatus(ref: string): Promise<MachineStatus> {
     return power.machineStatus(this.ctx, ref);
   }

@@ -63,6 +63,7 @@ export function summary(e: MachineEntry): MachineSummary {
 
 export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: MachineEntry[]): Promise<SnapshotInfo> {
   const layers = s.layers.map((f) => join(e.folder, f));
+  const memoryBytes = await snapshotMemoryBytes(e, s);
   return {
     id: s.id,
     name: s.name,
@@ -73,11 +74,17 @@ export async function snapshotInfo(e: MachineEntry, s: SnapshotRecord, all: Mach
     hasMemory: s.stateFile !== null,
     quiesced: s.quiesced === true,
     layers,
-    sizeBytes: await sumBytes(layers),
+    sizeBytes: (await sumBytes(layers)) + memoryBytes,
+    memoryBytes,
     lockedBy: directClones(all, e.manifest.id, s.id).map((c) => c.manifest.id),
     auto: s.auto === true,
     thumbnail: thumbnailPath(e.folder, s),
   };
+}
+
+/** The saved memory and device state of a snapshot taken while running (0 when it holds none). */
+export function snapshotMemoryBytes(e: MachineEntry, s: SnapshotRecord): Promise<number> {
+  return s.stateFile === null ? Promise.resolve(0) : bytesOnDisk(join(e.folder, s.stateFile));
 }
 
 export async function details(e: MachineEntry, all: MachineEntry[]): Promise<MachineDetails> {

@@ -69,8 +69,11 @@ export async function stopMachine(ctx: LibraryContext, ref: string, options: Sto
         ...ctx.qemu,
         force: options.force === true,
         powerdownTimeoutMs: options.powerdownTimeoutMs ?? 60000,
+        ...(options.quitAfterTimeout !== undefined ? { quitAfterTimeout: options.quitAfterTimeout } : {}),
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
       }),
     );
+    if (r.method === 'still-running') return { method: r.method, ms: r.ms };
     await setPower(e, 'off');
     return { method: r.method, ms: r.ms };
   });

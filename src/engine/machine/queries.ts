@@ -6,7 +6,7 @@ import { changedRanges } from '../qcow2/ops';
 import { fromImageError } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { directClones, familyRoot, machineById } from './lineage';
-import { details, machineBytes, sumBytes } from './machine-info';
+import { details, machineBytes, snapshotMemoryBytes, sumBytes } from './machine-info';
 import type { MachineEntry } from './store';
 import { ancestry, childrenOf, resolveSnapshot, snapshotById } from './tree';
 import type { CompareDependency, CompareRow, MachineSizes, SnapshotTree, SnapshotTreeNode, StateDiff, StateRef } from './types';
@@ -107,6 +107,7 @@ async function compareRows(start: MachineEntry, all: MachineEntry[]): Promise<Co
       machineId: m.id,
       createdAt: m.createdAt,
       sizeBytes: await machineBytes(e),
+      memoryBytes: 0,
       dependsOn: linkedSource ?? { kind: 'nothing' },
       canRunAlongsideSource: true,
       uuid: m.id,
@@ -117,13 +118,15 @@ async function compareRows(start: MachineEntry, all: MachineEntry[]): Promise<Co
     });
     for (const s of m.snapshots) {
       const parent = s.parentId ? snapshotById(m, s.parentId) : undefined;
+      const memoryBytes = await snapshotMemoryBytes(e, s);
       rows.push({
         kind: 'snapshot',
         id: s.id,
         name: s.name,
         machineId: m.id,
         createdAt: s.createdAt,
-        sizeBytes: await sumBytes(s.layers.map((f) => join(e.folder, f))),
+        sizeBytes: (await sumBytes(s.layers.map((f) => join(e.folder, f)))) + memoryBytes,
+        memoryBytes,
         dependsOn: parent
           ? { kind: 'snapshot', snapshotId: parent.id, snapshotName: parent.name, machineId: m.id, machineName: m.name }
           : (linkedSource ?? { kind: 'machine', machineId: m.id, machineName: m.name }),

@@ -41,8 +41,13 @@ export interface SnapshotInfo {
   quiesced: boolean;
   /** Absolute paths of the snapshot's frozen layers, one per disk. */
   layers: string[];
-  /** Bytes this snapshot's own layers occupy on the host disk (not counting the layers below). */
+  /**
+   * Bytes this snapshot occupies on the host disk: its own layers (not the layers below) plus, for a snapshot of a
+   * running machine, its saved memory and device state (`memoryBytes`).
+   */
   sizeBytes: number;
+  /** Bytes of the saved memory and device state (0 when the snapshot holds none); part of `sizeBytes`. */
+  memoryBytes: number;
   /** Ids of linked clones (any machine in the library) whose disks hang on this snapshot's layers. */
   lockedBy: string[];
   /** Taken by the automatic checkpoint schedule: pruning may delete it (renaming or describing it makes it the user's own). */
@@ -271,11 +276,18 @@ export interface StopMachineOptions {
   force?: boolean;
   /** How long the guest gets to shut down after the power button (default 60000 ms). */
   powerdownTimeoutMs?: number;
+  /** False: a guest that ignores the power button is left running ('still-running'); default true: QEMU quits. */
+  quitAfterTimeout?: boolean;
+  /** Stops waiting for the guest to shut down (with `quitAfterTimeout: false`). */
+  signal?: AbortSignal;
 }
 
 export interface StopMachineResult {
-  /** 'agent': the guest ignored the ACPI power button and its guest agent shut it down. */
-  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill';
+  /**
+   * 'agent': the guest ignored the ACPI power button and its guest agent shut it down. 'still-running': the guest
+   * did not shut down in time and `quitAfterTimeout` was false; it is still on.
+   */
+  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill' | 'still-running';
   ms: number;
 }
 
@@ -348,7 +360,10 @@ export interface CompareRow {
   /** The machine this row belongs to (for snapshots) or is (for machines and clones). */
   machineId: string;
   createdAt: string;
+  /** On the host disk; for a snapshot, its layers plus its saved memory (`memoryBytes`). */
   sizeBytes: number;
+  /** A snapshot's saved memory and device state, part of `sizeBytes`; 0 for machines and disk-only snapshots. */
+  memoryBytes: number;
   /** What it cannot live without. */
   dependsOn: CompareDependency;
   /** Whether it can run at the same time as its source (snapshots: no; clones: yes). */

@@ -48,14 +48,22 @@ export interface StopOptions extends QemuOptions {
    * powerdownTimeoutMs, at most 20000 ms), its agent is asked to shut it down for the rest of the time.
    */
   acpiGraceMs?: number;
+  /**
+   * False: when the guest has not shut down by the time-out (or `signal` aborts the wait), leave it running and
+   * report 'still-running', so the user decides whether to force it off. Default true: quit QEMU then.
+   */
+  quitAfterTimeout?: boolean;
+  /** Stops waiting for the guest (with `quitAfterTimeout: false`; the power button stays pressed). */
+  signal?: AbortSignal;
 }
 
 export interface StopResult {
   /**
    * How the process ended: the guest shut down on the ACPI power button, or (ignoring it) on its agent's request,
-   * QEMU quit, or it was killed; 'already-off' when nothing ran.
+   * QEMU quit, or it was killed; 'already-off' when nothing ran; 'still-running' when the guest did not shut down
+   * and `quitAfterTimeout` was false.
    */
-  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill';
+  method: 'already-off' | 'acpi' | 'agent' | 'quit' | 'kill' | 'still-running';
   ms: number;
 }
 
@@ -89,10 +97,11 @@ export async function stopMachine(folder: string, options: StopOptions = {}): Pr
       await qmp.execute('system_powerdown');
       const timeoutMs = options.powerdownTimeoutMs ?? 60000;
       const graceMs = Math.min(options.acpiGraceMs ?? Math.min(timeoutMs / 3, 20000), timeoutMs);
-      if (await waitForExit(pid, graceMs)) return await done('acpi');
+      if (await waitForExit(pid, graceMs, 20, options.signal)) return await done('acpi');
       // A guest shutting down stops its agent early (the channel closes): mostly a guest that ignored the button is asked.
-      const asked = await agentShutdown(qmp, (await readInfo(files))?.agentSocket).catch(() => false);
-      if (await waitForExit(pid, Math.max(0, timeoutMs - (performance.now() - t0)))) return await done(asked ? 'agent' : 'acpi');
+      const asked = options.signal?.aborted === true ? false : await agentShutdown(qmp, (await readInfo(files))?.agentSocket).catch(() => false);
+      if (await waitForExit(pid, Math.max(0, timeoutMs - (performance.now() - t0)), 20, options.signal)) return await done(asked ? 'agent' : 'acpi');
+      if (options.quitAfterTimeout === false) return { method: 'still-running', ms: performance.now() - t0 };
     }
     if (qmp !== null && !qmp.closed) {
       await qmp.execute('quit', undefined, 5000).catch(() => {}); // the reply may race the socket closing

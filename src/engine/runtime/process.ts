@@ -15,10 +15,10 @@ export function processArgv(pid: number): string[] | null {
 }
 
 /** Polls until the process is gone; false when it still runs after the time-out. */
-export async function waitForExit(pid: number, timeoutMs: number, pollMs = 20): Promise<boolean> {
+export async function waitForExit(pid: number, timeoutMs: number, pollMs = 20, signal?: AbortSignal): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (isProcessAlive(pid)) {
-    if (Date.now() >= deadline) return false;
+    if (Date.now() >= deadline || signal?.aborted === true) return false;
     await sleep(pollMs);
   }
   return true;

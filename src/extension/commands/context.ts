@@ -7,6 +7,7 @@ import type { LibraryService } from '../library-service';
 import type { MachinesTree } from '../tree/machines-tree';
 import type { TreeNode } from '../tree/nodes';
 import { errorMessage, showError, type ErrorAction } from '../ui/errors';
+import { OperationLog } from '../ui/operation-log';
 import type { Prompts } from '../ui/prompter';
 import { machinePickItem, snapshotPickItems } from './pick-items';
 
@@ -29,6 +30,8 @@ export class CommandContext implements vscode.Disposable {
   private readonly informed = new vscode.EventEmitter<string>();
   /** Fires for each message a command shows with `inform` (the test handle keeps the last). */
   readonly onDidInform = this.informed.event;
+  /** The "VM Snapshots" Output channel: every command, its duration and its error. */
+  readonly log = new OperationLog();
 
   constructor(
     readonly service: LibraryService,
@@ -66,6 +69,12 @@ export class CommandContext implements vscode.Disposable {
   inform(message: string, actions: ErrorAction[] = []): void {
     this.informed.fire(message);
     void Promise.resolve(vscode.window.showInformationMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
+  }
+
+  /** A warning with actions (the command went through, but something is wrong); the command does not wait. */
+  warn(message: string, actions: ErrorAction[] = []): void {
+    this.informed.fire(message);
+    void Promise.resolve(vscode.window.showWarningMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
   }
 
   /** After a change this window made: re-read the library now, then reveal and select the affected row. */
@@ -192,6 +201,7 @@ export class CommandContext implements vscode.Disposable {
   dispose(): void {
     this.failed.dispose();
     this.informed.dispose();
+    this.log.dispose();
   }
 }
 

@@ -5,6 +5,7 @@ import { validateName, type CloneKind } from '../../engine/machine';
 import { formatBytes, plural } from '../format';
 import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
+import { confirmDestructive } from './confirm-destructive';
 import type { CommandContext, Target } from './context';
 import { nameValidator } from './names';
 import { requireOff } from './refusals';
@@ -64,7 +65,7 @@ export async function deleteMachine(ctx: CommandContext, target: Target, args: D
     const all = await lib.list();
     const clones = dependants(machine.id, all);
     const size = machine.snapshots.reduce((n, s) => n + s.sizeBytes, machine.currentSizeBytes);
-    const deleteIt = vscode.l10n.t('Delete');
+    const deleteIt = vscode.l10n.t('Delete “{0}”', machine.name);
     const deleteAll = vscode.l10n.t('Delete with {0}', plural(clones.length, vscode.l10n.t('Clone')));
     const detail =
       clones.length > 0
@@ -75,8 +76,7 @@ export async function deleteMachine(ctx: CommandContext, target: Target, args: D
             formatBytes(size),
           )
         : vscode.l10n.t('Its disks, {0} and {1} on disk are removed; this cannot be undone.', plural(machine.snapshots.length, vscode.l10n.t('snapshot')), formatBytes(size));
-    const chosen = await ctx.ask.confirm(vscode.l10n.t('Delete machine “{0}”?', machine.name), detail, [clones.length > 0 ? deleteAll : deleteIt]);
-    if (chosen === undefined) return undefined;
+    if (!(await confirmDestructive(ctx, vscode.l10n.t('Delete machine “{0}”?', machine.name), detail, clones.length > 0 ? deleteAll : deleteIt))) return undefined;
     withClones = clones.length > 0;
   }
   const result = await lib.deleteMachine(machine.id, { withClones });

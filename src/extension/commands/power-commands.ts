@@ -46,8 +46,17 @@ export async function startMachine(ctx: CommandContext, target: Target) {
   if (!t) return undefined;
   const { machine } = t;
   const lib = await ctx.library();
+  // Read before QEMU holds the disks: a blank disk and no CD would only show a blank console.
+  const bootProblem = await lib.bootProblem(machine.id).catch(() => null);
   const status = await notify(vscode.l10n.t('Powering on “{0}”…', machine.name), () => lib.startMachine(machine.id));
   await ctx.revealMachine(machine.id);
+  if (bootProblem !== null) {
+    ctx.log.warn(`startMachine “${machine.name}”: ${bootProblem}`);
+    const importImage = { title: vscode.l10n.t('Import Disk Image…'), run: () => vscode.commands.executeCommand('vmsnap.importImage') };
+    const stop = { title: vscode.l10n.t('Power Off'), run: () => vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id) };
+    ctx.warn(vscode.l10n.t('“{0}” is running, but has nothing to boot. No bootable disk: import an image or attach an ISO.', machine.name), [importImage, stop]);
+    return status;
+  }
   const openIt = vscode.l10n.t('Open Console');
   void vscode.window.showInformationMessage(vscode.l10n.t('“{0}” is running (QEMU process {1}).', machine.name, status.pid ?? '?'), openIt).then((chosen) => {
     if (chosen === openIt) return vscode.commands.executeCommand('vmsnap.openConsole', machine.id);
@@ -56,7 +65,13 @@ export async function startMachine(ctx: CommandContext, target: Target) {
   return status;
 }
 
-/** Power Off: the ACPI power button, then QEMU quits after the time-out; Force Power Off quits at once. */
+/** How long Power Off waits for the guest after the power button before it offers Force Off. */
+const SHUTDOWN_WAIT_MS = 30_000;
+
+/**
+ * Power Off: the ACPI power button, with a notification that counts the seconds and can stop waiting; a guest that
+ * has not shut down by the time-out is left running and the message offers Force Off. Force Power Off quits at once.
+ */
 export async function stopMachine(ctx: CommandContext, target: Target, args: StopArgs = {}) {
   const t = await poweredTarget(ctx, target, vscode.l10n.t('Which machine to power off?'), ['running', 'paused'], (m) =>
     vscode.l10n.t('“{0}” is already off.', m.name),
@@ -65,11 +80,46 @@ export async function stopMachine(ctx: CommandContext, target: Target, args: Sto
   const { machine } = t;
   const lib = await ctx.library();
   const force = args.force === true;
-  const title = force
-    ? vscode.l10n.t('Powering off “{0}” (forced)…', machine.name)
-    : vscode.l10n.t('Shutting down “{0}”: the guest got the power button; QEMU is stopped if it has not shut down within {1} s…', machine.name, Math.round((args.powerdownTimeoutMs ?? 60000) / 1000));
-  const options = { force, ...(args.powerdownTimeoutMs !== undefined ? { powerdownTimeoutMs: args.powerdownTimeoutMs } : {}) };
-  const result = await notify(title, () => lib.stopMachine(machine.id, options));
+  const waitMs = args.powerdownTimeoutMs ?? SHUTDOWN_WAIT_MS;
+  const result = force
+    ? await notify(vscode.l10n.t('Powering off “{0}” (forced)…', machine.name), () => lib.stopMachine(machine.id, { force }))
+    : await Promise.resolve(
+        vscode.window.withProgress(
+          { location: vscode.ProgressLocation.Notification, title: vscode.l10n.t('Shutting down “{0}”', machine.name), cancellable: true },
+          async (progress, token) => {
+            const abort = new AbortController();
+            const cancelled = token.onCancellationRequested(() => abort.abort());
+            const started = Date.now();
+            const report = (): void =>
+              progress.report({
+                message: vscode.l10n.t('the guest got the power button; waiting for it to shut down ({0} of {1} s)', Math.round((Date.now() - started) / 1000), Math.round(waitMs / 1000)),
+              });
+            report();
+            const ticking = setInterval(report, 1000);
+            try {
+              return await lib.stopMachine(machine.id, { powerdownTimeoutMs: waitMs, quitAfterTimeout: false, signal: abort.signal });
+            } finally {
+              clearInterval(ticking);
+              cancelled.dispose();
+            }
+          },
+        ),
+      );
+  if (result.method === 'still-running') {
+    ctx.service.notifyChanged();
+    const forceOff = { title: vscode.l10n.t('Force Off'), run: () => vscode.commands.executeCommand('vmsnap.forceStopMachine', machine.id) };
+    const seconds = Math.round(result.ms / 1000);
+    if (result.ms < waitMs) {
+      ctx.inform(vscode.l10n.t('Stopped waiting: “{0}” got the power button and may still shut down; it is running.', machine.name), [forceOff]);
+    } else {
+      ctx.log.warn(`stopMachine “${machine.name}”: the guest ignored the power button for ${seconds} s`);
+      ctx.fail(
+        new Error(vscode.l10n.t('“{0}” did not shut down within {1} s of the power button: its guest may ignore ACPI, or be busy. It is still running.', machine.name, seconds)),
+        [forceOff],
+      );
+    }
+    return result;
+  }
   const how =
     result.method === 'acpi'
       ? vscode.l10n.t('the guest shut down')

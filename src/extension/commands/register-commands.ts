@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { ConsoleTerminals } from '../console/console-terminal';
 import type { RemoteSshHolder } from '../ssh/remote-ssh';
+import { COMPACT_CHAINS_SETTING } from '../tree/compact-chains';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
 import { setShowAutomaticCheckpoints } from '../dev/auto-checkpoints';
@@ -13,6 +14,7 @@ import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine,
 import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
+import { deleteSelected, renameSelected } from './selected-row';
 import { connectRemoteSsh, openSshTerminal, showSerialLog, type SshCommandArgs } from './ssh-commands';
 import {
   cloneSnapshot,
@@ -74,19 +76,30 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     'vmsnap.showDevMachine': () => showDevMachine(ctx),
     'vmsnap.revealMachine': (target?: Target) => revealMachine(ctx, target),
     'vmsnap.openReadme': () => openReadme(ctx),
+    // F2 and Delete in the Machines view: the selected row's own Rename or Delete, with the same questions.
+    'vmsnap.renameSelected': () => renameSelected(ctx),
+    'vmsnap.deleteSelected': () => deleteSelected(ctx),
+    'vmsnap.compactChains': () => setCompactChains(true),
+    'vmsnap.indentEverySnapshot': () => setCompactChains(false),
   };
   return Object.entries(commands).map(([id, run]) => registerCommand(ctx, id, run));
+}
+
+/** The view's title action: the compact tree on or off, for every window (the tree follows the setting). */
+async function setCompactChains(on: boolean): Promise<boolean> {
+  await vscode.workspace.getConfiguration('vmsnap').update(COMPACT_CHAINS_SETTING, on, vscode.ConfigurationTarget.Global);
+  return on;
 }
 
 /**
  * A command that fails shows its error here, as one message, and returns undefined: whoever ran it (a menu, the
  * palette, the comparison table, a test) gets nothing back, the user reads one sentence, with "Show Clones" next to
- * a refusal that names linked clones.
+ * a refusal that names linked clones. Every run, its duration and its error go to the Output channel.
  */
 function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.Disposable {
   return vscode.commands.registerCommand(id, async (...args: unknown[]) => {
     try {
-      return await (run as (...args: unknown[]) => unknown)(...args);
+      return await ctx.log.run(id, args, async () => (run as (...args: unknown[]) => unknown)(...args));
     } catch (e) {
       return ctx.fail(e, lockedActions(ctx, e));
     }

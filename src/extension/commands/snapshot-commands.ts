@@ -4,6 +4,7 @@ import { validateName, type MachineDetails, type RevertOptions } from '../../eng
 import { formatBytes, plural } from '../format';
 import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
+import { confirmDestructive } from './confirm-destructive';
 import type { CommandContext, Target } from './context';
 import { nameValidator, uniqueName } from './names';
 import { requireUnlocked } from './refusals';
@@ -189,8 +190,8 @@ export async function deleteSnapshot(ctx: CommandContext, target: Target, args: 
     const detail = children
       ? vscode.l10n.t('{0} are removed for good. If the current state descends from one of them it keeps its content.', plural(below.length + 1, vscode.l10n.t('snapshot')))
       : vscode.l10n.t('Its changes are merged into what depends on it, so no other state changes; this cannot be undone.');
-    const chosen = await ctx.ask.confirm(title, detail, [children ? vscode.l10n.t('Delete {0}', plural(below.length + 1, vscode.l10n.t('Snapshot'))) : vscode.l10n.t('Delete')]);
-    if (chosen === undefined) return undefined;
+    const action = children ? vscode.l10n.t('Delete {0}', plural(below.length + 1, vscode.l10n.t('Snapshot'))) : vscode.l10n.t('Delete “{0}”', snapshot.name);
+    if (!(await confirmDestructive(ctx, title, detail, action))) return undefined;
   }
   const lib = await ctx.library();
   const result = await withProgress(vscode.l10n.t('Deleting snapshot “{0}” of “{1}”', snapshot.name, machine.name), (p) =>

@@ -33,7 +33,22 @@ export type FromWebview =
   | { type: 'ready' }
   | { type: 'selectMachine'; machineId: string }
   | { type: 'action'; requestId: number; action: RowAction; machineId: string; snapshotId: string | null }
-  | { type: 'probeReply'; requestId: number; headers: string[]; rows: string[][]; selectedRowId: string | null; treeNodes: number; sortedBy: string | null };
+  | {
+      type: 'probeReply';
+      requestId: number;
+      headers: string[];
+      rows: string[][];
+      selectedRowId: string | null;
+      treeNodes: number;
+      sortedBy: string | null;
+      /** Drawn labels and nodes that overlap one another ("text “A” × circle “B”"); empty when none do. */
+      treeOverlaps: string[];
+      /** The entries of the drawing's legend. */
+      nodeLegend: string[];
+      /** The table of the family's machines (facts said once per machine). */
+      machineHeaders: string[];
+      machineRows: string[][];
+    };
 
 /** What the webview keeps across reloads (vscode.setState), and the serializer restores the panel from. */
 export interface PersistedState {

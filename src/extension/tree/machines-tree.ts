@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { BrokenMachine, Library, LibraryScan, MachineSummary } from '../../engine/machine';
 import { showAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import type { LibraryService } from '../library-service';
+import { branchesFrom, COMPACT_CHAINS_SETTING, compactChildren, compactParent } from './compact-chains';
 import { FolderSizes } from './folder-sizes';
 import {
   brokenNodeId,
@@ -23,6 +24,9 @@ import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
 import { machineTooltip, snapshotTooltip, treeItem } from './tree-items';
 import { thumbnailDataUri } from '../thumbnail-uri';
+
+/** A library of at most this many machines shows them expanded the first time: their snapshots at a glance. */
+const EXPAND_UP_TO = 3;
 
 /** How long a listing of the machines waits for their sizes on disk before it shows the rows without them. */
 const SIZE_WAIT_MS = 50;
@@ -99,7 +103,13 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   getTreeItem(node: TreeNode): vscode.TreeItem {
-    return treeItem(node);
+    const item = treeItem(node);
+    // In the compact tree a snapshot whose only child continues its line has no rows under it.
+    if (!compactChains()) return item;
+    if (node.kind === 'snapshot' && compactChildren(node, node.children).length === 0) item.collapsibleState = vscode.TreeItemCollapsibleState.None;
+    const from = branchesFrom(node);
+    if (from) item.description = [vscode.l10n.t('from “{0}”', from.snapshot.name), item.description].filter((d) => typeof d === 'string' && d !== '').join(' · ');
+    return item;
   }
 
   /** A machine's tooltip, made when it is hovered: it says what only the details know (the cloud image it runs on). */
@@ -132,13 +142,14 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       case 'machine':
         return this.machineChildren(node);
       case 'snapshot':
-        return Promise.resolve(node.children);
+        return Promise.resolve(compactChains() ? compactChildren(node, node.children) : node.children);
       default:
         return Promise.resolve([]);
     }
   }
 
   getParent(node: TreeNode): TreeNode | undefined {
+    if (compactChains()) return compactParent(node);
     return node.kind === 'machine' || node.kind === 'broken' ? undefined : node.parent;
   }
 
@@ -174,7 +185,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
         if (n.kind === 'snapshot') walk(n.children);
       }
     };
-    walk(await this.machineChildren(machine));
+    walk(await this.machineSubtree(machine));
     return out;
   }
 
@@ -216,6 +227,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
         machine,
         sizeBytes: this.sizes.get(machine.id),
         isDevMachine: dev !== '' && (dev === machine.id || dev === machine.name),
+        expandAtFirst: machines.length <= EXPAND_UP_TO,
         ...(machine.powerState === 'off' ? {} : { access: await machineAccess(lib, machine.id) }),
       })),
     );
@@ -239,7 +251,12 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     );
   }
 
+  /** A machine's rows as shown: in the compact tree, each root snapshot followed by its straight run. */
   private machineChildren(node: MachineNode): Promise<TreeNode[]> {
+    return this.machineSubtree(node).then((children) => (compactChains() ? compactChildren(node, children) : children));
+  }
+
+  private machineSubtree(node: MachineNode): Promise<TreeNode[]> {
     let children = this.subtrees.get(node.machine.id);
     if (!children) {
       children = this.loadMachine(node);
@@ -262,6 +279,10 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subscription.dispose();
     this.changed.dispose();
   }
+}
+
+function compactChains(): boolean {
+  return vscode.workspace.getConfiguration('vmsnap').get<boolean>(COMPACT_CHAINS_SETTING, false);
 }
 
 /** A running machine's SSH forward and failure, from QEMU; undefined when it cannot be asked (busy, just stopped). */

@@ -14,6 +14,8 @@ export interface MachineNode {
   /** Bytes the machine's own files occupy on the host disk; undefined while unknown. */
   sizeBytes: number | undefined;
   isDevMachine: boolean;
+  /** Shown expanded the first time (a library of a few machines): VS Code keeps what the user does afterwards. */
+  expandAtFirst?: boolean;
   /** While it runs: where SSH reaches it and why QEMU stopped the guest (asked of QEMU); undefined when off. */
   access?: MachineAccess | undefined;
 }

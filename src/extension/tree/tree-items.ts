@@ -23,7 +23,7 @@ export function treeItem(node: TreeNode): vscode.TreeItem {
 
 function machineItem(node: MachineNode): vscode.TreeItem {
   const m = node.machine;
-  const item = new vscode.TreeItem(m.name, vscode.TreeItemCollapsibleState.Collapsed);
+  const item = new vscode.TreeItem(m.name, node.expandAtFirst === true ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed);
   item.id = node.id;
   item.contextValue = contextValue(node);
   const kind = cloneKind(m);
@@ -142,7 +142,9 @@ export function snapshotTooltip(node: SnapshotNode, picture: string | null): vsc
               s.quiesced ? vscode.l10n.t('Quiesced: the guest agent froze its file systems.') : vscode.l10n.t('Not quiesced (crash-consistent).')
             }`
           : '',
-      `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('its own changes')})`,
+      s.memoryBytes > 0
+        ? `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('disk {0} + memory {1}', formatBytes(s.sizeBytes - s.memoryBytes), formatBytes(s.memoryBytes))})`
+        : `${vscode.l10n.t('Size on disk')}: ${formatBytes(s.sizeBytes)} (${vscode.l10n.t('its own changes')})`,
       `${vscode.l10n.t('Path')}: ${escape(node.path)}`,
       `${vscode.l10n.t('Depends on it')}: ${dependants.length > 0 ? dependants.join(', ') : vscode.l10n.t('nothing')}`,
       node.locked ? `$(lock) ${vscode.l10n.t('Locked: a linked clone hangs on it or on a snapshot below it; delete or promote the clone first.')}` : '',
@@ -161,15 +163,22 @@ function currentItem(node: CurrentNode): vscode.TreeItem {
   item.id = node.id;
   item.contextValue = contextValue(node);
   item.iconPath = new vscode.ThemeIcon('location', new vscode.ThemeColor('charts.blue'));
-  item.description =
-    m.currentChangedBytes > 0 ? vscode.l10n.t('+{0} since the snapshot', formatBytes(m.currentChangedBytes)) : vscode.l10n.t('no changes');
   const parent = node.parent.kind === 'snapshot' ? node.parent.snapshot.name : undefined;
+  // With no snapshot above it (a new machine, a full clone), its data is all of the disk, not a change since one.
+  item.description =
+    parent === undefined
+      ? m.currentChangedBytes > 0
+        ? vscode.l10n.t('{0} of data, no snapshot yet', formatBytes(m.currentChangedBytes))
+        : vscode.l10n.t('empty, no snapshot yet')
+      : m.currentChangedBytes > 0
+        ? vscode.l10n.t('+{0} since the snapshot', formatBytes(m.currentChangedBytes))
+        : vscode.l10n.t('no changes');
   const t = new vscode.MarkdownString(undefined, true);
   t.appendMarkdown(`$(location) **${vscode.l10n.t('You are here')}** — ${vscode.l10n.t('the current state of {0}', escape(m.name))}\n\n`);
   t.appendMarkdown(
     [
       parent ? `${vscode.l10n.t('Descends from')}: ${escape(parent)}` : vscode.l10n.t('Descends from no snapshot'),
-      `${vscode.l10n.t('Changed since')}: ${formatBytes(m.currentChangedBytes)}`,
+      parent ? `${vscode.l10n.t('Changed since')}: ${formatBytes(m.currentChangedBytes)}` : `${vscode.l10n.t('Data in no snapshot')}: ${formatBytes(m.currentChangedBytes)}`,
       `${vscode.l10n.t('Size on disk')}: ${formatBytes(m.currentSizeBytes)}`,
       ...m.disks.map((d) => `${vscode.l10n.t('Disk {0}', d.index)}: \`${d.path}\``),
     ].join('  \n'),

@@ -2,10 +2,11 @@
 // The guest is the counting boot sector (test/support/counting-guest.ts), imported as a raw bootable disk; TCG.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { buildSync } from 'esbuild';
 import { join } from 'node:path';
 import { Library, isMachineError, type MachineDetails } from '../../../src/engine/machine';
+import { NO_BOOTABLE_DISK } from '../../../src/engine/machine/boot-check';
 import { validateManifest } from '../../../src/engine/machine/manifest';
 import { machineStatus as runtimeStatus, runningPid, runningTops, RUNTIME_FILE_NAMES, stopMachine } from '../../../src/engine/runtime';
 import { qemuCheck, scratchDir } from '../../support/qemu';
@@ -56,6 +57,11 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     assert.equal(snap.takenWhileRunning, true);
     assert.equal(snap.hasMemory, true);
     assert.equal((await lib.machineStatus('guest')).powerState, 'running', 'the machine keeps running');
+    // Its size counts the saved memory (QEMU writes zero pages of RAM compactly, the rest in full): disk + memory, both reported.
+    const sizes = (await lib.show('guest')).snapshots.find((s) => s.id === snap.id)!;
+    const layers = sizes.layers.reduce((n, l) => n + statSync(l).blocks * 512, 0);
+    assert.ok(sizes.memoryBytes > 100 * 1024, `the memory state is counted: ${sizes.memoryBytes}`);
+    assert.equal(sizes.sizeBytes, layers + sizes.memoryBytes);
 
     // Refusals while running: clone (deleting a snapshot while running: live-delete.test.ts).
     await rejectsWith(lib.clone('guest', 'copy', { kind: 'linked', from: 'live' }), 'POWERED_ON', 'clone while running');
@@ -80,6 +86,28 @@ describe('machine library: running machines (QEMU, TCG)', function () {
     assert.equal((await lib.pauseMachine('guest')).powerState, 'paused');
     assert.equal((await lib.show('guest')).powerState, 'paused');
     assert.equal((await lib.resumeMachine('guest')).powerState, 'running');
+  });
+
+  it('a guest that ignores the power button is left running when asked not to quit QEMU after the time-out', async () => {
+    const waited = await lib.stopMachine('guest', { powerdownTimeoutMs: 500, quitAfterTimeout: false });
+    assert.equal(waited.method, 'still-running');
+    assert.ok(waited.ms >= 450, `waited ${waited.ms} ms`);
+    assert.equal((await lib.machineStatus('guest')).powerState, 'running');
+    assert.equal((await lib.show('guest')).powerState, 'running');
+    // Aborting the wait leaves it running at once.
+    const abort = new AbortController();
+    const stopping = lib.stopMachine('guest', { powerdownTimeoutMs: 30_000, quitAfterTimeout: false, signal: abort.signal });
+    setTimeout(() => abort.abort(), 200);
+    const aborted = await stopping;
+    assert.equal(aborted.method, 'still-running');
+    assert.ok(aborted.ms < 5000, `stopped waiting after ${aborted.ms} ms`);
+  });
+
+  it('knows whether a machine has anything to boot: a boot sector, or nothing (blank disk, no CD)', async () => {
+    assert.equal(await lib.bootProblem('guest'), null);
+    const blank = await lib.createMachine('blank', { diskSize: 1024 * 1024 });
+    assert.equal(await lib.bootProblem(blank.id), NO_BOOTABLE_DISK);
+    await lib.deleteMachine(blank.id);
   });
 
   it('stops, starts again from a cold boot, and the snapshots\' layers pass qemu-img check', async () => {

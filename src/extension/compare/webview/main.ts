@@ -1,7 +1,9 @@
 // The comparison table's page, running inside the webview (browser, no Node, no vscode module). Bundled on its own
 // into dist/webview/compare.js; talks to the extension only through the messages in ../protocol.ts.
-import type { CompareDependency, CompareRow, SnapshotTree, SnapshotTreeNode } from '../../../engine/machine';
+import type { CompareDependency, CompareRow, SnapshotTreeNode } from '../../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime } from '../../format';
+import { el } from './dom';
+import { nodeLegend, treeOverlaps, treeSvg } from './tree-drawing';
 import type { CompareState, FromWebview, PersistedState, RowAction, ToWebview } from '../protocol';
 
 interface VsCodeApi {
@@ -13,9 +15,8 @@ declare function acquireVsCodeApi(): VsCodeApi;
 
 const vscode = acquireVsCodeApi();
 const app = document.getElementById('app')!;
-const SVG = 'http://www.w3.org/2000/svg';
 
-type SortKey = 'kind' | 'name' | 'createdAt' | 'sizeBytes' | 'dependsOn' | 'canRunAlongsideSource' | 'uuid' | 'macAddress' | 'description';
+type SortKey = 'kind' | 'name' | 'createdAt' | 'sizeBytes' | 'dependsOn' | 'description';
 
 interface Column {
   key: SortKey;
@@ -28,27 +29,28 @@ function kindWords(kind: CompareRow['kind']): string {
   return kind === 'linked' ? 'linked clone' : kind === 'full' ? 'full clone' : kind;
 }
 
-/** What a row depends on, in words ("snapshot X of Y"). */
-function dependencyWords(d: CompareDependency): string {
+/** What a row depends on, in words ("snapshot X of Y"; the machine's name only when it is another machine). */
+function dependencyWords(d: CompareDependency, own: string | null = null): string {
   switch (d.kind) {
     case 'nothing':
       return 'nothing';
     case 'machine':
       return `machine "${d.machineName}"`;
     case 'snapshot':
-      return `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
+      return d.machineId === own ? `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}"` : `snapshot "${d.snapshotName ?? d.snapshotId ?? '?'}" of "${d.machineName ?? d.machineId}"`;
   }
 }
 
+/**
+ * Per-row facts, one column each. What belongs to a machine as a whole (UUID, MAC, whether it runs alongside its
+ * source) is said once per machine in the table below, not repeated on each of its snapshots' rows.
+ */
 const columns: Column[] = [
   { key: 'kind', title: 'Kind', cell: (r) => kindWords(r.kind) },
   { key: 'name', title: 'Name', cell: (r) => nameCell(r) },
   { key: 'createdAt', title: 'Created', cell: (r) => timeCell(r.createdAt) },
-  { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r.sizeBytes, max) },
-  { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn) },
-  { key: 'canRunAlongsideSource', title: 'Runs alongside source', cell: (r) => (r.canRunAlongsideSource ? 'yes' : 'no') },
-  { key: 'uuid', title: 'UUID', cell: (r) => code(r.uuid) },
-  { key: 'macAddress', title: 'MAC', cell: (r) => code(r.macAddress) },
+  { key: 'sizeBytes', title: 'Size on disk', cell: (r, max) => sizeCell(r, max) },
+  { key: 'dependsOn', title: 'Depends on', cell: (r) => dependencyWords(r.dependsOn, r.kind === 'snapshot' ? r.machineId : null) },
   { key: 'description', title: 'Description', cell: (r) => r.description },
 ];
 
@@ -99,10 +101,48 @@ function render(): void {
   }
   picker.addEventListener('change', () => vscode.postMessage({ type: 'selectMachine', machineId: picker.value }));
   const header = el('header', {}, el('h1', {}, 'Snapshots and clones'), el('label', { for: 'machine' }, 'Machine '), picker);
-  const family = el('section', { class: 'family' }, el('h2', {}, 'Snapshot tree'), treeSvg(s.trees, s.rows));
-  const table = rowsTable(s.rows);
-  const legend = el('section', { class: 'legend' }, el('h2', {}, 'Snapshot, linked clone or full clone?'), legendTable());
-  app.append(header, family, el('section', {}, el('h2', {}, 'The family of this machine'), table), status, legend);
+  // The drawing scrolls within at most part of the window, so the table below it stays in sight.
+  const family = el(
+    'section',
+    { class: 'family' },
+    el('h2', {}, 'Snapshot tree'),
+    el('div', { class: 'tree-scroll' }, treeSvg(s.trees, s.rows)),
+    nodeLegend(),
+  );
+  const table = el('div', { class: 'scroll' }, rowsTable(s.rows));
+  const machines = el('div', { class: 'scroll' }, machinesTable(s.rows));
+  const legend = el('details', { class: 'legend' }, el('summary', {}, 'Snapshot, linked clone or full clone?'), legendTable());
+  app.append(
+    header,
+    family,
+    el('section', {}, el('h2', {}, 'The family of this machine'), table),
+    status,
+    el('section', {}, el('h2', {}, 'Machines'), machines),
+    legend,
+  );
+}
+
+/** Facts of each machine of the family, once: its identity on the network and whether it runs beside its source. */
+function machinesTable(rows: CompareRow[]): HTMLElement {
+  const machines = rows.filter((r) => r.kind !== 'snapshot');
+  const head = el('tr', {}, ...['Machine', 'Kind', 'Runs alongside its source', 'UUID', 'MAC'].map((h) => el('th', { scope: 'col' }, h)));
+  const body = el(
+    'tbody',
+    {},
+    ...machines.map((r) =>
+      el(
+        'tr',
+        { 'data-id': r.id },
+        el('th', { scope: 'row' }, r.name),
+        el('td', {}, kindWords(r.kind)),
+        // A machine that is no clone has no source to run beside.
+        el('td', {}, r.kind === 'machine' ? '—' : r.canRunAlongsideSource ? 'yes' : 'no'),
+        el('td', {}, code(r.uuid)),
+        el('td', {}, code(r.macAddress)),
+      ),
+    ),
+  );
+  return el('table', { class: 'machines', 'aria-label': 'Machines of this family' }, el('thead', {}, head), body);
 }
 
 function rowsTable(rows: CompareRow[]): HTMLElement {
@@ -247,7 +287,7 @@ function sortRows(rows: CompareRow[]): CompareRow[] {
 /** What a column sorts by: the words shown for kind and dependency, the value itself otherwise. */
 function sortValue(r: CompareRow, key: SortKey): string | number | boolean {
   if (key === 'kind') return kindWords(r.kind);
-  if (key === 'dependsOn') return dependencyWords(r.dependsOn);
+  if (key === 'dependsOn') return dependencyWords(r.dependsOn, r.kind === 'snapshot' ? r.machineId : null);
   return r[key];
 }
 
@@ -271,94 +311,6 @@ function legendTable(): HTMLElement {
   );
 }
 
-/**
- * The snapshot trees as VMware's Snapshot Manager draws them: left to right, one row per leaf, the current state
- * as "You are here", linked clones hanging off the snapshot they depend on.
- */
-function treeSvg(trees: SnapshotTree[], rows: CompareRow[]): SVGSVGElement {
-  const dx = 150;
-  const dy = 46;
-  const svg = document.createElementNS(SVG, 'svg');
-  svg.setAttribute('class', 'tree');
-  svg.setAttribute('role', 'img');
-  const names = new Map(rows.filter((r) => r.kind !== 'snapshot').map((r) => [r.machineId, r.name]));
-  let row = 0;
-  let maxDepth = 0;
-  const layer = document.createElementNS(SVG, 'g');
-  const edges = document.createElementNS(SVG, 'g');
-  const node = (x: number, y: number, label: string, sub: string, kind: string): void => {
-    const g = document.createElementNS(SVG, 'g');
-    g.setAttribute('class', `node ${kind}`);
-    g.setAttribute('transform', `translate(${x},${y})`);
-    const shape = document.createElementNS(SVG, kind === 'machine' || kind === 'clone' ? 'rect' : 'circle');
-    if (shape instanceof SVGRectElement) {
-      shape.setAttribute('x', '-9');
-      shape.setAttribute('y', '-9');
-      shape.setAttribute('width', '18');
-      shape.setAttribute('height', '18');
-      shape.setAttribute('rx', '3');
-    } else shape.setAttribute('r', kind === 'current' ? '7' : '9');
-    const t = document.createElementNS(SVG, 'text');
-    t.setAttribute('x', '14');
-    t.setAttribute('y', '-2');
-    t.textContent = label;
-    const s = document.createElementNS(SVG, 'text');
-    s.setAttribute('x', '14');
-    s.setAttribute('y', '12');
-    s.setAttribute('class', 'sub');
-    s.textContent = sub;
-    const title = document.createElementNS(SVG, 'title');
-    title.textContent = `${label}${sub ? ` (${sub})` : ''}`;
-    g.append(title, shape, t, s);
-    layer.append(g);
-  };
-  const edge = (x1: number, y1: number, x2: number, y2: number, dashed = false): void => {
-    const p = document.createElementNS(SVG, 'path');
-    p.setAttribute('d', `M${x1 + 9},${y1} C${x1 + dx / 2},${y1} ${x2 - dx / 2},${y2} ${x2 - 9},${y2}`);
-    if (dashed) p.setAttribute('class', 'dashed');
-    edges.append(p);
-  };
-  const place = (n: SnapshotTreeNode, depth: number, px: number, py: number): void => {
-    const x = 20 + depth * dx;
-    maxDepth = Math.max(maxDepth, depth);
-    let y = 24 + row * dy;
-    const first = row;
-    if (n.kind === 'current') {
-      node(x, y, 'You are here', '', 'current');
-      row++;
-    } else {
-      node(x, y, n.name, formatRelativeTime(n.createdAt), n.isCurrentParent ? 'snapshot parent' : n.lockedBy.length > 0 ? 'snapshot locked' : 'snapshot');
-      if (n.children.length === 0 && n.lockedBy.length === 0) row++;
-      for (const c of n.children) place(c, depth + 1, x, y);
-      for (const clone of n.lockedBy) {
-        const cy = 24 + row * dy;
-        node(x + dx, cy, names.get(clone) ?? clone.slice(0, 8), 'linked clone', 'clone');
-        edge(x, y, x + dx, cy, true);
-        maxDepth = Math.max(maxDepth, depth + 1);
-        row++;
-      }
-      if (row === first) row++;
-    }
-    y = 24 + first * dy;
-    edge(px, py, x, y);
-  };
-  for (const tree of trees) {
-    const top = 24 + row * dy;
-    node(20, top, tree.machineName, 'machine', 'machine');
-    if (tree.roots.length === 0) row++;
-    for (const r of tree.roots) place(r, 1, 20, top);
-    row++;
-  }
-  svg.append(edges, layer);
-  const width = 20 + (maxDepth + 1) * dx + 80;
-  const height = 24 + row * dy;
-  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  svg.setAttribute('width', String(width));
-  svg.setAttribute('height', String(height));
-  svg.setAttribute('aria-label', `Snapshot tree with ${layer.childElementCount} nodes`);
-  return svg;
-}
-
 function nameCell(r: CompareRow): HTMLElement {
   // An automatic checkpoint is marked after its name (the retention may delete it); a snapshot's row carries a
   // small picture of the screen at the snapshot (the whole thumbnail on hover).
@@ -374,11 +326,13 @@ function timeCell(iso: string): HTMLElement {
   return el('time', { datetime: iso, title: formatDate(iso) }, formatRelativeTime(iso));
 }
 
-/** A disk-usage bar, relative to the biggest row. */
-function sizeCell(bytes: number, max: number): HTMLElement {
+/** A disk-usage bar, relative to the biggest row; a snapshot's saved memory is named apart. */
+function sizeCell(r: CompareRow, max: number): HTMLElement {
+  const bytes = r.sizeBytes;
   const bar = el('span', { class: 'bar', 'aria-hidden': 'true' });
   bar.style.setProperty('--fill', `${Math.max(bytes > 0 ? 2 : 0, Math.round((bytes / max) * 100))}%`);
-  return el('span', { class: 'size' }, bar, el('span', { class: 'bytes' }, formatBytes(bytes)));
+  const title = r.memoryBytes > 0 ? `disk ${formatBytes(bytes - r.memoryBytes)} + memory ${formatBytes(r.memoryBytes)}` : '';
+  return el('span', { class: 'size', title }, bar, el('span', { class: 'bytes' }, formatBytes(bytes)));
 }
 
 function code(text: string): HTMLElement {
@@ -395,13 +349,10 @@ function probeReply(requestId: number): FromWebview {
     rows,
     selectedRowId,
     treeNodes: document.querySelectorAll('svg.tree g.node').length,
+    treeOverlaps: treeOverlaps(),
+    nodeLegend: [...document.querySelectorAll('ul.node-legend li')].map((li) => li.textContent?.trim() ?? ''),
+    machineHeaders: [...document.querySelectorAll('table.machines thead th')].map((th) => th.textContent?.trim() ?? ''),
+    machineRows: [...document.querySelectorAll<HTMLTableRowElement>('table.machines tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent?.trim() ?? '')),
     sortedBy: sort ? `${sort.key} ${sort.descending ? 'descending' : 'ascending'}` : null,
   };
-}
-
-function el(tag: string, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElement {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== '') e.setAttribute(k, v);
-  e.append(...children);
-  return e;
 }
