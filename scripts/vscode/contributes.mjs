@@ -176,6 +176,14 @@ export const contributes = {
         scope: 'resource',
         markdownDescription: '%vmsnap.config.devMachine%',
       },
+      'vmsnap.libvirt.connections': {
+        type: 'array',
+        items: { type: 'string' },
+        default: [],
+        // Window, as libraryFolder: User settings reach remote and browser windows too.
+        scope: 'window',
+        markdownDescription: '%vmsnap.config.libvirt.connections%',
+      },
     },
   },
 };

@@ -156,8 +156,16 @@ async function removeDisk(source: LibvirtSource, p: string): Promise<void> {
 
 /** The storage pool holding a remote disk, or the refusal: without one, libvirt cannot copy a file there. */
 async function poolOf(source: LibvirtSource, file: string): Promise<string> {
+  const lookup = async (): Promise<string> => (await source.virsh.run(['vol-pool', '--vol', file])).trim();
   try {
-    return (await source.virsh.run(['vol-pool', '--vol', file])).trim();
+    return await lookup();
+  } catch {
+    // A pool lists the files it held at its last refresh: refresh the active pools once and look again.
+  }
+  const pools = (await source.virsh.run(['pool-list', '--name'])).split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  await source.virsh.batch(pools.map((p) => ['pool-refresh', '--pool', p]));
+  try {
+    return await lookup();
   } catch {
     throw unsupported('clone', `${file} is in no libvirt storage pool on ${source.uri}, so libvirt cannot copy it there: add its folder as a pool (virsh pool-define-as NAME dir --target DIR).`);
   }

@@ -2,3 +2,4 @@
 export { LibvirtSource, displayUri, treeOf, type DomainView } from './libvirt-source';
 export { Virsh, quote, virshError, type VirshOptions } from './virsh';
 export { parseDomain, parseSnapshot, REVERT_EXTERNAL, RENAME_REASON } from './records';
+export { domainXmlOf, exportMachine, type ExportedDomain } from './export';

@@ -1,7 +1,7 @@
 // libvirt as a machine source: the domains of one connection (qemu:///system, qemu+ssh://user@host/system, ...)
 // read and changed through `virsh`, never by touching libvirt's files. Snapshots are libvirt's own (internal
 // qcow2 snapshots, with memory when the domain runs); the tree comes from libvirt's parent links.
-import { SourceError, unsupported } from '../sources';
+import { isSourceError, SourceError, unsupported } from '../sources';
 import type {
   MachineSource,
   PowerAction,
@@ -67,7 +67,8 @@ export class LibvirtSource implements MachineSource {
 
   /** True when the connection's disks are files on this computer (a local URI): the engine may copy them. */
   get isLocal(): boolean {
-    return !/^[a-z0-9]+\+[a-z]+:\/\//.test(this.uri) && !/^[a-z0-9]+:\/\/[^/]/.test(this.uri);
+    const m = /^[a-z0-9]+(?:\+([a-z0-9]+))?:\/\/([^/?]*)/i.exec(this.uri);
+    return m !== null && (m[1] === undefined || m[1] === 'unix') && (m[2] === '' || m[2] === 'localhost');
   }
 
   // ---------------------------------------------------------------- reading
@@ -93,28 +94,32 @@ export class LibvirtSource implements MachineSource {
 
   // ---------------------------------------------------------------- snapshots
 
+  /** One snapshot-create-as (libvirt refuses a name in use), then its XML: no listing, so it costs what virsh does. */
   async takeSnapshot(ref: string, name: string, options: TakeOptions = {}): Promise<SourceSnapshot> {
-    const v = await this.view(ref);
     const snapName = validName(name, 'snapshot name');
-    if (options.diskOnly === true && v.machine.powerState !== 'off') {
+    if (options.diskOnly === true && powerStateOf(await this.virsh.run(['domstate', '--domain', ref])) !== 'off') {
       throw unsupported('take', 'libvirt 9.0 takes a disk-only snapshot of a running domain only as an external snapshot, which it cannot revert to: take it with its memory, or power the domain off.');
     }
-    if (v.snapshots.some((s) => s.name === snapName)) throw new SourceError('ALREADY_EXISTS', `Domain "${v.machine.name}" already has a snapshot "${snapName}": libvirt names are unique, choose another.`);
     const description = options.description === undefined ? [] : ['--description', options.description];
-    await this.virsh.run(['snapshot-create-as', '--domain', v.machine.uuid, '--name', snapName, ...description], { timeoutMs: 10 * 60000 });
-    return this.snapshot(v.machine.uuid, snapName);
+    await this.virsh.run(['snapshot-create-as', '--domain', ref, '--name', snapName, ...description], { timeoutMs: 10 * 60000 }).catch((e: unknown) => {
+      throw isSourceError(e) && e.code === 'ALREADY_EXISTS' ? new SourceError('ALREADY_EXISTS', `Domain "${ref}" already has a snapshot "${snapName}": libvirt names are unique, choose another.`) : e;
+    });
+    return this.snapshot(ref, snapName);
   }
 
   async revert(ref: string, snapshotRef: string, options: SourceRevertOptions = {}): Promise<SourceRevertResult> {
-    const v = await this.view(ref);
-    const target = findSnapshot(v, snapshotRef);
+    const target = await this.snapshot(ref, snapshotRef).catch((e: unknown) => {
+      throw isSourceError(e) && e.code === 'NOT_FOUND' && /snapshot/.test(e.message)
+        ? new SourceError('NOT_FOUND', `Domain "${ref}" has no snapshot "${snapshotRef}".`, { detail: { kind: 'snapshot-not-found', machineName: ref, ref: snapshotRef } })
+        : e;
+    });
     if (target.refusals.revert !== undefined) throw unsupported('revert', target.refusals.revert);
     if (options.discardCurrent !== true && options.saveCurrentAs === undefined) {
       throw new SourceError('NEEDS_CONFIRMATION', 'Reverting throws away the current state: confirm that it may be discarded, or save it as a snapshot first.', { detail: { kind: 'revert-discards-current' } });
     }
-    const saved = options.saveCurrentAs === undefined ? null : await this.takeSnapshot(v.machine.uuid, options.saveCurrentAs);
-    await this.virsh.run(['snapshot-revert', '--domain', v.machine.uuid, '--snapshotname', target.name], { timeoutMs: 10 * 60000 });
-    const state = powerStateOf(await this.virsh.run(['domstate', v.machine.uuid]));
+    const saved = options.saveCurrentAs === undefined ? null : await this.takeSnapshot(ref, options.saveCurrentAs);
+    await this.virsh.run(['snapshot-revert', '--domain', ref, '--snapshotname', target.name], { timeoutMs: 10 * 60000 });
+    const state = powerStateOf(await this.virsh.run(['domstate', '--domain', ref]));
     return { snapshot: target, saved, powerState: state };
   }
 
