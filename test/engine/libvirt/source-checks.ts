@@ -98,6 +98,12 @@ export function sourceChecks(setup: () => Setup): void {
     assert.match(virshOk(uri, 'snapshot-dumpxml', a, 'live'), /<memory snapshot='internal'\/>/);
     assert.match(virshOk(uri, 'snapshot-dumpxml', a, 'live'), /<description>counting, with memory<\/description>/);
     await rejectsWith(source.takeSnapshot(a, 'live'), 'ALREADY_EXISTS', 'a second "live"');
+    // A name virsh's own command-line parser must be given quoted: the listing batches commands in one line.
+    const awkward = `it's "odd" \\ ; echo @@`;
+    await source.takeSnapshot(a, awkward, { description: 'quotes; semicolons' });
+    assert.ok((await source.snapshotTree(a)).roots[0]?.children.some((n) => n.snapshot?.name === awkward && n.snapshot.description === 'quotes; semicolons'));
+    assert.deepEqual(await source.deleteSnapshot(a, awkward), [awkward]);
+    assert.equal(virshOk(uri, 'snapshot-current', a, '--name').trim(), 'live', 'libvirt makes the parent current again');
     await source.takeSnapshot(a, 'second');
     assert.equal(virshTree(uri, a), 'live(second)');
     assert.equal(virshOk(uri, 'snapshot-current', a, '--name').trim(), 'second');
