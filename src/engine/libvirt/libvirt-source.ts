@@ -94,17 +94,26 @@ export class LibvirtSource implements MachineSource {
 
   // ---------------------------------------------------------------- snapshots
 
-  /** One snapshot-create-as (libvirt refuses a name in use), then its XML: no listing, so it costs what virsh does. */
+  /** snapshot-create-as (libvirt refuses a name in use) and its XML in one virsh call: it costs what virsh does. */
   async takeSnapshot(ref: string, name: string, options: TakeOptions = {}): Promise<SourceSnapshot> {
     const snapName = validName(name, 'snapshot name');
     if (options.diskOnly === true && powerStateOf(await this.virsh.run(['domstate', '--domain', ref])) !== 'off') {
       throw unsupported('take', 'libvirt 9.0 takes a disk-only snapshot of a running domain only as an external snapshot, which it cannot revert to: take it with its memory, or power the domain off.');
     }
     const description = options.description === undefined ? [] : ['--description', options.description];
-    await this.virsh.run(['snapshot-create-as', '--domain', ref, '--name', snapName, ...description], { timeoutMs: 10 * 60000 }).catch((e: unknown) => {
-      throw isSourceError(e) && e.code === 'ALREADY_EXISTS' ? new SourceError('ALREADY_EXISTS', `Domain "${ref}" already has a snapshot "${snapName}": libvirt names are unique, choose another.`) : e;
-    });
-    return this.snapshot(ref, snapName);
+    // The snapshot and the read of what libvirt made, in one virsh process.
+    const [, xml] = await this.virsh
+      .sequence(
+        [
+          ['snapshot-create-as', '--domain', ref, '--name', snapName, ...description],
+          ['snapshot-dumpxml', '--domain', ref, '--snapshotname', snapName, '--xpath', SNAPSHOT_XPATH, '--wrap'],
+        ],
+        { timeoutMs: 10 * 60000 },
+      )
+      .catch((e: unknown) => {
+        throw isSourceError(e) && e.code === 'ALREADY_EXISTS' ? new SourceError('ALREADY_EXISTS', `Domain "${ref}" already has a snapshot "${snapName}": libvirt names are unique, choose another.`) : e;
+      });
+    return snapshotRecord(rootOf(parseOrdered(xml ?? ''), 'nodes'));
   }
 
   async revert(ref: string, snapshotRef: string, options: SourceRevertOptions = {}): Promise<SourceRevertResult> {

@@ -76,6 +76,23 @@ export class Virsh {
     return results;
   }
 
+  /**
+   * Runs commands one after the other in one virsh process (one connection: what a single command costs), e.g. a
+   * change and the read of its result. virsh goes on after a failed command, so any error on stderr rejects the
+   * whole sequence with that error; otherwise each command's output.
+   */
+  async sequence(commands: readonly (readonly string[])[], options: { timeoutMs?: number } = {}): Promise<string[]> {
+    const marker = `@@vmsnap-${process.pid}-${Date.now()}@@`;
+    const line = commands.map((c, i) => `echo ${marker}${i}; ${c.map(quote).join(' ')}`).join('; ') + `; echo ${marker}end`;
+    const r = await this.spawn(['-q', '-c', this.uri, line], options);
+    if (r.code !== 0 || /^error:/m.test(r.stderr)) throw virshError(this.uri, commands[0] ?? [], r.stderr);
+    return commands.map((_, i) => {
+      const start = r.stdout.indexOf(`${marker}${i}`) + marker.length + String(i).length;
+      const end = r.stdout.indexOf(marker, start);
+      return r.stdout.slice(start, end < 0 ? undefined : end).replace(/^\n/, '');
+    });
+  }
+
   private spawn(args: readonly string[], options: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     return new Promise((resolve, reject) => {
