@@ -16,6 +16,10 @@ command -v ssh >/dev/null 2>&1 || need_debs+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_debs+=(openssh-server)
 command -v isoinfo >/dev/null 2>&1 || need_debs+=(genisoimage)
 dpkg -s python3-yaml >/dev/null 2>&1 || need_debs+=(python3-yaml)
+# libvirt, the second machine source: its client (virsh) and daemons (libvirtd, virtlogd), which the libvirt tests
+# start themselves (CI has no systemd). No recommends: no dnsmasq, firewall or polkit.
+command -v virsh >/dev/null 2>&1 || need_debs+=(libvirt-clients)
+[ -x /usr/sbin/libvirtd ] || need_debs+=(libvirt-daemon-system)
 # The Debian test guest (scripts/guest/build-debian-image.sh): a root file system and a boot disk without loop mounts.
 for deb in mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs; do
   dpkg -s "$deb" >/dev/null 2>&1 || need_debs+=("$deb")

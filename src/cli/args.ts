@@ -64,6 +64,8 @@ export interface GlobalOptions {
   json: boolean;
   /** --library DIR: the machine library (used by the machine-layer verbs). */
   library: string | undefined;
+  /** --connect URI: a libvirt connection the machine verbs act on instead of the library. */
+  connect: string | undefined;
 }
 
 /** A leaf command: `vmsnap image create ...`, or a verb with no subverbs (`vmsnap clone ...`). */
@@ -98,6 +100,7 @@ export function isGroup<C>(v: Verb<C>): v is CommandGroup<C> {
 
 export const GLOBAL_FLAGS: readonly FlagSpec[] = [
   { name: 'library', kind: 'value', valueName: 'DIR', description: 'the machine library folder' },
+  { name: 'connect', kind: 'value', valueName: 'URI', description: 'act on a libvirt connection (qemu:///system, qemu+ssh://user@host/system) instead of the library' },
   { name: 'json', kind: 'boolean', description: 'print one JSON document on stdout' },
   { name: 'help', kind: 'boolean', description: 'show help for the command' },
 ];
@@ -336,7 +339,7 @@ export function parseArgs<Context>(argv: readonly string[], registry: Registry<C
   };
   const invocation: Invocation = {
     path,
-    global: { json: second.flags.has('json'), library: flagValue('library') },
+    global: { json: second.flags.has('json'), library: flagValue('library'), connect: flagValue('connect') },
     arg: (name) => values.get(declaredArg(name)),
     required: (name) => {
       const v = values.get(declaredArg(name));

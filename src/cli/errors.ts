@@ -1,5 +1,6 @@
 // Engine errors in the CLI's words: where the engine leaves the way out open, the CLI names its own command or flag.
 import type { MachineError } from '../engine/machine';
+import type { SourceError } from '../engine/sources';
 
 /** The sentence the CLI prints (and puts in its JSON error document) for a machine error. */
 export function machineErrorSentence(e: MachineError): string {
@@ -12,5 +13,21 @@ export function machineErrorSentence(e: MachineError): string {
       return `Machine "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap snapshot list\`.`;
     case 'revert-discards-current':
       return 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+  }
+}
+
+/** The sentence the CLI prints for a machine source's error (libvirt connections). */
+export function sourceErrorSentence(e: SourceError): string {
+  const d = e.detail;
+  if (d === null) return e.message;
+  switch (d.kind) {
+    case 'machine-not-found':
+      return `There is no domain "${d.ref}" on ${d.source}: list them with \`vmsnap --connect ${d.source} vm list\`.`;
+    case 'snapshot-not-found':
+      return `Domain "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap --connect URI snapshot list\`.`;
+    case 'revert-discards-current':
+      return 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+    case 'unsupported':
+      return d.reason;
   }
 }

@@ -42,7 +42,7 @@ export function helpText<C>(registry: Registry<C>, path: readonly string[]): str
     const lines = [
       'vmsnap: snapshots and clones of virtual machines, on qcow2 disk images.',
       '',
-      'Usage: vmsnap [--library DIR] [--json] COMMAND [ARGS...] [--flags]',
+      'Usage: vmsnap [--library DIR | --connect URI] [--json] COMMAND [ARGS...] [--flags]',
       '',
       'Commands:',
       ...table(

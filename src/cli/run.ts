@@ -1,9 +1,11 @@
 // One run of the tool: parse, dispatch, and turn every outcome into an exit status and one readable sentence.
 import { isMachineError } from '../engine/machine';
+import { isSourceError } from '../engine/sources';
 import { isImageError, type ImageError } from '../engine/qcow2';
 import { isUsageError, parseArgs, Registry, UsageError } from './args';
 import { verbs } from './commands';
-import { machineErrorSentence } from './errors';
+import { isConnected, runConnected } from './connected';
+import { machineErrorSentence, sourceErrorSentence } from './errors';
 import { helpHint, helpText } from './help';
 import { Output, type CliContext, type CliIo } from './output';
 
@@ -33,7 +35,8 @@ export async function runCli(
       return EXIT_OK;
     }
     try {
-      return await parsed.command.run(parsed.invocation, { out, signal });
+      const ctx = { out, signal };
+      return await (isConnected(parsed.invocation) ? runConnected(parsed.invocation, ctx) : parsed.command.run(parsed.invocation, ctx));
     } catch (e) {
       // A malformed value found by the command (a size, a byte) points at that command's help.
       if (isUsageError(e) && e.helpPath.length === 0) throw new UsageError(e.message, parsed.invocation.path);
@@ -64,6 +67,12 @@ function report(e: unknown, out: Output, io: CliIo): number {
     out.error(oneLine(sentence));
     if (!out.wroteDocument) out.document({ error: { code: e.code, message, candidates: e.candidates } });
     return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
+  }
+  if (isSourceError(e)) {
+    const message = sourceErrorSentence(e);
+    out.error(oneLine(message));
+    if (!out.wroteDocument) out.document({ error: { code: e.code, message, ...(e.detail === null ? {} : { detail: e.detail }) } });
+    return EXIT_FAILURE;
   }
   // A bug or an unforeseen failure: a short sentence, and the stack only when asked for.
   const message = e instanceof Error ? e.message : String(e);

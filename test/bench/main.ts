@@ -4,6 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { devSection } from './dev';
+import { libvirtSection } from './libvirt';
 import { machineSection } from './machine';
 import { qcow2Section } from './qcow2';
 import { runtimeSection, thumbnailSection } from './runtime';
@@ -20,6 +21,7 @@ const sections: Section[] = [
   { name: 'running machines', run: runtimeSection },
   { name: 'snapshot thumbnails', run: thumbnailSection },
   { name: 'dev guest (Debian)', run: devSection },
+  { name: 'libvirt (qemu:///system)', run: libvirtSection },
 ];
 
 async function main(): Promise<void> {

@@ -1,0 +1,33 @@
+// `vmsnap vm export NAME --libvirt`: one of our machines defined as a libvirt domain (virt-manager opens it).
+import { exportMachine, LibvirtSource } from '../../engine/libvirt';
+import { UsageError, type Command } from '../args';
+import { emit, type CliContext } from '../output';
+import { openLibrary, VM_ARG } from './shared';
+
+export const vmExportCommand: Command<CliContext> = {
+  name: 'export',
+  summary: 'define a machine as a libvirt domain (same disks, MAC, UUID, memory, cpus) so virt-manager opens it',
+  description:
+    'The domain reads the machine\'s disks where they are: the folder stays the library\'s. The domain points at the\n' +
+    'current top layer, so export again after taking or reverting a snapshot here (the same UUID is redefined).\n' +
+    'Do not run it in libvirt and here at once. --connect names the connection (default qemu:///system).',
+  args: [VM_ARG],
+  flags: [
+    { name: 'libvirt', kind: 'boolean', description: 'export to libvirt (the one target so far)' },
+    { name: 'accel', kind: 'value', valueName: 'auto|kvm|tcg', description: 'the domain type: KVM or TCG (default auto: KVM when libvirt offers it)' },
+  ],
+  examples: ['vmsnap vm export dev --libvirt', 'vmsnap vm export dev --libvirt --connect qemu:///session'],
+  async run(inv, ctx) {
+    if (!inv.flag('libvirt')) throw new UsageError('Say where to export to: --libvirt.', inv.path);
+    const uri = inv.global.connect ?? 'qemu:///system';
+    const accel = inv.value('accel') ?? 'auto';
+    if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new UsageError(`--accel "${accel}" is not auto, kvm or tcg.`, inv.path);
+    const lib = await openLibrary(inv, ctx);
+    const m = await lib.show(inv.required('VM'));
+    const r = await exportMachine(new LibvirtSource(uri), m, { accel });
+    emit(ctx, { name: r.name, uuid: r.uuid, connection: uri, redefined: r.redefined }, () =>
+      `${r.redefined ? 'Redefined' : 'Defined'} libvirt domain "${r.name}" (UUID ${r.uuid}) on ${uri} from the machine in ${m.folder}; virt-manager lists it now.`,
+    );
+    return 0;
+  },
+};

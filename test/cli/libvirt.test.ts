@@ -1,0 +1,127 @@
+// `vmsnap --connect URI ...` on a real libvirtd (qemu:///system), and `vmsnap vm export NAME --libvirt`, checked
+// against libvirt's own view (virsh snapshot-list --tree, snapshot-current, domstate, dumpxml).
+import { strict as assert } from 'node:assert';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { RENAME_REASON } from '../../src/engine/libvirt';
+import { Library } from '../../src/engine/machine';
+import { writeCountingGuest } from '../support/counting-guest';
+import { defineCountingDomain, removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, virshOk, type Daemons } from '../support/libvirt';
+import { scratchDir } from '../support/qemu';
+import { runCaptured } from './in-process';
+
+const C = ['--connect', SYSTEM_URI];
+
+describe('vmsnap --connect: libvirt domains from the command line', function () {
+  this.timeout(120000);
+  const scratch = scratchDir('vmsnap-cli-libvirt-');
+  const prefix = testPrefix();
+  const vm = `${prefix}cli`;
+  let daemons: Daemons;
+
+  before(async function () {
+    requireLibvirt(this);
+    shareWithQemu(scratch.dir);
+    daemons = await startDaemons();
+    defineCountingDomain(SYSTEM_URI, scratch.dir, vm);
+  });
+
+  after(async () => {
+    removeTestDomains(SYSTEM_URI, prefix);
+    await daemons?.stop();
+    scratch.cleanup();
+  });
+
+  it('vm list, vm start, vm show --json and vm stop --force act on the connection', async () => {
+    let r = await runCaptured([...C, 'vm', 'start', vm]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(virshOk(SYSTEM_URI, 'domstate', vm).trim(), 'running');
+    r = await runCaptured([...C, 'vm', 'list']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`${vm}\\s+${virshOk(SYSTEM_URI, 'domuuid', vm).trim()}\\s+running`));
+    r = await runCaptured([...C, 'vm', 'show', vm, '--json']);
+    const shown = JSON.parse(r.stdout) as { uuid: string; source: { capabilities: { renameSnapshot: boolean; linkedClones: boolean } } };
+    assert.equal(shown.uuid, virshOk(SYSTEM_URI, 'domuuid', vm).trim());
+    assert.deepEqual([shown.source.capabilities.renameSnapshot, shown.source.capabilities.linkedClones], [false, true]);
+  });
+
+  it('snapshot take, list, edit, revert and delete; a rename is refused with the reason', async () => {
+    let r = await runCaptured([...C, 'snapshot', 'take', vm, 'one', '--description', 'first']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /with its memory/);
+    await runCaptured([...C, 'snapshot', 'take', vm, 'two']);
+    assert.equal(virshOk(SYSTEM_URI, 'snapshot-current', vm, '--name').trim(), 'two');
+    r = await runCaptured([...C, 'snapshot', 'list', vm]);
+    // A straight line of snapshots is drawn flat, as for the library's machines.
+    assert.match(r.stdout, /\n {2}one {2}\(.*\[running, with memory\]\n {2}two \* {2}\(.*\n {2}▶ You are here\n$/);
+    r = await runCaptured([...C, 'snapshot', 'edit', vm, 'one', '--description', 'edited']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(virshOk(SYSTEM_URI, 'snapshot-dumpxml', vm, 'one'), /<description>edited<\/description>/);
+    r = await runCaptured([...C, 'snapshot', 'edit', vm, 'one', '--name', 'uno']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `${RENAME_REASON}\n`);
+    r = await runCaptured([...C, 'snapshot', 'revert', vm, 'one']);
+    assert.equal(r.status, 2, 'a revert must say what becomes of the current state');
+    r = await runCaptured([...C, 'snapshot', 'revert', vm, 'one', '--discard-current']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /it is running now/);
+    assert.equal(virshOk(SYSTEM_URI, 'snapshot-current', vm, '--name').trim(), 'one');
+    assert.equal(virshOk(SYSTEM_URI, 'domstate', vm).trim(), 'running');
+    r = await runCaptured([...C, 'snapshot', 'delete', vm, 'one', '--children']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(virshOk(SYSTEM_URI, 'snapshot-list', vm, '--name').trim(), '');
+  });
+
+  it('clone --full of the powered-off domain, refused while it runs', async () => {
+    let r = await runCaptured([...C, 'clone', vm, `${prefix}copy`, '--full']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /is running: a clone is made of a powered-off domain/);
+    r = await runCaptured([...C, 'vm', 'stop', vm, '--force']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(virshOk(SYSTEM_URI, 'domstate', vm).trim(), 'shut off');
+    r = await runCaptured([...C, 'clone', vm, `${prefix}copy`, '--full', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const made = JSON.parse(r.stdout) as { machine: { uuid: string } };
+    assert.equal(virshOk(SYSTEM_URI, 'domuuid', `${prefix}copy`).trim(), made.machine.uuid);
+  });
+
+  it('errors are one sentence: no daemon, a verb --connect does not serve, an unknown domain', async () => {
+    let r = await runCaptured(['--connect', `qemu:///system?socket=${scratch.path('none.sock')}`, 'vm', 'list']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^The libvirt daemon of qemu:\/\/\/system\?socket=\S+ is not running \(its socket does not answer\): start libvirtd \(or virtqemud\) there\.\n$/);
+    r = await runCaptured([...C, 'vm', 'create', 'x']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--connect applies to vm list, vm show/);
+    r = await runCaptured([...C, 'snapshot', 'list', `${prefix}nope`]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `There is no domain "${prefix}nope" on qemu:///system: list them with \`vmsnap --connect qemu:///system vm list\`.\n`);
+  });
+
+  it('vm export --libvirt defines a domain from one of our machines: same disk, MAC, UUID, memory, cpus; it runs', async () => {
+    const libDir = join(scratch.dir, 'lib');
+    const lib = await Library.open(libDir);
+    const raw = scratch.path('guest.raw');
+    writeCountingGuest(raw);
+    const name = `${prefix}ours`;
+    const m = (await lib.importMachine(name, raw, { cpus: 1, memoryMiB: 48 })).machine;
+    shareWithQemu(libDir);
+    shareWithQemu(m.folder);
+    const before = readdirSync(m.folder).sort();
+    // TCG: these hosts' /dev/kvm does not run guests for libvirt's QEMU user.
+    const r = await runCaptured(['--library', libDir, 'vm', 'export', name, '--libvirt', '--accel', 'tcg', ...C]);
+    assert.equal(r.status, 0, r.stderr);
+    const xml = virshOk(SYSTEM_URI, 'dumpxml', m.id);
+    assert.match(xml, new RegExp(`<uuid>${m.id}</uuid>`));
+    assert.match(xml, new RegExp(`<mac address='${m.macAddress}'/>`));
+    assert.match(xml, new RegExp(`<source file='${m.disks[0]?.path}'`));
+    assert.match(xml, /<memory unit='KiB'>49152<\/memory>/);
+    assert.match(xml, /<vcpu placement='static'>1<\/vcpu>/);
+    assert.match(xml, /<domain type='qemu'/);
+    assert.equal(virsh(SYSTEM_URI, 'start', m.id).status, 0);
+    assert.equal(virshOk(SYSTEM_URI, 'domstate', m.id).trim(), 'running');
+    virsh(SYSTEM_URI, 'destroy', m.id);
+    assert.deepEqual(readdirSync(m.folder).sort(), before, 'the machine folder stays ours');
+    const again = await runCaptured(['--library', libDir, 'vm', 'export', name, '--libvirt', '--accel', 'tcg', ...C]);
+    assert.match(again.stdout, /^Redefined libvirt domain/);
+  });
+});

@@ -1,0 +1,63 @@
+// libvirt over SSH for real: an sshd on a loopback port with a key made for the test, and the same checks as on
+// this computer through qemu+ssh://root@127.0.0.1:PORT/system?keyfile=... (never another host). The SSH client
+// gets a known_hosts made for the test through a wrapper (libvirt's command= parameter), so the user's own
+// ~/.ssh is never read or written. A wrong key and an unreachable host each fail in one sentence.
+import { strict as assert } from 'node:assert';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LibvirtSource } from '../../../src/engine/libvirt';
+import { freeLocalPort, generateEd25519KeyPair } from '../../../src/engine/ssh';
+import { scratchDir } from '../../support/qemu';
+import { removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, type Daemons } from '../../support/libvirt';
+import { requireOpenSsh, startSshd, type Sshd } from '../ssh/openssh-fixtures';
+import { rejectsWith, sourceChecks } from './source-checks';
+
+describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG)', function () {
+  this.timeout(180000);
+  const scratch = scratchDir('vmsnap-libvirt-ssh-');
+  const prefix = testPrefix();
+  const pool = `${prefix}pool`;
+  let daemons: Daemons;
+  let sshd: Sshd;
+  let sshDir: string;
+  let wrapper: string;
+  const uri = (key: string, port = sshd.port): string => `qemu+ssh://root@127.0.0.1:${port}/system?keyfile=${key}&command=${wrapper}`;
+
+  before(async function () {
+    requireLibvirt(this);
+    requireOpenSsh(this, ['ssh', 'sshd']);
+    shareWithQemu(scratch.dir);
+    daemons = await startDaemons();
+    sshDir = scratch.path('ssh');
+    mkdirSync(sshDir);
+    sshd = await startSshd(sshDir);
+    const knownHosts = join(sshDir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKey.publicKey}\n`);
+    wrapper = join(sshDir, 'ssh');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ssh -F none -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 "$@"\n`, { mode: 0o755 });
+    // On the "remote" host the clones' disks go through libvirt's storage API: the disks' folder is a pool there.
+    const created = virsh(SYSTEM_URI, 'pool-create-as', pool, 'dir', '--target', scratch.dir);
+    assert.equal(created.status, 0, created.stderr);
+  });
+
+  after(async () => {
+    removeTestDomains(SYSTEM_URI, prefix);
+    virsh(SYSTEM_URI, 'pool-destroy', pool);
+    await sshd?.stop();
+    await daemons?.stop();
+    scratch.cleanup();
+  });
+
+  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }));
+
+  it('a wrong key and an unreachable host each fail in one sentence; the local connection keeps working', async () => {
+    const wrongKey = join(sshDir, 'wrong_key');
+    writeFileSync(wrongKey, generateEd25519KeyPair('not authorized').privateKey, { mode: 0o600 });
+    const refused = await rejectsWith(new LibvirtSource(uri(wrongKey)).listMachines(), 'AUTH_FAILED', 'a wrong key');
+    assert.match(refused, /^SSH refused the login for qemu\+ssh:\/\/root@127\.0\.0\.1:\d+\/system\?\S+ \(Permission denied \(publickey\)\): check the user and the key \(keyfile=\) in the URI\.$/);
+    const closed = await freeLocalPort();
+    const unreachable = await rejectsWith(new LibvirtSource(uri(sshd.identityFile, closed)).listMachines(), 'UNREACHABLE', 'a closed port');
+    assert.match(unreachable, new RegExp(`^The host of qemu\\+ssh://root@127\\.0\\.0\\.1:${closed}/system\\?\\S+ cannot be reached over SSH \\(ssh: connect to host 127\\.0\\.0\\.1 port ${closed}: Connection refused\\)\\.$`));
+    assert.ok((await new LibvirtSource(SYSTEM_URI).listMachines()).length > 0, 'the other connections keep working');
+  });
+});

@@ -1,0 +1,138 @@
+// The libvirt daemons for the libvirt tests, started here in the background (CI has no systemd), and test domains
+// running the counting boot-sector guest on TCG with user-mode networking.
+//
+// The tests use `qemu:///system` as root: it is what a qemu+ssh://root@host/system connection reaches on the other
+// side (virt-ssh-helper talks to the system socket), and a privileged libvirtd keeps its driver state in fixed
+// folders (/run/libvirt, /var/lib/libvirt), so a second private one could not run beside a host's own. So: when a
+// daemon already answers it is used as it is; otherwise virtlogd and libvirtd are started with -d and stopped
+// after. Test domains carry a random prefix and are removed (with their snapshots' metadata) afterwards.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { writeCountingGuest } from './counting-guest';
+
+export const SYSTEM_URI = 'qemu:///system';
+
+function has(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).status === 0;
+}
+
+/** Fails (VMSNAP_REQUIRE_TOOLS=1, as in CI) or skips when virsh, libvirtd or virtlogd is missing, or when not root. */
+export function requireLibvirt(ctx: Mocha.Context): void {
+  const missing = ['virsh', 'libvirtd', 'virtlogd', 'qemu-img', 'qemu-system-x86_64'].filter((t) => !has(t));
+  const reason =
+    missing.length > 0
+      ? `${missing.join(', ')} not installed: install Debian's libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils (scripts/setup.sh does).`
+      : process.getuid?.() !== 0
+        ? 'The libvirt tests run as root (they use qemu:///system and start its daemons).'
+        : null;
+  if (reason === null) return;
+  if (process.env.VMSNAP_REQUIRE_TOOLS === '1') throw new Error(reason);
+  ctx.skip();
+}
+
+export function virsh(uri: string, ...args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** virsh that must succeed: its stdout. */
+export function virshOk(uri: string, ...args: string[]): string {
+  const r = virsh(uri, ...args);
+  if (r.status !== 0) throw new Error(`virsh ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+function pidFromFile(file: string): number | null {
+  if (!existsSync(file)) return null;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** The daemons this process started (and so stops), or none when a running daemon answered already. */
+export interface Daemons {
+  started: boolean;
+  /** Stops libvirtd (keeps virtlogd): a "stopped daemon" for the error test. No-op when the daemons were the host's. */
+  stopLibvirtd(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`${what} within ${timeoutMs / 1000} s.`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startDaemons(): Promise<Daemons> {
+  if (virsh(SYSTEM_URI, 'version').status === 0) return { started: false, stopLibvirtd: async () => {}, stop: async () => {} };
+  // Without systemd nothing creates the runtime folder; the daemons fork into the background (-d) and write pidfiles.
+  const logd = spawnSync('virtlogd', ['-d'], { encoding: 'utf8' });
+  if (logd.status !== 0 && !/already running|pid file/.test(logd.stderr)) throw new Error(`virtlogd did not start: ${logd.stderr}`);
+  const d = spawnSync('libvirtd', ['-d'], { encoding: 'utf8' });
+  if (d.status !== 0) throw new Error(`libvirtd did not start: ${d.stderr}`);
+  await waitFor(() => virsh(SYSTEM_URI, 'version').status === 0, 'libvirtd did not answer');
+  const kill = async (pidFile: string): Promise<void> => {
+    const pid = pidFromFile(pidFile);
+    if (pid === null) return;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    await waitFor(() => !existsSync(`/proc/${pid}`), `pid ${pid} did not exit`).catch(() => process.kill(pid, 'SIGKILL'));
+  };
+  return {
+    started: true,
+    stopLibvirtd: () => kill('/run/libvirtd.pid'),
+    stop: async () => {
+      await kill('/run/libvirtd.pid');
+      await kill('/run/virtlogd.pid');
+    },
+  };
+}
+
+/** A prefix for this run's domain names, so that removing them never touches anyone else's. */
+export function testPrefix(): string {
+  return `vmsnap-test-${randomBytes(3).toString('hex')}-`;
+}
+
+/** The scratch folder made readable for libvirt's QEMU user (libvirt-qemu), which must reach the disks in it. */
+export function shareWithQemu(dir: string): void {
+  chmodSync(dir, 0o755);
+}
+
+/** Defines (not starts) a domain running the counting guest from a qcow2 disk in `dir`; returns the serial log path. */
+export function defineCountingDomain(uri: string, dir: string, name: string): { disk: string; serialLog: string } {
+  const raw = `${dir}/${name}.raw`;
+  const disk = `${dir}/${name}.qcow2`;
+  const serialLog = `${dir}/${name}-serial.log`;
+  writeCountingGuest(raw);
+  const r = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  const xml = `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='user'><model type='virtio'/></interface>
+    <serial type='file'><source path='${serialLog}' append='on'/><target port='0'/></serial>
+  </devices>
+</domain>`;
+  writeFileSync(`${dir}/${name}.xml`, xml);
+  const def = spawnSync('virsh', ['-q', '-c', uri, 'define', `${dir}/${name}.xml`], { encoding: 'utf8' });
+  if (def.status !== 0) throw new Error(`define ${name}: ${def.stderr}`);
+  return { disk, serialLog };
+}
+
+/** Removes every domain of this run: destroyed, then undefined with its snapshots' metadata. */
+export function removeTestDomains(uri: string, prefix: string): void {
+  const names = virsh(uri, 'list', '--all', '--name').stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(prefix));
+  for (const n of names) {
+    virsh(uri, 'destroy', n);
+    virsh(uri, 'undefine', n, '--snapshots-metadata');
+  }
+}
