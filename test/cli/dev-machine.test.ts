@@ -3,12 +3,13 @@
 // the guest running, and a linked clone running beside its source with its own identity. Through the real binary.
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Library } from '../../src/engine/machine';
 import { stopMachine } from '../../src/engine/runtime';
 import { writeCountingGuest } from '../support/counting-guest';
 import { debianImage } from '../support/debian-image';
+import { decodePng, inkShare } from '../support/png';
 import { ACCEL, requireQemu } from '../support/guest-machines';
 import { requireTool, scratchDir } from '../support/qemu';
 import { buildCli, ROOT } from './vmsnap';
@@ -86,8 +87,13 @@ describe('cli: a dev machine from a cloud image (real Debian guest, TCG)', funct
 
     await inGuest('dev', 'echo kept > ~/note.txt && sync');
     const uptimeAtSnapshot = Number((await inGuest('dev', 'cut -d" " -f1 /proc/uptime')));
-    const snap = await json<{ hasMemory: boolean }>(['snapshot', 'take', 'dev', 'working']);
+    const snap = await json<{ hasMemory: boolean; thumbnail: string | null }>(['snapshot', 'take', 'dev', 'working']);
     assert.equal(snap.hasMemory, true);
+    // Its thumbnail is a picture of the guest's console at that instant (text on the screen, not a blank frame).
+    assert.ok(snap.thumbnail !== null, 'a running snapshot keeps a picture of the screen');
+    const picture = decodePng(readFileSync(snap.thumbnail));
+    assert.equal(picture.width, 240);
+    assert.ok(inkShare(picture) > 0.002, `the thumbnail shows the console's text (ink ${inkShare(picture).toFixed(4)})`);
     await inGuest('dev', 'sudo rm -rf /usr/share/doc && rm ~/note.txt && sync');
     assert.equal(await inGuest('dev', 'ls /usr/share/doc 2>/dev/null | wc -l'), '0');
 
