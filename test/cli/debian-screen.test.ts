@@ -2,22 +2,11 @@
 // messages or the login prompt, whichever tty1 shows by then), not a blank frame, and what the guest writes to its
 // console shows in the next screenshot.
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Library } from '../../src/engine/machine';
-import { stopMachine } from '../../src/engine/runtime';
-import { debianImage } from '../support/debian-image';
-import { ACCEL, requireQemu } from '../support/guest-machines';
 import { decodePng, distinctColours, isPng, type Png } from '../support/png';
-import { requireTool, scratchDir } from '../support/qemu';
-import { buildCli, ROOT } from './vmsnap';
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
+import { debianSession } from './debian-session';
+import { ROOT } from './vmsnap';
 
 /** Pixels that differ between two frames of the same size. */
 function changedPixels(a: Png, b: Png): number {
@@ -42,28 +31,8 @@ function textLines(png: Png): number {
 
 describe('cli: vm screenshot of a real Debian guest (TCG)', function () {
   this.timeout(15 * 60 * 1000);
-  const scratch = scratchDir('vmsnap-debian-screen-');
-  const libDir = join(scratch.dir, 'lib');
-  const home = join(scratch.dir, 'home');
-  let image = '';
-
-  const cli = (args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, ...args], {
-        env: { ...process.env, HOME: home, VMSNAP_QEMU_ACCEL: ACCEL, VMSNAP_DEBUG: '', VMSNAP_PROGRESS: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.stdin.end();
-      child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-    });
-  const ok = async (args: string[]): Promise<Run> => {
-    const r = await cli(args);
-    assert.equal(r.status, 0, `vmsnap ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r;
-  };
+  const session = debianSession('vmsnap-debian-screen-');
+  const { scratch, ok } = session;
   const shot = async (name: string): Promise<Png> => {
     const file = join(scratch.dir, name);
     await ok(['vm', 'screenshot', 'dev', file]);
@@ -74,22 +43,11 @@ describe('cli: vm screenshot of a real Debian guest (TCG)', function () {
     return decodePng(bytes);
   };
 
-  before(async () => {
-    requireQemu();
-    requireTool('ssh');
-    mkdirSync(home, { recursive: true });
-    await buildCli();
-    image = await debianImage();
-  });
-
-  after(async () => {
-    const lib = await Library.open(libDir).catch(() => null);
-    for (const m of (await lib?.list()) ?? []) await stopMachine(m.folder, { force: true }).catch(() => {});
-    scratch.cleanup();
-  });
+  before(() => session.setUp());
+  after(() => session.tearDown());
 
   it('is a PNG of the guest\'s text console, not a blank frame, and shows what the guest writes to it next', async () => {
-    await ok(['vm', 'create', 'dev', '--from-image', image, '--disk-size', '4G', '--memory', '1024']);
+    await ok(['vm', 'create', 'dev', '--from-image', session.image(), '--disk-size', '4G', '--memory', '1024']);
     await ok(['vm', 'start', 'dev']);
     // Booted: SSH answers, so getty has had its moment on tty1 too.
     await ok(['vm', 'ssh', 'dev', '--', 'systemctl', 'is-active', 'getty@tty1.service']);

@@ -3,68 +3,21 @@
 // the guest running, and a linked clone running beside its source with its own identity. Through the real binary.
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Library } from '../../src/engine/machine';
-import { stopMachine } from '../../src/engine/runtime';
 import { writeCountingGuest } from '../support/counting-guest';
-import { debianImage } from '../support/debian-image';
 import { decodePng, inkShare } from '../support/png';
-import { ACCEL, requireQemu } from '../support/guest-machines';
-import { requireTool, scratchDir } from '../support/qemu';
-import { buildCli, ROOT } from './vmsnap';
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
+import { debianSession, type Run } from './debian-session';
 
 describe('cli: a dev machine from a cloud image (real Debian guest, TCG)', function () {
   this.timeout(20 * 60 * 1000);
-  const scratch = scratchDir('vmsnap-dev-machine-');
-  const libDir = join(scratch.dir, 'lib');
-  // A home without SSH keys: the library makes its own key pair and says so.
-  const home = join(scratch.dir, 'home');
-  let image = '';
-
-  const cli = (args: string[], input?: string): Promise<Run> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, ...args], {
-        env: { ...process.env, HOME: home, VMSNAP_QEMU_ACCEL: ACCEL, VMSNAP_DEBUG: '', VMSNAP_PROGRESS: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.stdin.end(input ?? '');
-      child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-    });
-  const ok = async (args: string[]): Promise<Run> => {
-    const r = await cli(args);
-    assert.equal(r.status, 0, `vmsnap ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r;
-  };
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse((await ok([...args, '--json'])).stdout) as T;
-  /** A command in the guest over `vm ssh` (waits for a booting guest's SSH server). */
-  const inGuest = async (vm: string, script: string): Promise<string> => (await ok(['vm', 'ssh', vm, '--', 'sh', '-c', script])).stdout.trim();
-
-  before(async function () {
-    requireQemu();
-    requireTool('ssh');
-    mkdirSync(home, { recursive: true });
-    await buildCli();
-    image = await debianImage();
-  });
-
-  after(async () => {
-    const lib = await Library.open(libDir).catch(() => null);
-    for (const m of (await lib?.list()) ?? []) await stopMachine(m.folder, { force: true }).catch(() => {});
-    scratch.cleanup();
-  });
+  const session = debianSession('vmsnap-dev-machine-');
+  const { scratch, cli, ok, json, inGuest } = session;
+  before(() => session.setUp());
+  after(() => session.tearDown());
 
   it('launches from the image, lets the key in and keeps passwords out, and reverts a running snapshot in place', async () => {
-    const created = await ok(['vm', 'create', 'dev', '--from-image', image, '--disk-size', '4G', '--memory', '1024']);
+    const created = await ok(['vm', 'create', 'dev', '--from-image', session.image(), '--disk-size', '4G', '--memory', '1024']);
     assert.match(created.stdout, /a key pair made now for this library/);
     const started = await ok(['vm', 'start', 'dev']);
     assert.match(started.stdout, /SSH on 127\.0\.0\.1 port \d+/);

@@ -4,21 +4,10 @@
 // clock to the host's, an agent that is stopped or hung costs a short time-out and the snapshot says it is not
 // quiesced, and a guest that ignores the ACPI power button is shut down by its agent. Through the real binary.
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Library } from '../../src/engine/machine';
-import { connectMachine, runtimeFiles, stopMachine, withGuestAgent } from '../../src/engine/runtime';
-import { debianImage } from '../support/debian-image';
-import { ACCEL, requireQemu } from '../support/guest-machines';
-import { requireTool, scratchDir } from '../support/qemu';
-import { buildCli, ROOT } from './vmsnap';
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connectMachine, runtimeFiles, withGuestAgent } from '../../src/engine/runtime';
+import { debianSession } from './debian-session';
 
 interface Quiesce {
   quiesced: boolean;
@@ -37,53 +26,20 @@ interface Taken {
 
 describe('cli: the guest agent (real Debian guest, TCG)', function () {
   this.timeout(20 * 60 * 1000);
-  const scratch = scratchDir('vmsnap-guest-agent-');
-  const libDir = join(scratch.dir, 'lib');
-  const home = join(scratch.dir, 'home');
-  let image = '';
-
-  const cli = (args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, ...args], {
-        env: { ...process.env, HOME: home, VMSNAP_QEMU_ACCEL: ACCEL, VMSNAP_DEBUG: '', VMSNAP_PROGRESS: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.stdin.end('');
-      child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-    });
-  const ok = async (args: string[]): Promise<Run> => {
-    const r = await cli(args);
-    assert.equal(r.status, 0, `vmsnap ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r;
-  };
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse((await ok([...args, '--json'])).stdout) as T;
-  const inGuest = async (script: string): Promise<string> => (await ok(['vm', 'ssh', 'dev', '--', 'sh', '-c', script])).stdout.trim();
+  const session = debianSession('vmsnap-guest-agent-');
+  const { scratch, ok, json } = session;
+  const inGuest = (script: string): Promise<string> => session.inGuest('dev', script);
   const timed = async <T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> => {
     const t0 = performance.now();
     const value = await fn();
     return { value, ms: performance.now() - t0 };
   };
 
-  before(async function () {
-    requireQemu();
-    requireTool('ssh');
-    requireTool('e2fsck');
-    mkdirSync(home, { recursive: true });
-    await buildCli();
-    image = await debianImage();
-  });
-
-  after(async () => {
-    const lib = await Library.open(libDir).catch(() => null);
-    for (const m of (await lib?.list()) ?? []) await stopMachine(m.folder, { force: true }).catch(() => {});
-    scratch.cleanup();
-  });
+  before(() => session.setUp('e2fsck'));
+  after(() => session.tearDown());
 
   it('shows the guest, quiesces a disk-only snapshot, sets the clock after a revert, and goes on without an agent', async () => {
-    await ok(['vm', 'create', 'dev', '--from-image', image, '--disk-size', '3G', '--memory', '1024']);
+    await ok(['vm', 'create', 'dev', '--from-image', session.image(), '--disk-size', '3G', '--memory', '1024']);
     await ok(['vm', 'start', 'dev']);
     // The agent's unit starts when its virtio port exists.
     assert.equal(await inGuest('ls /dev/virtio-ports/ && systemctl is-active qemu-guest-agent'), 'org.qemu.guest_agent.0\nactive');

@@ -95,7 +95,13 @@ export function sha256File(file: string): string {
 }
 
 /** A scratch folder removed after the suite. */
-export function scratchDir(prefix = 'vmsnap-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
+export interface Scratch {
+  dir: string;
+  path: (name: string) => string;
+  cleanup: () => void;
+}
+
+export function scratchDir(prefix = 'vmsnap-test-'): Scratch {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
