@@ -1,5 +1,6 @@
 // The comparison table's panel (extension side): one per library, fed live, restored after a window reload.
 import * as vscode from 'vscode';
+import { WebviewProbes } from '../ui/webview-probes';
 import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
@@ -18,8 +19,7 @@ export class ComparePanel implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private ready = false;
   private focusId: string | null = null;
-  private nextRequest = 1;
-  private readonly probes = new Map<number, (r: ProbeReply) => void>();
+  private readonly probes = new WebviewProbes<ProbeReply>('comparison');
   /** Probes asked before the webview's script listens: a message posted then would be lost. */
   private readonly probesWaiting: number[] = [];
   private pushing: Promise<void> = Promise.resolve();
@@ -103,27 +103,17 @@ export class ComparePanel implements vscode.Disposable {
         return;
       }
       case 'probeReply':
-        this.probes.get(m.requestId)?.(m);
-        this.probes.delete(m.requestId);
+        this.probes.answer(m);
         return;
     }
   }
 
   /** What the webview shows right now: its table headers and cells as text. */
   probe(timeoutMs = 10_000): Promise<ProbeReply> {
-    const requestId = this.nextRequest++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.probes.delete(requestId);
-        reject(new Error('The comparison webview did not answer.'));
-      }, timeoutMs);
-      this.probes.set(requestId, (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
+    return this.probes.ask((requestId) => {
       if (this.ready) void this.post({ type: 'probe', requestId });
       else this.probesWaiting.push(requestId);
-    });
+    }, timeoutMs);
   }
 
   /** Sends the current state once the webview said it is ready; pushes are serialised so the last one wins. */

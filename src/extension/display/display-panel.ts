@@ -3,6 +3,7 @@
 // no network access to the host: it works in code-server and remote windows alike. When the machine stops or is
 // reverted, the socket goes away; the tab says so and connects again once the machine runs with a display.
 import * as vscode from 'vscode';
+import { WebviewProbes } from '../ui/webview-probes';
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { Library } from '../../engine/machine';
@@ -30,8 +31,7 @@ export class DisplayPanel implements vscode.Disposable {
   private openedAt = 0;
   private backoffMs = 200;
   private status: DisplayStatus;
-  private nextRequest = 1;
-  private readonly probes = new Map<number, (r: ProbeReply) => void>();
+  private readonly probes = new WebviewProbes<ProbeReply>('display');
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -104,26 +104,14 @@ export class DisplayPanel implements vscode.Disposable {
         if (m.session === this.session) this.relay?.close();
         return;
       case 'probeReply':
-        this.probes.get(m.requestId)?.(m);
-        this.probes.delete(m.requestId);
+        this.probes.answer(m);
         return;
     }
   }
 
   /** What the webview shows: the RFB client's state and the remote screen's size (tests). */
   probe(timeoutMs = 10_000): Promise<ProbeReply> {
-    const requestId = this.nextRequest++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.probes.delete(requestId);
-        reject(new Error('The display webview did not answer.'));
-      }, timeoutMs);
-      this.probes.set(requestId, (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
-      this.post({ type: 'probe', requestId });
-    });
+    return this.probes.ask((requestId) => this.post({ type: 'probe', requestId }), timeoutMs);
   }
 
   /** Connects to the machine's VNC socket; while it cannot, says why and tries again every second. */
