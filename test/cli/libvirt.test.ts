@@ -13,7 +13,7 @@ import { runCaptured } from './in-process';
 const C = ['--connect', SYSTEM_URI];
 
 describe('vmsnap --connect: libvirt domains from the command line', function () {
-  this.timeout(120000);
+  this.timeout(360000);
   const scratch = scratchDir('vmsnap-cli-libvirt-');
   const prefix = testPrefix();
   const vm = `${prefix}cli`;

@@ -14,6 +14,8 @@ export interface VirshOptions {
 }
 
 /** The client of one libvirt connection. */
+const DOCUMENT_TIMEOUT_MS = 300_000;
+
 export class Virsh {
   readonly virsh: string;
   readonly timeoutMs: number;
@@ -43,7 +45,9 @@ export class Virsh {
     try {
       const file = join(dir, 'document.xml');
       await writeFile(file, document, { mode: 0o600 });
-      return await this.run(args(file));
+      // libvirt checks a document against QEMU's capabilities, which it may probe first: on a slow host that
+      // alone takes minutes, so these calls wait longer than the others.
+      return await this.run(args(file), { timeoutMs: Math.max(this.timeoutMs, DOCUMENT_TIMEOUT_MS) });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -7,7 +7,7 @@ import { removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_
 import { rejectsWith, sourceChecks } from './source-checks';
 
 describe('libvirt source: qemu:///system (real libvirtd, TCG)', function () {
-  this.timeout(120000);
+  this.timeout(360000);
   const scratch = scratchDir('vmsnap-libvirt-');
   const prefix = testPrefix();
   let daemons: Daemons;

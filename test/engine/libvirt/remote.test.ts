@@ -13,7 +13,7 @@ import { requireOpenSsh, startSshd, type Sshd } from '../ssh/openssh-fixtures';
 import { rejectsWith, sourceChecks } from './source-checks';
 
 describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG)', function () {
-  this.timeout(180000);
+  this.timeout(360000);
   const scratch = scratchDir('vmsnap-libvirt-ssh-');
   const prefix = testPrefix();
   const pool = `${prefix}pool`;
@@ -48,7 +48,7 @@ describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG
     scratch.cleanup();
   });
 
-  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }));
+  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }), { linkedClone: false });
 
   it('a wrong key and an unreachable host each fail in one sentence; the local connection keeps working', async () => {
     const wrongKey = join(sshDir, 'wrong_key');
