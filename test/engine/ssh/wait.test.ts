@@ -76,7 +76,7 @@ describe('waiting for a machine to accept SSH', function () {
 
   it('something that is not SSH on the port is not taken for it', async function () {
     const port = await server((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
-    await assert.rejects(waitForSsh('127.0.0.1', port, { timeoutMs: 600 }), timedOut(/without an SSH identification line/));
+    await assert.rejects(waitForSsh('127.0.0.1', port, { timeoutMs: 3000 }), timedOut(/without an SSH identification line/));
   });
 
   it('stops at once when cancelled, with ABORTED', async function () {
