@@ -334,7 +334,9 @@ describe('Power and console (QEMU on TCG)', function () {
       // Its size counts the saved memory, shown apart in the tooltip.
       assert.ok(row.snapshot.memoryBytes > 0 && row.snapshot.sizeBytes > row.snapshot.memoryBytes, `sizes ${row.snapshot.sizeBytes} / ${row.snapshot.memoryBytes}`);
       assert.ok(String(api.tree.getTreeItem(row).description).includes(formatBytes(row.snapshot.sizeBytes)));
-      assert.match((api.tree.getTreeItem(row).tooltip as vscode.MarkdownString).value, /Size on disk: [\d.]+ \w+ \(disk [\d.]+ \w+ \+ memory [\d.]+ \w+\)/);
+      // The tooltip is made on hover (it reads the snapshot's thumbnail then).
+      const hovered = await api.tree.resolveTreeItem(api.tree.getTreeItem(row), row);
+      assert.match((hovered.tooltip as vscode.MarkdownString).value, /Size on disk: [\d.]+ \w+ \(disk [\d.]+ \w+ \+ memory [\d.]+ \w+\)/);
       assert.ok(offered(menus, contextValue(row), true).includes('vmsnap.revert'), 'revert is offered on a running machine');
 
       // The dialog says what happens: the running state ends, and the snapshot comes back running.

@@ -140,12 +140,14 @@ describe('UI: snapshot thumbnails (tooltip, details panel, comparison table)', f
     await view.getByRole('button', { name: 'Clone…' }).click();
     await page.locator('.quick-input-widget:visible').waitFor({ timeout: 15_000 });
     await page.keyboard.press('Escape');
-    // Delete…: the tree's confirmation, then the snapshot and its picture are gone and the panel says so.
+    // Delete…: the tree's confirmation (a quick pick whose first, focused choice keeps it), then the snapshot and
+    // its picture are gone and the panel says so.
     view = activeWebview();
     await view.getByRole('button', { name: 'Delete…' }).click();
+    const question = page.locator('.quick-input-widget:visible');
+    await question.waitFor({ timeout: 15_000 });
+    await question.locator('.quick-input-list-entry', { hasText: 'Delete' }).first().click();
     const dialog = page.locator('.monaco-dialog-box');
-    await dialog.waitFor({ timeout: 15_000 });
-    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
     await waitFor(async () => !existsSync(off.thumbnail!), 'the snapshot\'s picture to be deleted with it');
     await activeWebview().getByText('no longer exists').waitFor({ timeout: 15_000 });
     assert.deepEqual((await lib.show('guest')).snapshots.map((s) => s.name), ['Fresh', 'Booted']);
