@@ -106,14 +106,25 @@ describe('Automatic checkpoints', function () {
     await config().update('devMachine', 'dev-vm', vscode.ConfigurationTarget.Global);
     await config('vmsnap.autoCheckpoint').update('beforeTasks', ['deploy'], vscode.ConfigurationTarget.Global);
     writeGuest(machine.disks[0]!.path, 4);
-    const task = (name: string): vscode.Task => new vscode.Task({ type: 'shell' }, vscode.TaskScope.Workspace, name, 'test', new vscode.ShellExecution('true'));
+    // A task that runs in the extension host (no shell or terminal process needed): it ends as soon as it opens.
+    const task = (name: string): vscode.Task =>
+      new vscode.Task({ type: 'vmsnap-test' }, vscode.TaskScope.Workspace, name, 'test', new vscode.CustomExecution(async () => {
+        const done = new vscode.EventEmitter<number>();
+        return { onDidWrite: new vscode.EventEmitter<string>().event, onDidClose: done.event, open: () => setTimeout(() => done.fire(0), 100), close: () => {} };
+      }));
     try {
       await vscode.tasks.executeTask(task('lint'));
       await new Promise((r) => setTimeout(r, 1000));
       assert.equal((await library.lib.show(machine.id)).snapshots.length, 0, 'a task not named takes nothing');
+      const started: string[] = [];
+      const listening = vscode.tasks.onDidStartTask((e) => started.push(e.execution.task.name));
       await vscode.tasks.executeTask(task('deploy'));
       let autos: MachineDetails['snapshots'] = [];
-      await until(async () => (autos = (await library.lib.show(machine.id)).snapshots.filter((s) => s.auto)).length > 0, 'a checkpoint as the task starts');
+      try {
+        await until(async () => (autos = (await library.lib.show(machine.id)).snapshots.filter((s) => s.auto)).length > 0, `a checkpoint as the task starts (tasks started: ${started.join(', ') || 'none'})`, 30_000);
+      } finally {
+        listening.dispose();
+      }
       assert.equal(autos[0]!.description, 'Automatic checkpoint: before the task "deploy".');
     } finally {
       await config('vmsnap.autoCheckpoint').update('beforeTasks', undefined, vscode.ConfigurationTarget.Global);
