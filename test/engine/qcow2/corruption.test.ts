@@ -383,7 +383,7 @@ describe('qcow2 corruption: hostile images fail cleanly with the right ImageErro
   describe('features the library refuses', () => {
     it('LUKS encryption (qemu-img create -o encrypt.format=luks)', async () => {
       const p = s.path('luks.qcow2');
-      qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=hunter2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', p, '4M');
+      qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=hunter2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200', p, '4M');
       await probe(p, { at: 'open', codes: ['ENCRYPTED'] }, 'LUKS');
       await expectImageError(() => openDisk(p), 'ENCRYPTED', 'openDisk of a LUKS image');
     });
