@@ -92,7 +92,8 @@ describe('UI: snapshot thumbnails (tooltip, details panel, comparison table)', f
     assert.equal(natural, 240, 'the 240 px thumbnail is decoded and shown');
     await shot('thumbnails-tooltip-dark');
     assert.equal(await tooltipPicture('Fresh'), null);
-    assert.match((await page.locator('.monaco-hover:visible, .workbench-hover-container:visible').last().textContent()) ?? '', /No picture of the screen/);
+    // The hover shows "Loading..." until the tooltip is resolved.
+    await page.locator('.monaco-hover:visible, .workbench-hover-container:visible').last().getByText(/No picture of the screen/).waitFor({ timeout: 15_000 });
     await page.mouse.move(0, 0);
   });
 
