@@ -1,12 +1,11 @@
 // libvirt as a machine source: the domains of one connection (qemu:///system, qemu+ssh://user@host/system, ...)
 // read and changed through `virsh`, never by touching libvirt's files. Snapshots are libvirt's own (internal
 // qcow2 snapshots, with memory when the domain runs); the tree comes from libvirt's parent links.
-import { isSourceError, SourceError, unsupported } from '../sources';
+import { capabilitiesWithout, isSourceError, SourceError, unsupported } from '../sources';
 import type {
   MachineSource,
   PowerAction,
   PowerState,
-  SourceCapabilities,
   SourceCloneOptions,
   SourceCloneResult,
   SourceMachine,
@@ -23,19 +22,7 @@ import { domainRecord, powerStateOf, RENAME_REASON, snapshotRecord, type DomainR
 import { Virsh, type VirshOptions } from './virsh';
 import { appendElement, buildOrdered, element, parseOrdered, path, rootOf, setText } from './xml';
 
-const CAPABILITIES: SourceCapabilities = {
-  memorySnapshots: true,
-  revertToRunning: true,
-  linkedClones: true,
-  fullClones: true,
-  promote: false,
-  deleteWhileRunning: true,
-  renameSnapshot: false,
-  describeSnapshot: true,
-  diff: false,
-  sizes: false,
-  pause: true,
-};
+const CAPABILITIES = capabilitiesWithout('promote', 'renameSnapshot', 'diff', 'sizes');
 
 /** The elements of a domain a listing needs (--wrap puts them under one <nodes>). */
 const DOMAIN_XPATH = '/domain/name|/domain/uuid|/domain/memory|/domain/vcpu|/domain/devices/interface|/domain/devices/disk';

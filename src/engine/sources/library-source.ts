@@ -5,7 +5,6 @@ import type { MachineDetails, MachineSummary, SnapshotInfo, SnapshotTreeNode } f
 import type {
   MachineSource,
   PowerAction,
-  SourceCapabilities,
   SourceCloneOptions,
   SourceCloneResult,
   SourceMachine,
@@ -19,22 +18,11 @@ import type {
 } from './types';
 import type { OperationOptions } from '../operation';
 import type { PowerState } from '../machine';
+import { capabilitiesWithout } from './types';
 
 export const LIBRARY_SOURCE_ID = 'library';
 
-const LIBRARY_CAPABILITIES: SourceCapabilities = {
-  memorySnapshots: true,
-  revertToRunning: true,
-  linkedClones: true,
-  fullClones: true,
-  promote: true,
-  deleteWhileRunning: false,
-  renameSnapshot: true,
-  describeSnapshot: true,
-  diff: true,
-  sizes: true,
-  pause: true,
-};
+const LIBRARY_CAPABILITIES = capabilitiesWithout();
 
 export class LibrarySource implements MachineSource {
   readonly id = LIBRARY_SOURCE_ID;

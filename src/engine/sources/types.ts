@@ -44,6 +44,11 @@ export const CAPABILITY_NAMES: readonly (keyof SourceCapabilities)[] = [
   'pause',
 ];
 
+/** Every capability, except those named. */
+export function capabilitiesWithout(...no: (keyof SourceCapabilities)[]): SourceCapabilities {
+  return Object.fromEntries(CAPABILITY_NAMES.map((n) => [n, !no.includes(n)])) as unknown as SourceCapabilities;
+}
+
 /** A machine as every source lists it. `ref` is what the source's other methods take to name it. */
 export interface SourceMachine {
   /** The source it belongs to (SourceInfo.id). */
