@@ -4,6 +4,7 @@ import { LibvirtSource } from '../engine/libvirt';
 import type { MachineSource, PowerAction, SourceSnapshotNode, SourceSnapshotTree } from '../engine/sources';
 import { UsageError, type Invocation } from './args';
 import { emit, type CliContext } from './output';
+import { drawTree } from './snapshot-tree';
 import { formatTable } from './table';
 
 type Handler = (inv: Invocation, ctx: CliContext, source: MachineSource) => Promise<number>;
@@ -143,21 +144,11 @@ async function clone(inv: Invocation, ctx: CliContext, source: MachineSource): P
 }
 
 /** A source's snapshot tree as text: '*' on the snapshot the current state descends from, "You are here". */
-export function treeLines(tree: SourceSnapshotTree): string[] {
-  const lines: string[] = [];
-  const draw = (nodes: SourceSnapshotNode[], prefix: string): void => {
-    nodes.forEach((n, i) => {
-      const last = i === nodes.length - 1;
-      const branch = prefix === '' && nodes.length === 1 ? '' : last ? '└─ ' : '├─ ';
-      const s = n.snapshot;
-      const label =
-        s === null
-          ? '▶ You are here'
-          : `${s.name}${n.isCurrentParent ? ' *' : ''}  (${s.createdAt.replace('T', ' ').slice(0, 19)})${s.hasMemory ? '  [running, with memory]' : ''}${s.location === 'external' ? '  [external]' : ''}`;
-      lines.push(prefix + branch + label);
-      draw(n.children, prefix + (branch === '' ? '' : last ? '   ' : '│  '));
-    });
-  };
-  draw(tree.roots, '');
-  return lines;
+function treeLines(tree: SourceSnapshotTree): string[] {
+  return drawTree(tree.roots, (n: SourceSnapshotNode) => {
+    const s = n.snapshot;
+    return s === null
+      ? '▶ You are here'
+      : `${s.name}${n.isCurrentParent ? ' *' : ''}  (${s.createdAt.replace('T', ' ').slice(0, 19)})${s.hasMemory ? '  [running, with memory]' : ''}${s.location === 'external' ? '  [external]' : ''}`;
+  });
 }
