@@ -31,11 +31,7 @@ export async function cloneDomain(source: LibvirtSource, v: DomainView, name: st
     const refusal = kind === 'linked' ? from.refusals.linkedClone : from.refusals.fullClone;
     if (refusal !== undefined) throw unsupported(`${kind} clone`, refusal);
   }
-  const taken = await source.virsh.run(['domuuid', name]).then(
-    () => true,
-    () => false,
-  );
-  if (taken) throw new SourceError('ALREADY_EXISTS', `libvirt at ${source.uri} already has a domain "${name}": choose another name.`);
+  if (await source.virsh.exists(['domuuid', name])) throw new SourceError('ALREADY_EXISTS', `libvirt at ${source.uri} already has a domain "${name}": choose another name.`);
 
   const disks = v.domain.disks.filter((d) => d.path !== null);
   let takenSnapshot: SourceSnapshot | null = null;

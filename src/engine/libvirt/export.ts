@@ -68,10 +68,7 @@ export async function exportMachine(source: LibvirtSource, m: MachineDetails, op
   if (!source.isLocal) {
     throw unsupported('export', `The machine's disks are files on this computer, which a domain on ${source.uri} cannot read: export to a local connection (qemu:///system or qemu:///session).`);
   }
-  const redefined = await source.virsh.run(['domname', '--domain', m.id]).then(
-    () => true,
-    () => false,
-  );
+  const redefined = await source.virsh.exists(['domname', '--domain', m.id]);
   const accel = options.accel ?? 'auto';
   const kvm =
     accel === 'auto'

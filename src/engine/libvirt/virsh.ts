@@ -13,9 +13,9 @@ export interface VirshOptions {
   timeoutMs?: number;
 }
 
-/** The client of one libvirt connection. */
 const DOCUMENT_TIMEOUT_MS = 300_000;
 
+/** The client of one libvirt connection. */
 export class Virsh {
   readonly virsh: string;
   readonly timeoutMs: number;
@@ -28,11 +28,22 @@ export class Virsh {
     this.timeoutMs = options.timeoutMs ?? 60000;
   }
 
-  /** Runs one virsh command; resolves with its stdout, rejects with a SourceError. `input` goes to its stdin. */
-  async run(args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  /** Runs one virsh command; resolves with its stdout, rejects with a SourceError. */
+  async run(args: readonly string[], options: { timeoutMs?: number } = {}): Promise<string> {
     const r = await this.spawn(['-q', '-c', this.uri, ...args], options);
     if (r.code !== 0) throw virshError(this.uri, args, r.stderr);
     return r.stdout;
+  }
+
+  /** Whether a lookup (domuuid NAME, domname UUID, ...) finds its object; a failing connection still rejects. */
+  async exists(args: readonly string[]): Promise<boolean> {
+    try {
+      await this.run(args);
+      return true;
+    } catch (e) {
+      if (e instanceof SourceError && e.code === 'NOT_FOUND') return false;
+      throw e;
+    }
   }
 
   /**
@@ -60,10 +71,7 @@ export class Virsh {
    */
   async batch(commands: readonly (readonly string[])[], options: { timeoutMs?: number } = {}): Promise<(string | null)[]> {
     if (commands.length === 0) return [];
-    const marker = `@@vmsnap-${process.pid}-${Date.now()}@@`;
-    // A marker before each command and after the last: what lies between two markers is one command's output.
-    const line = commands.map((c, i) => `echo ${marker}${i}; ${c.map(quote).join(' ')}`).join('; ') + `; echo ${marker}end`;
-    const r = await this.spawn(['-q', '-c', this.uri, line], options);
+    const { marker, r } = await this.script(commands, options);
     if (!r.stdout.includes(`${marker}0`)) throw virshError(this.uri, commands[0] ?? [], r.stderr);
     const results: (string | null)[] = [];
     for (let i = 0; i < commands.length; i++) {
@@ -86,9 +94,7 @@ export class Virsh {
    * whole sequence with that error; otherwise each command's output.
    */
   async sequence(commands: readonly (readonly string[])[], options: { timeoutMs?: number } = {}): Promise<string[]> {
-    const marker = `@@vmsnap-${process.pid}-${Date.now()}@@`;
-    const line = commands.map((c, i) => `echo ${marker}${i}; ${c.map(quote).join(' ')}`).join('; ') + `; echo ${marker}end`;
-    const r = await this.spawn(['-q', '-c', this.uri, line], options);
+    const { marker, r } = await this.script(commands, options);
     if (r.code !== 0 || /^error:/m.test(r.stderr)) throw virshError(this.uri, commands[0] ?? [], r.stderr);
     return commands.map((_, i) => {
       const start = r.stdout.indexOf(`${marker}${i}`) + marker.length + String(i).length;
@@ -97,11 +103,18 @@ export class Virsh {
     });
   }
 
-  private spawn(args: readonly string[], options: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }> {
+  /** Runs commands as one virsh line, a marker before each and after the last: between two markers is one command's output. */
+  private async script(commands: readonly (readonly string[])[], options: { timeoutMs?: number }): Promise<{ marker: string; r: { code: number; stdout: string; stderr: string } }> {
+    const marker = `@@vmsnap-${process.pid}-${Date.now()}@@`;
+    const line = commands.map((c, i) => `echo ${marker}${i}; ${c.map(quote).join(' ')}`).join('; ') + `; echo ${marker}end`;
+    return { marker, r: await this.spawn(['-q', '-c', this.uri, line], options) };
+  }
+
+  private spawn(args: readonly string[], options: { timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     return new Promise((resolve, reject) => {
       // detached: a new session without a terminal, so an SSH transport can never stop to ask for a password.
-      const child = spawn(this.virsh, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, LC_ALL: 'C' } });
+      const child = spawn(this.virsh, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, LC_ALL: 'C' } });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let timedOut = false;
@@ -129,8 +142,6 @@ export class Virsh {
         }
         resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
       });
-      child.stdin.on('error', () => {}); // virsh may exit before reading its input
-      child.stdin.end(options.input ?? '');
     });
   }
 }
