@@ -43,16 +43,15 @@ export class LibrarySource implements MachineSource {
   }
 
   async snapshotTree(ref: string): Promise<SourceSnapshotTree> {
-    const [tree, details] = await Promise.all([this.library.snapshotTree(ref), this.library.show(ref)]);
-    const byId = new Map(details.snapshots.map((s) => [s.id, snapshotOf(s)]));
-    const node = (n: SnapshotTreeNode): SourceSnapshotNode => ({
+    const tree = await this.library.snapshotTree(ref);
+    const node = (n: SnapshotTreeNode, parentId: string | null): SourceSnapshotNode => ({
       kind: n.kind,
       id: n.id,
-      snapshot: n.kind === 'snapshot' ? (byId.get(n.id) ?? null) : null,
+      snapshot: n.kind === 'snapshot' ? snapshotOf({ ...n, parentId }) : null,
       isCurrentParent: n.isCurrentParent,
-      children: n.children.map(node),
+      children: n.children.map((c) => node(c, n.id)),
     });
-    return { machineRef: tree.machineId, machineName: tree.machineName, roots: tree.roots.map(node) };
+    return { machineRef: tree.machineId, machineName: tree.machineName, roots: tree.roots.map((n) => node(n, null)) };
   }
 
   async takeSnapshot(ref: string, name: string, options: TakeOptions = {}): Promise<SourceSnapshot> {
@@ -116,7 +115,7 @@ function detailsOf(d: MachineDetails): SourceMachineDetails {
   };
 }
 
-function snapshotOf(s: SnapshotInfo): SourceSnapshot {
+function snapshotOf(s: Pick<SnapshotInfo, 'id' | 'name' | 'description' | 'parentId' | 'createdAt' | 'takenWhileRunning' | 'hasMemory' | 'lockedBy'>): SourceSnapshot {
   const locked = s.lockedBy.length > 0 ? `Linked clones hang on snapshot "${s.name}": delete or promote them first.` : undefined;
   return {
     id: s.id,
