@@ -1,6 +1,6 @@
 // `vmsnap --connect URI ...`: the machine verbs run on a libvirt connection instead of the library. The command's
 // own grammar (arguments, flags, choices) is parsed as usual; only the verbs a source can serve are accepted.
-import { LibvirtSource } from '../engine/libvirt';
+import { LibvirtSource, snapshotTreeOf } from '../engine/libvirt';
 import type { MachineSource, PowerAction, SourceSnapshotNode, SourceSnapshotTree } from '../engine/sources';
 import { UsageError, type Invocation } from './args';
 import { emit, type CliContext } from './output';
@@ -61,7 +61,7 @@ async function vmShow(inv: Invocation, ctx: CliContext, source: MachineSource): 
     emit(ctx, { ...m, source: { id: source.id, kind: source.kind, capabilities: source.capabilities } }, () => '');
     return 0;
   }
-  const tree = await source.snapshotTree(m.ref);
+  const tree = snapshotTreeOf(m, m.snapshots);
   const lines = [
     `Machine:     ${m.name}`,
     `Source:      ${source.label}`,

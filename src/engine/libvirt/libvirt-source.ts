@@ -156,8 +156,8 @@ export class LibvirtSource implements MachineSource {
     return { machine: await this.showMachine(r.uuid), takenSnapshot: r.takenSnapshot };
   }
 
-  async power(ref: string, action: PowerAction, options: { powerdownTimeoutMs?: number } = {}): Promise<PowerState> {
-    const v = await this.view(ref);
+  async power(ref: string, action: PowerAction): Promise<PowerState> {
+    const v = await this.view(ref, false);
     const uuid = v.machine.uuid;
     const state = v.machine.powerState;
     switch (action) {
@@ -170,7 +170,7 @@ export class LibvirtSource implements MachineSource {
         if (state === 'off') return 'off';
         if (action === 'stop') {
           await this.virsh.run(['shutdown', uuid]);
-          if (await this.waitForOff(uuid, options.powerdownTimeoutMs ?? 60000)) return 'off';
+          if (await this.waitForOff(uuid, 60000)) return 'off';
         }
         await this.virsh.run(['destroy', uuid]);
         break;
@@ -188,9 +188,9 @@ export class LibvirtSource implements MachineSource {
 
   // ---------------------------------------------------------------- internals
 
-  /** One domain (by UUID, name or id) with its snapshots. */
-  async view(ref: string): Promise<DomainView> {
-    const [v] = await this.readDomains([ref], true);
+  /** One domain (by UUID, name or id) with its snapshots (none read without `withSnapshots`). */
+  async view(ref: string, withSnapshots = true): Promise<DomainView> {
+    const [v] = await this.readDomains([ref], withSnapshots);
     if (v === undefined) {
       throw new SourceError('NOT_FOUND', `libvirt at ${this.uri} has no domain "${ref}".`, { detail: { kind: 'machine-not-found', source: this.uri, ref } });
     }
@@ -266,13 +266,18 @@ export class LibvirtSource implements MachineSource {
 
 /** The snapshot tree from libvirt's parent links; "You are here" under libvirt's current snapshot. */
 export function treeOf(v: DomainView): SourceSnapshotTree {
+  return snapshotTreeOf(v.machine, v.snapshots);
+}
+
+/** A domain's snapshot tree from its snapshots' parent links, "You are here" under its current snapshot. */
+export function snapshotTreeOf(machine: SourceMachine, snapshots: readonly SourceSnapshot[]): SourceSnapshotTree {
   const byParent = new Map<string | null, SourceSnapshot[]>();
-  const ids = new Set(v.snapshots.map((s) => s.id));
-  for (const s of v.snapshots) {
+  const ids = new Set(snapshots.map((s) => s.id));
+  for (const s of snapshots) {
     const parent = s.parentId !== null && ids.has(s.parentId) ? s.parentId : null;
     byParent.set(parent, [...(byParent.get(parent) ?? []), s]);
   }
-  const current = v.machine.currentSnapshot;
+  const current = machine.currentSnapshot;
   const nodes = (parent: string | null): SourceSnapshotNode[] => {
     const children = (byParent.get(parent) ?? [])
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name))
@@ -280,7 +285,7 @@ export function treeOf(v: DomainView): SourceSnapshotTree {
     if (parent === (current !== null && ids.has(current) ? current : null)) children.push({ kind: 'current', id: 'current', snapshot: null, isCurrentParent: false, children: [] });
     return children;
   };
-  return { machineRef: v.machine.uuid, machineName: v.machine.name, roots: nodes(null) };
+  return { machineRef: machine.uuid, machineName: machine.name, roots: nodes(null) };
 }
 
 function findSnapshot(v: DomainView, ref: string): SourceSnapshot {
