@@ -13,7 +13,7 @@ import { SourceError, unsupported } from '../sources';
 import type { CloneKind, SourceSnapshot } from '../sources';
 import type { DomainView, LibvirtSource } from './libvirt-source';
 import { frozenFiles } from './records';
-import { attr, buildOrdered, childrenOf, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, type XNode } from './xml';
+import { attr, buildOrdered, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, textOf, type XNode } from './xml';
 
 const run = promisify(execFile);
 
@@ -78,7 +78,7 @@ export async function cloneDomain(source: LibvirtSource, v: DomainView, name: st
 export function cloneXml(xml: string, name: string, newPaths: ReadonlyMap<string, string>): string {
   const nodes = parseOrdered(xml);
   const domain = rootOf(nodes, 'domain');
-  const oldName = (childrenOf(path(domain, 'name') ?? {}).map((n) => String(n['#text'] ?? '')).join('') || 'domain').trim();
+  const oldName = (textOf(path(domain, 'name')) || 'domain').trim();
   setText(path(domain, 'name') as XNode, name);
   removeElements(domain, 'uuid');
   const devices = path(domain, 'devices');
