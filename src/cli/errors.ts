@@ -2,6 +2,8 @@
 import type { MachineError } from '../engine/machine';
 import type { SourceError } from '../engine/sources';
 
+const REVERT_DISCARDS_CURRENT = 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+
 /** The sentence the CLI prints (and puts in its JSON error document) for a machine error. */
 export function machineErrorSentence(e: MachineError): string {
   const d = e.detail;
@@ -12,7 +14,7 @@ export function machineErrorSentence(e: MachineError): string {
     case 'snapshot-not-found':
       return `Machine "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap snapshot list\`.`;
     case 'revert-discards-current':
-      return 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+      return REVERT_DISCARDS_CURRENT;
   }
 }
 
@@ -26,7 +28,7 @@ export function sourceErrorSentence(e: SourceError): string {
     case 'snapshot-not-found':
       return `Domain "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap --connect URI snapshot list\`.`;
     case 'revert-discards-current':
-      return 'Reverting throws away the current state: confirm with --discard-current, or keep it with --save-current NAME.';
+      return REVERT_DISCARDS_CURRENT;
     case 'unsupported':
       return d.reason;
   }
