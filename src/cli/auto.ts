@@ -2,12 +2,12 @@
 import { AutoScheduler, isMachineError, type AutoCheckpointOutcome } from '../engine/machine';
 import type { CommandGroup } from './args';
 import type { CliContext } from './output';
-import { openLibrary } from './vm/shared';
+import { formatDate, openLibrary } from './vm/shared';
 
 /** One line per outcome, with the time: a service's journal reads well. */
 function outcomeLine(o: AutoCheckpointOutcome): string {
   const pruned = o.pruned.length > 0 ? ` Pruned ${o.pruned.map((p) => `"${p.name}"`).join(', ')}.` : '';
-  return `${new Date().toISOString().slice(0, 19).replace('T', ' ')} ${o.message}${pruned}`;
+  return `${formatDate(new Date().toISOString())} ${o.message}${pruned}`;
 }
 
 export const autoVerb: CommandGroup<CliContext> = {

@@ -5,6 +5,7 @@ import type { MachineSource, PowerAction, SourceSnapshotNode, SourceSnapshotTree
 import { UsageError, type Invocation } from './args';
 import { emit, type CliContext } from './output';
 import { drawTree } from './snapshot-tree';
+import { formatDate } from './vm/shared';
 import { formatTable } from './table';
 
 type Handler = (inv: Invocation, ctx: CliContext, source: MachineSource) => Promise<number>;
@@ -149,6 +150,6 @@ function treeLines(tree: SourceSnapshotTree): string[] {
     const s = n.snapshot;
     return s === null
       ? '▶ You are here'
-      : `${s.name}${n.isCurrentParent ? ' *' : ''}  (${s.createdAt.replace('T', ' ').slice(0, 19)})${s.hasMemory ? '  [running, with memory]' : ''}${s.location === 'external' ? '  [external]' : ''}`;
+      : `${s.name}${n.isCurrentParent ? ' *' : ''}  (${formatDate(s.createdAt)})${s.hasMemory ? '  [running, with memory]' : ''}${s.location === 'external' ? '  [external]' : ''}`;
   });
 }

@@ -1,5 +1,6 @@
 // The snapshot tree drawn as text for the terminal.
 import type { SnapshotTree, SnapshotTreeNode } from '../engine/machine';
+import { formatDate } from './vm/shared';
 
 /**
  * The snapshot tree drawn as text lines, as `vmsnap snapshot list` prints it: creation order, the snapshot the
@@ -10,7 +11,7 @@ export function formatSnapshotTree(tree: SnapshotTree): string[] {
   return drawTree(tree.roots, (n: SnapshotTreeNode) =>
     n.kind === 'current'
       ? '▶ You are here'
-      : `${n.name}${n.isCurrentParent ? ' *' : ''}  (${n.id.slice(0, 8)}, ${n.createdAt.replace('T', ' ').slice(0, 19)})${n.auto ? '  [auto]' : ''}${n.hasMemory ? '  [running, with memory]' : n.takenWhileRunning ? `  [running, disks only, ${n.quiesced ? 'quiesced' : 'not quiesced'}]` : ''}${n.lockedBy.length > 0 ? `  [locked by ${n.lockedBy.length} linked clone${n.lockedBy.length > 1 ? 's' : ''}]` : ''}`,
+      : `${n.name}${n.isCurrentParent ? ' *' : ''}  (${n.id.slice(0, 8)}, ${formatDate(n.createdAt)})${n.auto ? '  [auto]' : ''}${n.hasMemory ? '  [running, with memory]' : n.takenWhileRunning ? `  [running, disks only, ${n.quiesced ? 'quiesced' : 'not quiesced'}]` : ''}${n.lockedBy.length > 0 ? `  [locked by ${n.lockedBy.length} linked clone${n.lockedBy.length > 1 ? 's' : ''}]` : ''}`,
   );
 }
 

@@ -2,7 +2,7 @@
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
 import { formatSize } from '../units';
-import { openLibrary, SNAP_ARG, VM_ARG } from '../vm/shared';
+import { formatDate, openLibrary, SNAP_ARG, VM_ARG } from '../vm/shared';
 
 export const snapshotShowCommand: Command<CliContext> = {
   name: 'show',
@@ -21,7 +21,7 @@ export const snapshotShowCommand: Command<CliContext> = {
         `Snapshot:    ${s.name}`,
         `Id:          ${s.id}`,
         ...(s.description === '' ? [] : [`Description: ${s.description.replace(/\n/g, '\n             ')}`]),
-        `Created:     ${s.createdAt.replace('T', ' ').slice(0, 19)}`,
+        `Created:     ${formatDate(s.createdAt)}`,
         `Size:        ${formatSize(s.sizeBytes)} (its own layers)`,
         `Memory:      ${memory}`,
         `Locked by:   ${s.lockedBy.length === 0 ? 'no linked clone' : s.lockedBy.join(', ')}`,
