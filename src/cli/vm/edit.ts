@@ -3,7 +3,7 @@
 import { formatInterval, type AutoCheckpointPolicy, type EditMachineOptions, type MachineDetails } from '../../engine/machine';
 import { UsageError, type Command, type Invocation } from '../args';
 import { emit, type CliContext } from '../output';
-import { hardwareOptions, intOption, openLibrary, VM_ARG } from './shared';
+import { choiceOption, hardwareOptions, intOption, openLibrary, VM_ARG } from './shared';
 
 export const vmEditCommand: Command<CliContext> = {
   name: 'edit',
@@ -62,12 +62,8 @@ export const vmEditCommand: Command<CliContext> = {
     }
     const auto = autoPolicyOptions(inv);
     if (auto !== undefined) changes.autoCheckpoints = auto;
-    const display = inv.value('display');
-    if (display !== undefined) {
-      const d = display.trim();
-      if (d !== 'std' && d !== 'virtio' && d !== 'none') throw new UsageError(`--display "${display}" is not std, virtio or none.`, inv.path);
-      changes.display = d;
-    }
+    const display = choiceOption(inv, 'display', ['std', 'virtio', 'none']);
+    if (display !== undefined) changes.display = display;
     if (Object.keys(changes).length === 0) throw new UsageError('Nothing to change: give at least one of the options.', inv.path);
     const lib = await openLibrary(inv, ctx);
     const ref = inv.required('VM');
@@ -81,11 +77,15 @@ export const vmEditCommand: Command<CliContext> = {
 /** --auto-every/-keep/-daily/-weekly as a (partial) policy, --auto-off as null, neither as undefined. */
 function autoPolicyOptions(inv: Invocation): Partial<AutoCheckpointPolicy> | null | undefined {
   const every = inv.value('auto-every');
+  const everySeconds = every === undefined ? undefined : parseInterval(inv, every);
+  const keep = intOption(inv, 'auto-keep', 1);
+  const daily = intOption(inv, 'auto-daily', 0);
+  const weekly = intOption(inv, 'auto-weekly', 0);
   const fields: Partial<AutoCheckpointPolicy> = {
-    ...(every === undefined ? {} : { everySeconds: parseInterval(inv, every) }),
-    ...optionalInt(inv, 'auto-keep', 'keep', 1),
-    ...optionalInt(inv, 'auto-daily', 'daily', 0),
-    ...optionalInt(inv, 'auto-weekly', 'weekly', 0),
+    ...(everySeconds === undefined ? {} : { everySeconds }),
+    ...(keep === undefined ? {} : { keep }),
+    ...(daily === undefined ? {} : { daily }),
+    ...(weekly === undefined ? {} : { weekly }),
   };
   if (inv.flag('auto-off')) {
     if (Object.keys(fields).length > 0) throw new UsageError('--auto-off turns automatic checkpoints off: give it without the other --auto options.', inv.path);
@@ -94,15 +94,10 @@ function autoPolicyOptions(inv: Invocation): Partial<AutoCheckpointPolicy> | nul
   return Object.keys(fields).length === 0 ? undefined : fields;
 }
 
-function optionalInt<K extends 'keep' | 'daily' | 'weekly'>(inv: Invocation, flag: string, key: K, min: number): Partial<Record<K, number>> {
-  const n = intOption(inv, flag, min);
-  return n === undefined ? {} : ({ [key]: n } as Partial<Record<K, number>>);
-}
-
 const INTERVAL_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "30m", "2h", "1h30m", "90s", "1d" as seconds. */
-export function parseInterval(inv: Invocation, text: string): number {
+function parseInterval(inv: Invocation, text: string): number {
   const t = text.trim().toLowerCase();
   if (!/^(\d+[smhd])+$/.test(t)) throw new UsageError(`--auto-every "${text}" is not an interval: use a number with s, m, h or d (30m, 2h, 1h30m, 90s).`, inv.path);
   let seconds = 0;

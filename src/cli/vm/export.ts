@@ -2,7 +2,7 @@
 import { exportMachine, LibvirtSource } from '../../engine/libvirt';
 import { UsageError, type Command } from '../args';
 import { emit, type CliContext } from '../output';
-import { openLibrary, VM_ARG } from './shared';
+import { choiceOption, openLibrary, VM_ARG } from './shared';
 
 export const vmExportCommand: Command<CliContext> = {
   name: 'export',
@@ -20,8 +20,7 @@ export const vmExportCommand: Command<CliContext> = {
   async run(inv, ctx) {
     if (!inv.flag('libvirt')) throw new UsageError('Say where to export to: --libvirt.', inv.path);
     const uri = inv.global.connect ?? 'qemu:///system';
-    const accel = inv.value('accel') ?? 'auto';
-    if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new UsageError(`--accel "${accel}" is not auto, kvm or tcg.`, inv.path);
+    const accel = choiceOption(inv, 'accel', ['auto', 'kvm', 'tcg']) ?? 'auto';
     const lib = await openLibrary(inv, ctx);
     const m = await lib.show(inv.required('VM'));
     const r = await exportMachine(new LibvirtSource(uri), m, { accel });

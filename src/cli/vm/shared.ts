@@ -33,6 +33,15 @@ export function intOption(inv: Invocation, name: string, min: number): number | 
   return Number(text);
 }
 
+/** One of a few words (--display std|virtio|none), or undefined when the option is not given. */
+export function choiceOption<T extends string>(inv: Invocation, name: string, values: readonly T[]): T | undefined {
+  const text = inv.value(name);
+  if (text === undefined) return undefined;
+  const v = values.find((x) => x === text.trim());
+  if (v === undefined) throw new UsageError(`--${name} "${text}" is not ${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}.`, inv.path);
+  return v;
+}
+
 /** --cpus, --memory and --note, as `vm create` and `vm import` take them. */
 export function hardwareOptions(inv: Invocation): { cpus?: number; memoryMiB?: number; note?: string } {
   const cpus = intOption(inv, 'cpus', 1);
