@@ -2,7 +2,7 @@
 // `node scripts/build.mjs cli` bundles only the CLI (the CLI tests do this).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 
 // The CLI starts in a few milliseconds: Node's heavier built-in modules are loaded when first used, not when
@@ -70,33 +70,28 @@ const novncTopLevelAwait = {
   },
 };
 
+/** A page that runs in a webview: a browser bundle of its own in dist/webview/NAME.js. */
+function webview(name, entry, plugins = []) {
+  return build({
+    entryPoints: [entry],
+    outfile: `dist/webview/${name}.js`,
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+    minify: true,
+    sourcemap: false,
+    plugins,
+    logLevel: 'warning',
+  });
+}
+
 if (only === undefined) {
   await Promise.all([
     // A machine's screen: noVNC's RFB client, bundled (no CDN), on the relay channel.
-    build({
-      entryPoints: ['src/extension/display/webview/main.ts'],
-      outfile: 'dist/webview/display.js',
-      bundle: true,
-      platform: 'browser',
-      format: 'iife',
-      target: 'es2022',
-      minify: true,
-      sourcemap: false,
-      plugins: [novncTopLevelAwait],
-      logLevel: 'warning',
-    }),
-    // The comparison table's page runs in the webview: a browser bundle of its own.
-    build({
-      entryPoints: ['src/extension/compare/webview/main.ts'],
-      outfile: 'dist/webview/compare.js',
-      bundle: true,
-      platform: 'browser',
-      format: 'iife',
-      target: 'es2022',
-      minify: true,
-      sourcemap: false,
-      logLevel: 'warning',
-    }),
+    webview('display', 'src/extension/display/webview/main.ts', [novncTopLevelAwait]),
+    // The comparison table.
+    webview('compare', 'src/extension/compare/webview/main.ts'),
     build({
       entryPoints: extensionTests,
       outdir: 'dist/test/extension',
@@ -111,6 +106,5 @@ if (only === undefined) {
   ]);
 
   // noVNC is MPL-2.0: its licence travels with the bundle that contains it.
-  await mkdir('dist/webview', { recursive: true });
   await copyFile('node_modules/@novnc/novnc/LICENSE.txt', 'dist/webview/novnc-LICENSE.txt');
 }
