@@ -9,7 +9,7 @@ import type { MachineDetails } from '../../src/engine/machine';
 import type { ComparePanel } from '../../src/extension/compare/compare-panel';
 import type { TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
-import { extensionApi, MiB, treeText, until, useFreshLibrary } from './running-extension';
+import { extensionApi, type FreshLibrary, MiB, treeText, until, useFreshLibrary } from './running-extension';
 
 /** Writes into the machine's current disk, as the guest would: the machine changed. */
 function writeGuest(path: string, pattern: number): void {
@@ -30,7 +30,7 @@ function switchBranch(workspace: string, branch: string): void {
 describe('Automatic checkpoints', function () {
   this.timeout(60_000);
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
   let machine: MachineDetails;
   const workspace = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
 

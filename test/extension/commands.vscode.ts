@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { CloneResult, DeleteMachineResult, DeleteSnapshotResult, MachineDetails, RevertResult, SnapshotInfo, StateDiff } from '../../src/engine/machine';
 import type { TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
-import { answering, extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, type FreshLibrary, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './running-extension';
 
 /** Writes a byte pattern into the machine's current disk, as the guest would. */
 function writeGuest(path: string, offset: number, pattern: number, length = 64 * 1024): void {
@@ -23,7 +23,7 @@ function readGuest(path: string, offset: number, pattern: number, length = 64 * 
 
 describe('Commands', () => {
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
 
   before(async () => {
     api = await extensionApi();

@@ -2,11 +2,11 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { TestHandle } from '../../src/extension/test-handle';
-import { extensionApi, MiB, treeText, until, useFreshLibrary } from './running-extension';
+import { extensionApi, type FreshLibrary, MiB, treeText, until, useFreshLibrary } from './running-extension';
 
 describe('Compact snapshot chains', () => {
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
 
   before(async () => {
     api = await extensionApi();

@@ -2,11 +2,11 @@ import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ComparePanel } from '../../src/extension/compare/compare-panel';
 import type { TestHandle } from '../../src/extension/test-handle';
-import { answering, extensionApi, machineWithSnapshots, MiB, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, type FreshLibrary, machineWithSnapshots, MiB, until, useFreshLibrary } from './running-extension';
 
 describe('Comparison table (webview)', () => {
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
 
   before(async () => {
     api = await extensionApi();

@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import * as vscode from 'vscode';
 import type { TestHandle } from '../../src/extension/test-handle';
-import { answering, extensionApi, machineWithSnapshots, MiB, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, type FreshLibrary, machineWithSnapshots, MiB, until, useFreshLibrary } from './running-extension';
 
 interface Keybinding {
   command: string;
@@ -18,7 +18,7 @@ async function logText(api: TestHandle): Promise<string> {
 
 describe('Workbench conventions', () => {
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
 
   before(async () => {
     api = await extensionApi();

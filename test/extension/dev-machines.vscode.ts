@@ -19,7 +19,7 @@ import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { writeCountingGuest } from '../support/counting-guest';
 import { ACCEL, requireQemu } from '../support/guest-machines';
-import { answering, extensionApi, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, type FreshLibrary, until, useFreshLibrary } from './running-extension';
 
 /** What `ssh -G` would use (lowercase option names, first value). */
 function sshG(args: string[]): Promise<Map<string, string>> {
@@ -60,7 +60,7 @@ class RecordingRemoteSsh implements RemoteSsh {
 describe('Dev machines: from a cloud image, over SSH, from a remote window (QEMU on TCG)', function () {
   this.timeout(180_000);
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
   let scratch: string;
   let home: string;
   let image: string;

@@ -22,7 +22,7 @@ const live = (transcript: string): string => {
   return text.includes(LIVE) ? text.slice(text.indexOf(LIVE) + LIVE.length) : text;
 };
 import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../support/guest-machines';
-import { answering, extensionApi, until, useFreshLibrary } from './running-extension';
+import { answering, extensionApi, type FreshLibrary, until, useFreshLibrary } from './running-extension';
 
 const POWER_COMMANDS = ['startMachine', 'resumeMachine', 'pauseMachine', 'stopMachine', 'forceStopMachine', 'openConsole'].map((c) => `vmsnap.${c}`);
 
@@ -60,7 +60,7 @@ function iconId(api: TestHandle, node: TreeNode): string {
 describe('Power and console (QEMU on TCG)', function () {
   this.timeout(120_000);
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
   let machine: MachineDetails;
   let scratch: string;
   let menus: MenuItem[];

@@ -35,6 +35,8 @@ export async function useFreshLibrary(api: TestHandle): Promise<{ dir: string; l
   };
 }
 
+export type FreshLibrary = Awaited<ReturnType<typeof useFreshLibrary>>;
+
 /** A machine with snapshots Base > Installed (current under Installed), 64 MiB disk. */
 export async function machineWithSnapshots(lib: Library, name = 'dev-vm') {
   const m = await lib.createMachine(name, { diskSize: 64 * MiB });

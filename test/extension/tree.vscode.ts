@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,7 +9,7 @@ import type { TestHandle } from '../../src/extension/test-handle';
 import type { SnapshotNode, TreeNode } from '../../src/extension/tree/nodes';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { bigLibrary } from './big-library';
-import { extensionApi, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './running-extension';
+import { extensionApi, type FreshLibrary, machineWithSnapshots, MiB, treeText, until, useFreshLibrary } from './running-extension';
 
 /** Longer than the watcher's debounce plus a re-read. */
 const settle = () => new Promise((r) => setTimeout(r, 1500));
@@ -27,7 +27,7 @@ async function quiet(api: TestHandle): Promise<void> {
 
 describe('Machines tree', () => {
   let api: TestHandle;
-  let library: Awaited<ReturnType<typeof useFreshLibrary>>;
+  let library: FreshLibrary;
 
   before(async () => {
     api = await extensionApi();
@@ -104,6 +104,22 @@ describe('Machines tree', () => {
     // The machine's size on disk arrives a moment after its row.
     const row = (await api.tree.machineNode(machine.id))!;
     await until(() => /^2 snapshots · \d+(\.\d)? (KiB|MiB)$/.test(String(api.tree.getTreeItem(row).description)), 'the machine row to show its size');
+  });
+
+  it('a full clone with no snapshots says how much data it holds, not a change "since the snapshot"', async () => {
+    const { machine } = await machineWithSnapshots(library.lib);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 0 1M', await library.lib.diskPath(machine.id)], { stdio: 'ignore' });
+    await library.lib.takeSnapshot(machine.id, 'With data');
+    const clone = await library.lib.clone(machine.id, 'standalone', { kind: 'full' });
+    api.tree.refresh();
+    const current = (await api.tree.currentNode(clone.machine.id))!;
+    const item = api.tree.getTreeItem(current);
+    assert.doesNotMatch(String(item.description), /since the snapshot/);
+    assert.match(String(item.description), /^1(\.\d)? MiB of data, no snapshot yet$/);
+    assert.doesNotMatch((item.tooltip as vscode.MarkdownString).value, /Changed since/);
+    // Under a snapshot, the change since it is what it says.
+    const underSnapshot = api.tree.getTreeItem((await api.tree.currentNode(machine.id))!);
+    assert.match(String(underSnapshot.description), /^no changes$/);
   });
 
   it('gives every row a stable id and a parent, so reveal() finds it', async () => {

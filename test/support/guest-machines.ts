@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Library, type MachineDetails } from '../../src/engine/machine';
 import { machineStatus, stopMachine, type MachineConfig } from '../../src/engine/runtime';
 import { isProcessAlive } from '../../src/engine/os';
 import { countsInLog, writeCountingGuest } from './counting-guest';
@@ -28,6 +29,20 @@ export function requireQemu(): void {
   }
   requireTool('qemu-img');
   requireTool('qemu-io');
+}
+
+/** A library in `libDir` (on ACCEL) holding the machine "guest": the counting guest written to `raw` and imported. */
+export async function libraryWithCountingGuest(libDir: string, raw: string, memoryMiB = 64): Promise<{ lib: Library; machine: MachineDetails }> {
+  requireQemu();
+  const lib = await Library.open(libDir, { qemu: { accel: ACCEL } });
+  writeCountingGuest(raw);
+  const { machine } = await lib.importMachine('guest', raw, { cpus: 1, memoryMiB });
+  return { lib, machine };
+}
+
+/** Force-stops every machine of the library still running (for a suite's `after`: whatever the tests did). */
+export async function stopEveryMachine(lib: Library | undefined): Promise<void> {
+  for (const x of (await lib?.list().catch(() => [])) ?? []) await stopMachine(x.folder, { force: true }).catch(() => {});
 }
 
 /** Folders of machines a suite started; `endAll` stops every one still running, whatever the tests did. */

@@ -3,23 +3,13 @@
 // command whose file `vm ssh` then finds, the extension host's CPU while the console scrolls, and the tab
 // reconnecting by itself after a revert and after a stop and start. Screenshots in test-artifacts/display-*.png.
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FrameLocator, Page } from 'playwright-core';
-import { Library } from '../../src/engine/machine';
-import { stopMachine } from '../../src/engine/runtime';
-import { buildCli, ROOT } from '../cli/vmsnap';
-import { debianImage } from '../support/debian-image';
-import { ACCEL, requireQemu } from '../support/guest-machines';
-import { requireTool, scratchDir } from '../support/qemu';
+import { debianSession } from '../cli/debian-session';
+import { ROOT } from '../cli/vmsnap';
+import { ACCEL } from '../support/guest-machines';
 import { openWorkbench, runFromPalette, waitFor, type Workbench } from './workbench';
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** The guest user's console password, set over SSH for this test (cloud-init's user has none). */
 const PASSWORD = 'vmsnap-display-test';
@@ -66,31 +56,13 @@ function extensionHostPid(pgid: number): number {
 
 describe('UI: Open Display on a real Debian guest (dark theme)', function () {
   this.timeout(15 * 60 * 1000);
-  const scratch = scratchDir('vmsnap-ui-display-');
-  const libDir = join(scratch.dir, 'lib');
-  const home = join(scratch.dir, 'home');
+  const debian = debianSession('vmsnap-ui-display-');
+  const { cli, ok } = debian;
   let workbench: Workbench;
   let page: Page;
   const figures: string[] = [];
 
-  const cli = (args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/vmsnap'), '--library', libDir, ...args], {
-        env: { ...process.env, HOME: home, VMSNAP_QEMU_ACCEL: ACCEL, VMSNAP_DEBUG: '', VMSNAP_PROGRESS: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.stdin.end();
-      child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-    });
-  const ok = async (args: string[]): Promise<Run> => {
-    const r = await cli(args);
-    assert.equal(r.status, 0, `vmsnap ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r;
-  };
-  const inGuest = async (script: string): Promise<string> => (await ok(['vm', 'ssh', 'dev', '--', 'sh', '-c', script])).stdout.trim();
+  const inGuest = (script: string): Promise<string> => debian.inGuest('dev', script);
   const frame = (): FrameLocator => page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
   const canvas = () => frame().locator('#rfb canvas');
   const colours = (): Promise<number> => canvas().evaluate(canvasColours);
@@ -98,16 +70,12 @@ describe('UI: Open Display on a real Debian guest (dark theme)', function () {
   const screenShown = (what: string, timeoutMs = 120_000): Promise<void> => waitFor(async () => (await colours()) > 1, what, timeoutMs);
 
   before(async () => {
-    requireQemu();
-    requireTool('ssh');
-    mkdirSync(home, { recursive: true });
-    await buildCli();
-    const image = await debianImage();
-    await ok(['vm', 'create', 'dev', '--from-image', image, '--disk-size', '4G', '--memory', '1024']);
+    await debian.setUp();
+    await ok(['vm', 'create', 'dev', '--from-image', debian.image(), '--disk-size', '4G', '--memory', '1024']);
     await ok(['vm', 'start', 'dev']);
     // cloud-init's user logs in with keys only; the console (tty1) needs a password.
     await inGuest(`echo 'dev:${PASSWORD}' | sudo chpasswd`);
-    workbench = await openWorkbench({ 'vmsnap.libraryFolder': libDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg' });
+    workbench = await openWorkbench({ 'vmsnap.libraryFolder': debian.libDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg' });
     page = workbench.page;
   });
 
@@ -118,9 +86,7 @@ describe('UI: Open Display on a real Debian guest (dark theme)', function () {
   after(async () => {
     if (figures.length > 0) writeFileSync(join(ROOT, 'test-artifacts', 'display-figures.txt'), `${figures.join('\n')}\n`);
     await workbench?.close();
-    const lib = await Library.open(libDir).catch(() => null);
-    for (const m of (await lib?.list()) ?? []) await stopMachine(m.folder, { force: true }).catch(() => {});
-    scratch.cleanup();
+    await debian.tearDown();
   });
 
   it('Open Display from the palette asks which machine, then shows its console in a tab titled with its power state', async () => {

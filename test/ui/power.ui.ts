@@ -5,17 +5,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { Library } from '../../src/engine/machine';
 import { runningPid, stopMachine } from '../../src/engine/runtime';
-import { writeCountingGuest } from '../support/counting-guest';
-import { ACCEL, requireQemu, waitForCounts } from '../support/guest-machines';
+import { ACCEL, libraryWithCountingGuest, waitForCounts } from '../support/guest-machines';
 import { chooseFromContextMenu, openWorkbench, waitFor, type Workbench } from './workbench';
 
 describe('UI: power buttons and the serial console', function () {
   this.timeout(180_000);
   let workbench: Workbench;
   let page: Page;
-  let lib: Library;
   let libraryDir: string;
   let folder: string;
 
@@ -42,12 +39,8 @@ describe('UI: power buttons and the serial console', function () {
   // The test looks at QEMU's pidfile only: the library's status takes the machine lock, and the extension's commands
   // would find the machine busy while the test holds it.
   before(async () => {
-    requireQemu();
     libraryDir = mkdtempSync(join(tmpdir(), 'vmsnap-ui-power-'));
-    lib = await Library.open(libraryDir, { qemu: { accel: ACCEL } });
-    const raw = join(libraryDir, 'guest.raw');
-    writeCountingGuest(raw);
-    folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
+    folder = (await libraryWithCountingGuest(libraryDir, join(libraryDir, 'guest.raw'))).machine.folder;
     workbench = await openWorkbench({ 'vmsnap.libraryFolder': libraryDir, 'vmsnap.accelerator': ACCEL === 'kvm' ? 'kvm' : 'tcg' });
     page = workbench.page;
   });

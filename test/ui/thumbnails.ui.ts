@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import type { FrameLocator, Page } from 'playwright-core';
 import { Library, type SnapshotInfo } from '../../src/engine/machine';
 import { runningPid, stopMachine } from '../../src/engine/runtime';
-import { writeCountingGuest } from '../support/counting-guest';
-import { ACCEL, requireQemu, waitForCounts } from '../support/guest-machines';
+import { ACCEL, libraryWithCountingGuest, waitForCounts } from '../support/guest-machines';
 import { chooseFromContextMenu, openWorkbench, runFromPalette, treeSettled, waitFor, type Workbench } from './workbench';
 
 /** In the page: an image's decoded width (0 until it loaded). An inline arrow: nothing the page lacks is added to it. */
@@ -31,12 +30,10 @@ describe('UI: snapshot thumbnails (tooltip, details panel, comparison table)', f
   const activeWebview = (): FrameLocator => page.locator('iframe.webview.ready').last().contentFrame().locator('iframe#active-frame').contentFrame();
 
   before(async () => {
-    requireQemu();
     libraryDir = mkdtempSync(join(tmpdir(), 'vmsnap-ui-thumbs-'));
-    lib = await Library.open(libraryDir, { qemu: { accel: ACCEL } });
-    const raw = join(libraryDir, 'guest.raw');
-    writeCountingGuest(raw);
-    folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
+    const guest = await libraryWithCountingGuest(libraryDir, join(libraryDir, 'guest.raw'));
+    lib = guest.lib;
+    folder = guest.machine.folder;
     await lib.takeSnapshot('guest', 'Fresh', { description: 'never ran: no picture' });
     const started = await lib.startMachine('guest');
     await waitForCounts(started.serialLog, 5);

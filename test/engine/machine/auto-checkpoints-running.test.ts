@@ -5,9 +5,7 @@ import { strict as assert } from 'node:assert';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoScheduler, Library, type AutoCheckpointOutcome, type MachineDetails } from '../../../src/engine/machine';
-import { stopMachine } from '../../../src/engine/runtime';
-import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, countsSince, requireQemu, waitForCounts } from '../../support/guest-machines';
+import { ACCEL, countsSince, libraryWithCountingGuest, stopEveryMachine, waitForCounts } from '../../support/guest-machines';
 import { scratchDir } from '../../support/qemu';
 
 describe('automatic checkpoints of a running machine (real clock, QEMU)', function () {
@@ -17,15 +15,11 @@ describe('automatic checkpoints of a running machine (real clock, QEMU)', functi
   let m: MachineDetails;
 
   before(async () => {
-    requireQemu();
-    lib = await Library.open(join(scratch.dir, 'lib'), { qemu: { accel: ACCEL } });
-    const raw = scratch.path('guest.raw');
-    writeCountingGuest(raw);
-    m = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 32 })).machine;
+    ({ lib, machine: m } = await libraryWithCountingGuest(join(scratch.dir, 'lib'), scratch.path('guest.raw'), 32));
   });
 
   after(async () => {
-    for (const x of await lib.list().catch(() => [])) await stopMachine(x.folder, { force: true }).catch(() => {});
+    await stopEveryMachine(lib);
     scratch.cleanup();
   });
 

@@ -5,10 +5,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Library } from '../../../src/engine/machine';
 import { validateManifest } from '../../../src/engine/machine/manifest';
-import { runtimeInfo, stopMachine } from '../../../src/engine/runtime';
+import { runtimeInfo } from '../../../src/engine/runtime';
 import { scratchDir } from '../../support/qemu';
-import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
+import { libraryWithCountingGuest, logSize, stopEveryMachine, waitForCounts } from '../../support/guest-machines';
 
 interface RawManifest {
   display?: string;
@@ -22,15 +21,13 @@ describe('machine library: the display device of running machines and their memo
   let folder: string;
 
   before(async () => {
-    requireQemu();
-    lib = await Library.open(join(scratch.dir, 'lib'), { qemu: { accel: ACCEL } });
-    const raw = scratch.path('guest.raw');
-    writeCountingGuest(raw);
-    folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
+    const guest = await libraryWithCountingGuest(join(scratch.dir, 'lib'), scratch.path('guest.raw'));
+    lib = guest.lib;
+    folder = guest.machine.folder;
   });
 
   after(async () => {
-    for (const x of await lib.list().catch(() => [])) await stopMachine(x.folder, { force: true }).catch(() => {});
+    await stopEveryMachine(lib);
     scratch.cleanup();
   });
 

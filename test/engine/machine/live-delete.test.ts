@@ -7,9 +7,9 @@ import { existsSync, readdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSync } from 'esbuild';
 import { isMachineError, Library } from '../../../src/engine/machine';
-import { blockJobs, runningPid, runningTops, RUNTIME_FILE_NAMES, runtimeFiles, stopMachine, withQmp } from '../../../src/engine/runtime';
+import { blockJobs, runningPid, runningTops, RUNTIME_FILE_NAMES, runtimeFiles, withQmp } from '../../../src/engine/runtime';
 import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
+import { ACCEL, countsSince, last, logSize, requireQemu, stopEveryMachine, waitForCounts } from '../../support/guest-machines';
 import { qemuCheck, qemuImg, qemuIo, runStatus, scratchDir } from '../../support/qemu';
 
 const MiB = 1024 * 1024;
@@ -97,7 +97,7 @@ describe('machine library: deleting snapshots while the machine runs (QEMU block
 
   after(async () => {
     delete process.env['VMSNAP_TEST_BLOCK_JOB_SPEED'];
-    for (const x of await lib.list().catch(() => [])) await stopMachine(x.folder, { force: true }).catch(() => {});
+    await stopEveryMachine(lib);
     scratch.cleanup();
   });
 

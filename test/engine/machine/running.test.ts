@@ -10,8 +10,7 @@ import { NO_BOOTABLE_DISK } from '../../../src/engine/machine/boot-check';
 import { validateManifest } from '../../../src/engine/machine/manifest';
 import { machineStatus as runtimeStatus, runningPid, runningTops, RUNTIME_FILE_NAMES, stopMachine } from '../../../src/engine/runtime';
 import { qemuCheck, scratchDir } from '../../support/qemu';
-import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, countsAfterRestart, countsSince, last, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
+import { ACCEL, countsAfterRestart, countsSince, last, libraryWithCountingGuest, logSize, stopEveryMachine, waitForCounts } from '../../support/guest-machines';
 
 async function rejectsWith(p: Promise<unknown>, code: string, what: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -28,16 +27,12 @@ describe('machine library: running machines (QEMU, TCG)', function () {
   let m: MachineDetails;
 
   before(async () => {
-    requireQemu();
-    lib = await Library.open(join(scratch.dir, 'lib'), { qemu: { accel: ACCEL } });
-    const raw = scratch.path('guest.raw');
-    writeCountingGuest(raw);
-    m = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine;
+    ({ lib, machine: m } = await libraryWithCountingGuest(join(scratch.dir, 'lib'), scratch.path('guest.raw')));
   });
 
   after(async () => {
     // Whatever happened, no QEMU outlives the suite.
-    for (const x of await lib.list().catch(() => [])) await stopMachine(x.folder, { force: true }).catch(() => {});
+    await stopEveryMachine(lib);
     scratch.cleanup();
   });
 

@@ -9,10 +9,9 @@ import { buildSync } from 'esbuild';
 import { Library, type MachineDetails, type SnapshotInfo } from '../../../src/engine/machine';
 import { measurementsNeeded, planSnapshotDeletion } from '../../../src/engine/machine/delete-planner';
 import { validateManifest, type SnapshotRecord } from '../../../src/engine/machine/manifest';
-import { countColours, decodePng, encodePng, RUNTIME_FILE_NAMES, RUNTIME_FILES, stopMachine, THUMBNAIL_WIDTH } from '../../../src/engine/runtime';
+import { countColours, decodePng, encodePng, RUNTIME_FILE_NAMES, RUNTIME_FILES, THUMBNAIL_WIDTH } from '../../../src/engine/runtime';
 import { scratchDir } from '../../support/qemu';
-import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, logSize, requireQemu, waitForCounts } from '../../support/guest-machines';
+import { ACCEL, libraryWithCountingGuest, logSize, stopEveryMachine, waitForCounts } from '../../support/guest-machines';
 
 /** A thumbnail file that is a PNG of a real screen: 240 px wide, 4:3 or VGA text's 9:5, not one flat colour. */
 function expectScreenThumbnail(file: string | null, what: string): void {
@@ -34,15 +33,11 @@ describe('machine library: snapshot thumbnails (QEMU, TCG, VGA)', function () {
   const snap = async (name: string): Promise<SnapshotInfo> => (await lib.show('guest')).snapshots.find((s) => s.name === name)!;
 
   before(async () => {
-    requireQemu();
-    lib = await Library.open(join(scratch.dir, 'lib'), { qemu: { accel: ACCEL } });
-    const raw = scratch.path('guest.raw');
-    writeCountingGuest(raw);
-    m = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine;
+    ({ lib, machine: m } = await libraryWithCountingGuest(join(scratch.dir, 'lib'), scratch.path('guest.raw')));
   });
 
   after(async () => {
-    for (const x of await lib.list().catch(() => [])) await stopMachine(x.folder, { force: true }).catch(() => {});
+    await stopEveryMachine(lib);
     scratch.cleanup();
   });
 

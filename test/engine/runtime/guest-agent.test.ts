@@ -9,8 +9,7 @@ import { Library } from '../../../src/engine/machine';
 import { frozenAround } from '../../../src/engine/runtime/guest-actions';
 import { GuestAgent, hostTimeNs, isGuestAgentError } from '../../../src/engine/runtime/guest-agent';
 import { qemuArgs, runtimeFiles, runtimeInfo, startMachine, stopMachine } from '../../../src/engine/runtime';
-import { writeCountingGuest } from '../../support/counting-guest';
-import { ACCEL, requireQemu } from '../../support/guest-machines';
+import { ACCEL, libraryWithCountingGuest } from '../../support/guest-machines';
 import { scratchDir } from '../../support/qemu';
 
 /** A peer on a unix socket: `onLine` gets each request line (after the client's 0xFF) and the socket to answer on. */
@@ -167,11 +166,9 @@ describe('machines without a guest agent (counting boot sector, TCG)', function 
   let folder = '';
 
   before(async () => {
-    requireQemu();
-    lib = await Library.open(join(scratch.dir, 'lib'), { qemu: { accel: ACCEL } });
-    const raw = scratch.path('guest.raw');
-    writeCountingGuest(raw);
-    folder = (await lib.importMachine('guest', raw, { cpus: 1, memoryMiB: 64 })).machine.folder;
+    const guest = await libraryWithCountingGuest(join(scratch.dir, 'lib'), scratch.path('guest.raw'));
+    lib = guest.lib;
+    folder = guest.machine.folder;
   });
 
   after(async () => {
