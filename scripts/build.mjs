@@ -1,7 +1,7 @@
 // Bundles each entry point into one CommonJS file in dist/. Type-checking is its own step (npm run typecheck).
 // `node scripts/build.mjs cli` bundles only the CLI (the CLI tests do this).
 import { build } from 'esbuild';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 
@@ -87,6 +87,8 @@ function webview(name, entry, plugins = []) {
 }
 
 if (only === undefined) {
+  // The suite runs every bundle in the folder: one left from a test file since removed must not run again.
+  rmSync('dist/test/extension', { recursive: true, force: true });
   await Promise.all([
     // A machine's screen: noVNC's RFB client, bundled (no CDN), on the relay channel.
     webview('display', 'src/extension/display/webview/main.ts', [novncTopLevelAwait]),
