@@ -1,7 +1,7 @@
 // What the machine layer asks of a running guest through its agent: who the guest is (hostname, OS, addresses),
 // its file systems frozen around a disk switch (a quiesced snapshot), its clock set to the host's, and a shutdown
 // when it ignores the ACPI power button. Each one gives up quickly when no agent answers and says why.
-import { connectMachine } from './control';
+import { withMachine } from './control';
 import { connectGuestAgent, hostTimeNs, isGuestAgentError, type GuestAgent, type GuestAgentOptions } from './guest-agent';
 import type { QmpClient } from './qmp';
 import { runtimeInfo, type QemuOptions } from './qemu';
@@ -48,13 +48,7 @@ interface NetworkInterface {
 async function withRunning<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient, agentSocket: string | undefined, running: boolean) => Promise<T>): Promise<T | null> {
   const info = await runtimeInfo(folder);
   if (info === null) return null;
-  const qmp = await connectMachine(folder, options);
-  try {
-    const running = (await qmp.execute<{ status: string }>('query-status')).status === 'running';
-    return await fn(qmp, info.agentSocket, running);
-  } finally {
-    qmp.close();
-  }
+  return withMachine(folder, options, async (qmp) => fn(qmp, info.agentSocket, (await qmp.execute<{ status: string }>('query-status')).status === 'running'));
 }
 
 /** The guest's hostname, OS and addresses from its agent; null when the machine is off. Never waits long. */
