@@ -173,25 +173,32 @@ export async function followLiveMerge(folder: string, jobId: string, options: Bl
   }
 }
 
-/** job-complete of an active commit with the guest stopped, so the base reads exactly as the top did. */
+/**
+ * job-complete of an active commit with the guest stopped, so the base reads exactly as the top did. One connection
+ * for all of it: the guest stays stopped no longer than QEMU needs (the hooks only write the journal, never QMP).
+ */
 async function pivot(folder: string, jobId: string, options: BlockJobOptions): Promise<void> {
-  const running = await withMachine(folder, options, async (qmp) => (await qmp.execute<{ status: string }>('query-status')).status === 'running');
-  await options.beforePivot?.(running);
-  if (running) await withMachine(folder, options, (qmp) => qmp.execute('stop'));
-  try {
-    await withMachine(folder, options, async (qmp) => {
+  await withMachine(folder, options, async (qmp) => {
+    const running = (await qmp.execute<{ status: string }>('query-status')).status === 'running';
+    await options.beforePivot?.(running);
+    if (running) await qmp.execute('stop');
+    try {
       await qmp.execute('job-complete', { id: jobId });
-      for (let i = 0; i < 5000; i++) {
-        const job = (await qmp.execute<JobInfo[]>('query-jobs')).find((j) => j.id === jobId);
-        if (job === undefined || job.status === 'concluded') return;
-        await sleep(2);
-      }
-      throw new QemuError('TIMEOUT', `QEMU did not finish the pivot of block job ${jobId}.`);
-    });
-    await options.afterPivot?.();
-  } finally {
-    if (running) await withMachine(folder, options, (qmp) => qmp.execute('cont'));
+      await waitConcluded(qmp, jobId);
+      await options.afterPivot?.();
+    } finally {
+      if (running) await qmp.execute('cont');
+    }
+  });
+}
+
+async function waitConcluded(qmp: QmpClient, jobId: string): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    const job = (await qmp.execute<JobInfo[]>('query-jobs')).find((j) => j.id === jobId);
+    if (job === undefined || job.status === 'concluded') return;
+    await sleep(2);
   }
+  throw new QemuError('TIMEOUT', `QEMU did not finish the pivot of block job ${jobId}.`);
 }
 
 /**
