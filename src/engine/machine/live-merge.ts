@@ -6,7 +6,7 @@
 // finishes the remaining steps: with QEMU's jobs while the machine runs, with our own qcow2 ops when it is off.
 import { dirname, relative, resolve } from 'node:path';
 import { commit, rebase } from '../qcow2/ops';
-import { blockJobs, fileInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
+import { blockJobs, filesInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
 import { setReadOnly } from './fsutil';
 import { finish, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
 import { layerBacking, setLayerBacking } from './layer-files';
@@ -214,18 +214,16 @@ export async function recoverLiveMerge(folder: string, journal: Journal): Promis
  * still holds after a few seconds is kept on disk rather than pulled from under it.
  */
 export async function keepFilesInUse(folder: string, journal: Journal): Promise<void> {
-  await releaseFiles(folder, journal.obsolete.map((f) => resolve(folder, f))).catch(() => {});
+  const files = journal.obsolete.map((f) => resolve(folder, f));
+  await releaseFiles(folder, files).catch(() => {});
   const deadline = Date.now() + 3000;
-  const inUse = async (f: string): Promise<boolean> => fileInUse(folder, resolve(folder, f)).catch(() => false);
-  let held = [];
-  for (const f of journal.obsolete) if (await inUse(f)) held.push(f);
+  const inUse = async (of: string[]): Promise<string[]> => [...(await filesInUse(folder, of).catch(() => new Set<string>()))];
+  let held = await inUse(files);
   while (held.length > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
-    const still = [];
-    for (const f of held) if (await inUse(f)) still.push(f);
-    held = still;
+    held = await inUse(held);
   }
-  journal.obsolete = journal.obsolete.filter((f) => !held.includes(f));
+  journal.obsolete = journal.obsolete.filter((f) => !held.includes(resolve(folder, f)));
 }
 
 /** A guest we stopped for a pivot and did not resume (our process died in between) runs again. */

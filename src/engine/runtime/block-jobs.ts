@@ -62,10 +62,13 @@ async function formatNodes(qmp: QmpClient): Promise<Map<string, string>> {
   return byFile;
 }
 
-/** Whether any node of the running machine still reads `file` (a layer file is deleted only when none does). */
-export async function fileInUse(folder: string, file: string, options: QemuOptions = {}): Promise<boolean> {
-  if ((await runtimeInfo(folder)) === null) return false;
-  return withMachine(folder, options, async (qmp) => (await formatNodes(qmp)).has(resolve(file)));
+/** Which of `files` a node of the running machine still reads (a layer file is deleted only when none does). */
+export async function filesInUse(folder: string, files: readonly string[], options: QemuOptions = {}): Promise<Set<string>> {
+  if (files.length === 0 || (await runtimeInfo(folder)) === null) return new Set();
+  return withMachine(folder, options, async (qmp) => {
+    const nodes = await formatNodes(qmp);
+    return new Set(files.filter((f) => nodes.has(resolve(f))));
+  });
 }
 
 /**

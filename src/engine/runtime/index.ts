@@ -14,7 +14,7 @@ export { runningTops, snapshotRunning, startFromState } from './live-snapshot';
 export type { RunningSnapshotRequest, RunningSnapshotResult, SnapshotOptions, StartFromStateOptions, StartFromStateResult } from './live-snapshot';
 export { attachConsole, CONSOLE_ESCAPE, openConsole, serialLogTail } from './console';
 export type { ConsoleStreams } from './console';
-export { blockJobs, fileInUse, flushDisks, followLiveMerge, releaseFiles, settleJobs, startLiveMerge } from './block-jobs';
+export { blockJobs, filesInUse, flushDisks, followLiveMerge, releaseFiles, settleJobs, startLiveMerge } from './block-jobs';
 export type { BlockJobOptions, JobEnd, JobInfo, LiveMergeJob } from './block-jobs';
 export { captureThumbnail } from './thumbnail';
 export { countColours, decodePng, decodePpm, decodeScreen, encodePng, scaleToWidth, thumbnailPng, ScreenImageError, THUMBNAIL_WIDTH, type RgbImage } from './screen-image';
