@@ -8,7 +8,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { commit, rebase } from '../qcow2/ops';
 import { blockJobs, filesInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
 import { setReadOnly } from './fsutil';
-import { finish, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
+import { finish, markForward, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
 import { layerBacking, setLayerBacking } from './layer-files';
 import { writeManifest } from './manifest';
 import { step } from './steps';
@@ -85,13 +85,8 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
   let bytesBefore = 0;
   for (const s of steps) {
     if (await stepDone(folder, s, true)) continue;
-    let marked = false;
-    if (s.kind === 'commit' && !journal.forward) {
-      journal.forward = true;
-      await writeJournal(folder, journal);
-      marked = true;
-      step(`${journal.operation}: merge marked irreversible`);
-    }
+    const marked = s.kind === 'commit' && (await markForward(folder, journal));
+    if (marked) step(`${journal.operation}: merge marked irreversible`);
     // QEMU reopens what it writes read-write: layers frozen on disk are made writable for the job.
     const writes = s.kind === 'stream' ? [s.layer] : [s.base, ...(s.overlay === null ? [] : [s.overlay])];
     for (const f of writes) await setReadOnly(resolve(folder, f), false);
@@ -121,11 +116,8 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
     // A cancel that came as the job completed is too late: the layer is re-pointed, the deletion goes on.
     if (end === 'cancelled' && !(await stepDone(folder, s, true))) return 'cancelled';
     bytesBefore += lastTotal;
-    if (!journal.forward) {
-      // A finished step is not undone (QEMU holds the layer open): from here on the deletion only goes forward.
-      journal.forward = true;
-      await writeJournal(folder, journal);
-    }
+    // A finished step is not undone (QEMU holds the layer open): from here on the deletion only goes forward.
+    await markForward(folder, journal);
     step(`${journal.operation}: block job ${s.job} done`);
   }
   await repointBranches(folder, journal);
