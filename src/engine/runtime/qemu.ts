@@ -9,6 +9,7 @@ import { fileNodeName } from './block-nodes';
 import { displayArgs, isDisplayDevice, type DisplayDevice } from './display';
 import { QemuError, isQemuError } from './errors';
 import { runtimeFiles, type RuntimeFiles } from './files';
+import { AGENT_CHARDEV } from './guest-agent';
 import { hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
 import { processArgv, readPid } from './process';
 import { withQmp, type QmpOptions } from './qmp';
@@ -175,8 +176,8 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
     // The guest agent's channel: qemu-guest-agent in the guest opens the port by this name.
     args.push(
       '-device', 'virtio-serial-pci,id=vserial0',
-      '-chardev', `socket,id=agent0,path=${opt(files.agentSocket)},server=on,wait=off`,
-      '-device', 'virtserialport,bus=vserial0.0,chardev=agent0,name=org.qemu.guest_agent.0',
+      '-chardev', `socket,id=${AGENT_CHARDEV},path=${opt(files.agentSocket)},server=on,wait=off`,
+      '-device', `virtserialport,bus=vserial0.0,chardev=${AGENT_CHARDEV},name=org.qemu.guest_agent.0`,
     );
   }
   if (options.paused || options.incomingStateFile !== undefined) args.push('-S');
