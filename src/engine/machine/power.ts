@@ -62,8 +62,9 @@ async function fallBackToTcg(ctx: LibraryContext, e: MachineEntry): Promise<Mach
 /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
 export async function stopMachine(ctx: LibraryContext, ref: string, options: StopMachineOptions): Promise<StopMachineResult> {
   return ctx.withMachine(ref, 'stop', async (e) => {
-    // What the screen showed before the power went: snapshots taken while off show it.
-    await captureLastScreen(e.folder, ctx.qemu);
+    // What the screen showed before the power went: snapshots taken while off show it. Briefly: a QEMU that hangs
+    // is why people force a stop.
+    await captureLastScreen(e.folder, { ...ctx.qemu, qmp: { ...ctx.qemu.qmp, connectTimeoutMs: 2000, commandTimeoutMs: 5000 } });
     const r = await runtimeCall(() =>
       runtimeStop(e.folder, {
         ...ctx.qemu,
