@@ -174,10 +174,9 @@ async function finishOffline(folder: string, journal: Journal): Promise<void> {
  */
 export async function recoverLiveMerge(folder: string, journal: Journal): Promise<'rolled-forward' | 'rolled-back'> {
   const steps = journal.live ?? [];
-  const qemu: QemuOptions = {};
   let running = (await runningPid(folder)) !== null;
   if (running) {
-    for (const s of steps) await settleJobs(folder, [s.job], { ...qemu, ...pivotHooks(folder, journal, s) });
+    for (const s of steps) await settleJobs(folder, [s.job], pivotHooks(folder, journal, s));
     running = (await runningPid(folder)) !== null;
   }
   const done = await Promise.all(steps.map((s) => stepDone(folder, s, running)));
@@ -190,7 +189,7 @@ export async function recoverLiveMerge(folder: string, journal: Journal): Promis
   if (running) {
     // Not cancellable here: the journal says forward, or a step already finished.
     journal.forward = true;
-    await runLiveSteps(folder, journal, { qemu, speed: 0 });
+    await runLiveSteps(folder, journal, { qemu: {}, speed: 0 });
   } else {
     await finishOffline(folder, journal);
   }

@@ -15,7 +15,6 @@ import {
   startMachine as runtimeStart,
   stopMachine as runtimeStop,
   FORWARD_HOST,
-  DEFAULT_DISPLAY,
   guestInfo as runtimeGuestInfo,
   type GuestInfo,
   type MachineConfig,
@@ -27,6 +26,7 @@ import { MachineError, isMachineError } from './errors';
 import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { displayOf } from './screen';
 import type { MachineEntry } from './store';
 import { captureLastScreen } from './thumbnails';
 import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
@@ -187,7 +187,7 @@ export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): Machin
     disks: m.disks.map((d) => join(e.folder, d.top)),
     macAddress: m.macAddress,
     ...(m.cdrom === undefined ? {} : { cdrom: m.cdrom }),
-    display: m.display ?? DEFAULT_DISPLAY,
+    display: displayOf(m),
   };
 }
 

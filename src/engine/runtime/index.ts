@@ -18,9 +18,9 @@ export { blockJobs, filesInUse, flushDisks, followLiveMerge, releaseFiles, settl
 export type { BlockJobOptions, JobEnd, JobInfo, LiveMergeJob } from './block-jobs';
 export { captureThumbnail } from './thumbnail';
 export { countColours, decodePng, decodePpm, decodeScreen, encodePng, scaleToWidth, thumbnailPng, ScreenImageError, THUMBNAIL_WIDTH, type RgbImage } from './screen-image';
-export { DEFAULT_DISPLAY, DISPLAY_DEVICES, isDisplayDevice, type DisplayDevice } from './display';
+export { DEFAULT_DISPLAY, isDisplayDevice, type DisplayDevice } from './display';
 export { screendump, type ScreendumpFormat } from './screendump';
-export { agentChannelOpen, GuestAgent, GuestAgentError, isGuestAgentError, withGuestAgent } from './guest-agent';
+export { GuestAgent, GuestAgentError, isGuestAgentError, withGuestAgent } from './guest-agent';
 export type { GuestAgentErrorCode, GuestAgentOptions } from './guest-agent';
 export { agentShutdown, guestInfo, setGuestClock, withFrozenGuest } from './guest-actions';
 export type { ClockOutcome, GuestAddress, GuestAgentQemuOptions, GuestInfo, QuiesceOptions, QuiesceOutcome } from './guest-actions';
