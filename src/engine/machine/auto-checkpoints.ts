@@ -1,10 +1,10 @@
 // Running one automatic checkpoint of one machine: under the machine lock, re-checks that it is due and that the
 // machine changed, checks the free space, takes it (with memory when running), then prunes what the retention
 // does not keep. Never throws for what a schedule meets (a busy or full disk): it says so in the outcome.
-import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDue, nextDueAt, pruneBlocker, pruneCandidates, retainedIds, type AutoTrigger } from './auto-policy';
 import { isMachineError, MachineError } from './errors';
+import { freeBytes, SPACE_SLACK } from './fsutil';
 import { layerAllocatedBytes } from './layer-files';
 import type { LibraryContext } from './library-context';
 import type { AutoCheckpointRecord, Manifest } from './manifest';
@@ -71,23 +71,12 @@ export interface AutoCheckpointOutcome {
   kept: { id: string; name: string; reason: string }[];
 }
 
-/** Room kept free beyond a checkpoint's expected size, as requireSpace keeps for merges. */
-const SPACE_SLACK = 64 * 1024 * 1024;
 /** A new empty top layer's metadata, per disk. */
 const TOP_LAYER_BYTES = 1024 * 1024;
 
 /** A refusal by the pruning guard, under the lock: the snapshot stays. */
 class PruneRefused extends Error {
   override readonly name = 'PruneRefused';
-}
-
-async function statfsFree(folder: string): Promise<number | null> {
-  try {
-    const s = await statfs(folder);
-    return s.bavail * s.bsize;
-  } catch {
-    return null;
-  }
 }
 
 /** Whether the current state holds data of its own (an off machine's top layers), i.e. differs from its snapshot. */
@@ -119,7 +108,7 @@ export function formatInterval(seconds: number): string {
 export async function autoCheckpoint(ctx: LibraryContext, ref: string, options: AutoCheckpointOptions = {}): Promise<AutoCheckpointOutcome> {
   const clock = options.clock ?? systemClock;
   const trigger = options.trigger ?? { kind: 'schedule' };
-  const freeBytes = options.freeBytes ?? statfsFree;
+  const freeOf = options.freeBytes ?? freeBytes;
   const { e: found } = await ctx.find(ref);
   const outcome: AutoCheckpointOutcome = {
     machineId: found.manifest.id,
@@ -154,7 +143,7 @@ export async function autoCheckpoint(ctx: LibraryContext, ref: string, options: 
       const running = await isRunning(e);
       if (!running && !(await topsHoldData(e))) return say('unchanged', `"${m.name}" has not changed since its last snapshot: no checkpoint taken.`);
       const expected = (running ? m.memoryMiB * 1024 * 1024 : 0) + m.disks.length * TOP_LAYER_BYTES;
-      const free = await freeBytes(e.folder);
+      const free = await freeOf(e.folder);
       if (free !== null && free < expected + SPACE_SLACK) {
         return say(
           'no-space',

@@ -2,7 +2,7 @@
 // manifest after. The caller measures the layers the plan needs (measurementsNeeded) and runs the plan.
 import { MachineError } from './errors';
 import type { MergeStep } from './journal';
-import { baseLayerOf, cloneManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { baseLayerOf, cloneManifest, snapshotOwnFiles, type Manifest, type SnapshotRecord } from './manifest';
 import { ancestry, childrenOf, snapshotById, subtreeIds } from './tree';
 import type { DeleteSnapshotResult } from './types';
 
@@ -95,8 +95,7 @@ export function planSnapshotDeletion(input: DeletePlanInput): DeletePlan {
   const doomed = children ? subtreeIds(m, target.id) : new Set([target.id]);
   const parentLayer = (i: number): string | null =>
     target.parentId !== null ? snapshotById(m, target.parentId)!.layers[i]! : baseLayerOf(m, i);
-  // A snapshot's own files besides its layers: its memory state and its thumbnail.
-  const stateFiles = m.snapshots.filter((s) => doomed.has(s.id)).flatMap((s) => [...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])]);
+  const stateFiles = m.snapshots.filter((s) => doomed.has(s.id)).flatMap(snapshotOwnFiles);
 
   const merge: MergeStep[] = [];
   const obsolete: string[] = [];

@@ -1,6 +1,6 @@
 // File-system helpers with the machine layer's meaning: errors as MachineErrors, sizes on disk, frozen layers.
 import { chmod, lstat, stat, statfs } from 'node:fs/promises';
-import { MachineError, isMachineError } from './errors';
+import { MachineError } from './errors';
 
 /** Turns a Node file-system error into a MachineError naming the file (ENOSPC becomes NO_SPACE). */
 export function toMachineIoError(e: unknown, what: string): MachineError {
@@ -57,17 +57,25 @@ export async function setReadOnly(path: string, readOnly: boolean): Promise<void
   }
 }
 
-/** Refuses up front when the free space cannot hold what a merge or copy may write (plus 64 MiB of slack). */
-export async function requireSpace(folder: string, bytes: number, what: string): Promise<void> {
-  if (bytes <= 0) return;
+/** Room kept free beyond what an operation is expected to write. */
+export const SPACE_SLACK = 64 * 1024 * 1024;
+
+/** Free bytes where `folder` is, or null when the file system does not say. */
+export async function freeBytes(folder: string): Promise<number | null> {
   try {
     const s = await statfs(folder);
-    const free = s.bavail * s.bsize;
-    if (free < bytes + 64 * 1024 * 1024) {
-      throw new MachineError('NO_SPACE', `Not enough free disk space for ${what} (needs about ${Math.ceil(bytes / 1048576)} MiB, ${Math.floor(free / 1048576)} MiB free); nothing was changed: free some space and try again.`);
-    }
-  } catch (e) {
-    if (isMachineError(e)) throw e;
-    // statfs unsupported: the operation itself will report a full disk.
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
+}
+
+/** Refuses up front when the free space cannot hold what a merge or copy may write (plus SPACE_SLACK). */
+export async function requireSpace(folder: string, bytes: number, what: string): Promise<void> {
+  if (bytes <= 0) return;
+  const free = await freeBytes(folder);
+  // Unknown: the operation itself will report a full disk.
+  if (free !== null && free < bytes + SPACE_SLACK) {
+    throw new MachineError('NO_SPACE', `Not enough free disk space for ${what} (needs about ${Math.ceil(bytes / 1048576)} MiB, ${Math.floor(free / 1048576)} MiB free); nothing was changed: free some space and try again.`);
   }
 }

@@ -121,11 +121,7 @@ export class Transaction {
       ...plan,
     };
     // A journal of reversible steps only lists files to clean up; it need not survive a power cut.
-    try {
-      await atomicWriteJson(join(folder, JOURNAL_FILE), journal, plan.durable ?? plan.merge.length > 0);
-    } catch (e) {
-      throw toMachineIoError(e, `recording the operation "${plan.operation}"`);
-    }
+    await writeJournal(folder, journal, plan.durable ?? plan.merge.length > 0);
     step(`${plan.operation}: journal written`);
     return new Transaction(folder, journal);
   }
@@ -174,12 +170,28 @@ export class Transaction {
   }
 }
 
-export async function writeJournal(folder: string, journal: Journal): Promise<void> {
+export async function writeJournal(folder: string, journal: Journal, durable = true): Promise<void> {
   try {
-    await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
+    await atomicWriteJson(join(folder, JOURNAL_FILE), journal, durable);
   } catch (e) {
     throw toMachineIoError(e, `recording the operation "${journal.operation}"`);
   }
+}
+
+/**
+ * Records durably that the operation only goes forward from here; false when the journal said so already. A write
+ * that fails leaves it reversible, in memory as on disk: nothing irreversible may run then.
+ */
+export async function markForward(folder: string, journal: Journal): Promise<boolean> {
+  if (journal.forward) return false;
+  journal.forward = true;
+  try {
+    await writeJournal(folder, journal);
+  } catch (e) {
+    journal.forward = false;
+    throw e;
+  }
+  return true;
 }
 
 export async function runMerge(folder: string, journal: Journal, options: OperationOptions): Promise<void> {
@@ -197,16 +209,7 @@ export async function runMerge(folder: string, journal: Journal, options: Operat
         pastReturn = true;
         continue;
       }
-      if (!journal.forward) {
-        journal.forward = true;
-        try {
-          await atomicWriteJson(join(folder, JOURNAL_FILE), journal);
-        } catch (e) {
-          journal.forward = false; // not recorded: nothing irreversible may run
-          throw toMachineIoError(e, `recording the operation "${journal.operation}"`);
-        }
-        step(`${journal.operation}: merge marked irreversible`);
-      }
+      if (await markForward(folder, journal)) step(`${journal.operation}: merge marked irreversible`);
       await setReadOnly(at(m.into), false);
       // keepTop: `from` stays whole until the rename, so the commit can always be run again.
       try {

@@ -5,7 +5,7 @@ import { findMachine } from './lineage';
 import { LOCK_FILE, MachineLock } from './lock';
 import { isMachineError } from './errors';
 import { exists } from '../os';
-import { MANIFEST_FILE, readManifest } from './manifest';
+import { MANIFEST_FILE, readManifest, snapshotOwnFiles } from './manifest';
 import { refuseSymlink } from './fsutil';
 import { join } from 'node:path';
 import type { MachineEntry, Store } from './store';
@@ -13,7 +13,7 @@ import type { MachineEntry, Store } from './store';
 /** Every file the manifest names in the machine folder, checked before an operation may change any of them. */
 async function refuseLinkedFiles(e: MachineEntry): Promise<void> {
   const m = e.manifest;
-  const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])])];
+  const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...snapshotOwnFiles(s)])];
   for (const f of files) await refuseSymlink(join(e.folder, f));
 }
 

@@ -241,13 +241,13 @@ export class Library {
     return power.resumeMachine(this.ctx, ref);
   }
 
-  /** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
   /** Why the machine has nothing to boot (no boot sector on any disk, no CD), or null. No lock: nothing changes. */
   async bootProblem(ref: string): Promise<string | null> {
     const { e } = await this.ctx.find(ref);
     return bootProblem(e);
   }
 
+  /** The real power state from QEMU (pidfile, process, QMP); the manifest is corrected when it differs. */
   machineStatus(ref: string): Promise<MachineStatus> {
     return power.machineStatus(this.ctx, ref);
   }

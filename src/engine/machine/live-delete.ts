@@ -22,7 +22,7 @@ function runningChains(m: Manifest): string[][] {
   return m.disks.map((d, i) => [d.top, ...path.map((s) => s.layers[i]!)]);
 }
 
-export interface LivePlan {
+interface LivePlan {
   after: Manifest;
   offline: MergeStep[];
   live: LiveStep[];

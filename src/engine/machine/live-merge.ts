@@ -6,9 +6,9 @@
 // finishes the remaining steps: with QEMU's jobs while the machine runs, with our own qcow2 ops when it is off.
 import { dirname, relative, resolve } from 'node:path';
 import { commit, rebase } from '../qcow2/ops';
-import { blockJobs, fileInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
+import { blockJobs, filesInUse, flushDisks, followLiveMerge, releaseFiles, resumeMachine, runningPid, runningTops, machineStatus, settleJobs, startLiveMerge, type BlockJobOptions, type LiveMergeJob, type QemuOptions } from '../runtime';
 import { setReadOnly } from './fsutil';
-import { finish, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
+import { finish, markForward, rollBack, runMerge, writeJournal, type Journal, type LiveStep } from './journal';
 import { layerBacking, setLayerBacking } from './layer-files';
 import { writeManifest } from './manifest';
 import { step } from './steps';
@@ -85,13 +85,8 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
   let bytesBefore = 0;
   for (const s of steps) {
     if (await stepDone(folder, s, true)) continue;
-    let marked = false;
-    if (s.kind === 'commit' && !journal.forward) {
-      journal.forward = true;
-      await writeJournal(folder, journal);
-      marked = true;
-      step(`${journal.operation}: merge marked irreversible`);
-    }
+    const marked = s.kind === 'commit' && (await markForward(folder, journal));
+    if (marked) step(`${journal.operation}: merge marked irreversible`);
     // QEMU reopens what it writes read-write: layers frozen on disk are made writable for the job.
     const writes = s.kind === 'stream' ? [s.layer] : [s.base, ...(s.overlay === null ? [] : [s.overlay])];
     for (const f of writes) await setReadOnly(resolve(folder, f), false);
@@ -121,11 +116,8 @@ export async function runLiveSteps(folder: string, journal: Journal, options: Li
     // A cancel that came as the job completed is too late: the layer is re-pointed, the deletion goes on.
     if (end === 'cancelled' && !(await stepDone(folder, s, true))) return 'cancelled';
     bytesBefore += lastTotal;
-    if (!journal.forward) {
-      // A finished step is not undone (QEMU holds the layer open): from here on the deletion only goes forward.
-      journal.forward = true;
-      await writeJournal(folder, journal);
-    }
+    // A finished step is not undone (QEMU holds the layer open): from here on the deletion only goes forward.
+    await markForward(folder, journal);
     step(`${journal.operation}: block job ${s.job} done`);
   }
   await repointBranches(folder, journal);
@@ -182,10 +174,9 @@ async function finishOffline(folder: string, journal: Journal): Promise<void> {
  */
 export async function recoverLiveMerge(folder: string, journal: Journal): Promise<'rolled-forward' | 'rolled-back'> {
   const steps = journal.live ?? [];
-  const qemu: QemuOptions = {};
   let running = (await runningPid(folder)) !== null;
   if (running) {
-    for (const s of steps) await settleJobs(folder, [s.job], { ...qemu, ...pivotHooks(folder, journal, s) });
+    for (const s of steps) await settleJobs(folder, [s.job], pivotHooks(folder, journal, s));
     running = (await runningPid(folder)) !== null;
   }
   const done = await Promise.all(steps.map((s) => stepDone(folder, s, running)));
@@ -198,7 +189,7 @@ export async function recoverLiveMerge(folder: string, journal: Journal): Promis
   if (running) {
     // Not cancellable here: the journal says forward, or a step already finished.
     journal.forward = true;
-    await runLiveSteps(folder, journal, { qemu, speed: 0 });
+    await runLiveSteps(folder, journal, { qemu: {}, speed: 0 });
   } else {
     await finishOffline(folder, journal);
   }
@@ -214,18 +205,16 @@ export async function recoverLiveMerge(folder: string, journal: Journal): Promis
  * still holds after a few seconds is kept on disk rather than pulled from under it.
  */
 export async function keepFilesInUse(folder: string, journal: Journal): Promise<void> {
-  await releaseFiles(folder, journal.obsolete.map((f) => resolve(folder, f))).catch(() => {});
+  const files = journal.obsolete.map((f) => resolve(folder, f));
+  await releaseFiles(folder, files).catch(() => {});
   const deadline = Date.now() + 3000;
-  const inUse = async (f: string): Promise<boolean> => fileInUse(folder, resolve(folder, f)).catch(() => false);
-  let held = [];
-  for (const f of journal.obsolete) if (await inUse(f)) held.push(f);
+  const inUse = async (of: string[]): Promise<string[]> => [...(await filesInUse(folder, of).catch(() => new Set<string>()))];
+  let held = await inUse(files);
   while (held.length > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
-    const still = [];
-    for (const f of held) if (await inUse(f)) still.push(f);
-    held = still;
+    held = await inUse(held);
   }
-  journal.obsolete = journal.obsolete.filter((f) => !held.includes(f));
+  journal.obsolete = journal.obsolete.filter((f) => !held.includes(resolve(folder, f)));
 }
 
 /** A guest we stopped for a pivot and did not resume (our process died in between) runs again. */

@@ -1,11 +1,12 @@
 // The plain records the Library returns about machines and snapshots, with sizes measured on the host disk.
 import { join } from 'node:path';
-import { DEFAULT_DISPLAY, runningPid } from '../runtime';
+import { runningPid } from '../runtime';
 import { bytesOnDisk } from './fsutil';
 import { fromImageError, layerAllocatedBytes } from './layer-files';
 import { forwardsOf } from './devices';
 import { directClones } from './lineage';
 import type { SnapshotRecord } from './manifest';
+import { displayOf } from './screen';
 import type { MachineEntry } from './store';
 import { thumbnailPath } from './thumbnails';
 import type { DiskInfo, MachineDetails, MachineSummary, PowerState, SnapshotInfo } from './types';
@@ -105,6 +106,6 @@ export async function details(e: MachineEntry, all: MachineEntry[]): Promise<Mac
     iso: e.manifest.cdrom ?? null,
     forwards: forwardsOf(e.manifest).map((f) => ({ ...f })),
     kvmFailedAt: e.manifest.kvmFailedAt ?? null,
-    display: e.manifest.display ?? DEFAULT_DISPLAY,
+    display: displayOf(e.manifest),
   };
 }

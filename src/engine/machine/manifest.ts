@@ -408,6 +408,11 @@ function forwardRecord(c: Checker, v: unknown, field: string): ForwardRecord {
   return o['hostPort'] === undefined ? { guestPort } : { guestPort, hostPort: c.int(o, 'hostPort', `${field}.`, 1, 65535) };
 }
 
+/** The files a snapshot owns besides its layers: its memory state and its thumbnail. */
+export function snapshotOwnFiles(s: SnapshotRecord): string[] {
+  return [...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])];
+}
+
 /** The layer below each disk's lowest own layer: a linked clone's source layers, or the cloud image; else null. */
 export function baseLayerOf(m: Manifest, disk: number): string | null {
   if (m.clonedFrom?.kind === 'linked' && m.clonedFrom.baseLayers) return m.clonedFrom.baseLayers[disk]!;

@@ -15,7 +15,6 @@ import {
   startMachine as runtimeStart,
   stopMachine as runtimeStop,
   FORWARD_HOST,
-  DEFAULT_DISPLAY,
   guestInfo as runtimeGuestInfo,
   type GuestInfo,
   type MachineConfig,
@@ -27,6 +26,7 @@ import { MachineError, isMachineError } from './errors';
 import { SEED_FILE, SSH_GUEST_PORT } from './guest-access';
 import type { LibraryContext } from './library-context';
 import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { displayOf } from './screen';
 import type { MachineEntry } from './store';
 import { captureLastScreen } from './thumbnails';
 import type { MachineStatus, PowerState, StopMachineOptions, StopMachineResult } from './types';
@@ -62,8 +62,9 @@ async function fallBackToTcg(ctx: LibraryContext, e: MachineEntry): Promise<Mach
 /** ACPI power button, then QEMU quit, then kill after the time-out; force: quit at once. */
 export async function stopMachine(ctx: LibraryContext, ref: string, options: StopMachineOptions): Promise<StopMachineResult> {
   return ctx.withMachine(ref, 'stop', async (e) => {
-    // What the screen showed before the power went: snapshots taken while off show it.
-    await captureLastScreen(e.folder, ctx.qemu);
+    // What the screen showed before the power went: snapshots taken while off show it. Briefly: a QEMU that hangs
+    // is why people force a stop.
+    await captureLastScreen(e.folder, { ...ctx.qemu, qmp: { ...ctx.qemu.qmp, connectTimeoutMs: 2000, commandTimeoutMs: 5000 } });
     const r = await runtimeCall(() =>
       runtimeStop(e.folder, {
         ...ctx.qemu,
@@ -186,7 +187,7 @@ export function machineConfig(e: MachineEntry, m: Manifest = e.manifest): Machin
     disks: m.disks.map((d) => join(e.folder, d.top)),
     macAddress: m.macAddress,
     ...(m.cdrom === undefined ? {} : { cdrom: m.cdrom }),
-    display: m.display ?? DEFAULT_DISPLAY,
+    display: displayOf(m),
   };
 }
 

@@ -12,7 +12,7 @@ import { Transaction } from './journal';
 import { createLayer, fromImageError, layerAllocatedBytes, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { machineBytes, snapshotInfo, sumAllocated } from './machine-info';
-import { cloneManifest, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
+import { cloneManifest, snapshotOwnFiles, writeManifest, type Manifest, type SnapshotRecord } from './manifest';
 import { validateDescription, validateName } from './names';
 import { refuseSnapshotIdLikeName } from './resolve-ref';
 import { isRunning, runtimeCall, setPower, stateConfig, stateFileName } from './power';
@@ -107,7 +107,7 @@ export async function revert(ctx: LibraryContext, ref: string, snapshotRef: stri
       if (target.vm.cdrom === undefined) delete after.cdrom;
       else after.cdrom = target.vm.cdrom;
     }
-    const tx = await Transaction.start(e.folder, 'revert', after, { created: [...newTops, ...(saved ? ownFiles(saved) : [])], obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
+    const tx = await Transaction.start(e.folder, 'revert', after, { created: [...newTops, ...(saved ? snapshotOwnFiles(saved) : [])], obsolete: saved ? [] : oldTops, freeze: saved ? oldTops : [] });
     await createLayers(tx, e.folder, m, newTops, (i) => join(e.folder, target.layers[i]!), 'revert');
     if (saved) await copyLastScreen(tx, e.folder, saved, 'revert');
     let committed = await tx.commit();
@@ -247,7 +247,7 @@ async function takeRunningLocked(
   const thumbnail = snapshot.thumbnail === undefined ? null : join(e.folder, snapshot.thumbnail);
   // Durable: once QEMU writes into the new tops, recovery must find this journal to keep them.
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
-    created: [...newTops, ...ownFiles(snapshot)],
+    created: [...newTops, ...snapshotOwnFiles(snapshot)],
     freeze: snapshot.layers,
     durable: true,
   });
@@ -293,7 +293,7 @@ export async function beginTake(e: MachineEntry, name: string, description: stri
   const m = e.manifest;
   const { snapshot, newTops, after } = planTake(m, name, description, null, mark, await hasLastScreen(e.folder));
   const tx = await Transaction.start(e.folder, 'take snapshot', after, {
-    created: [...newTops, ...ownFiles(snapshot)],
+    created: [...newTops, ...snapshotOwnFiles(snapshot)],
     freeze: snapshot.layers,
     ...(companion === undefined ? {} : { companion }),
   });
@@ -330,11 +330,6 @@ function newSnapshotRecord(
   };
   if (running !== null || lastScreen) record.thumbnail = thumbnailFileName(id);
   return record;
-}
-
-/** The files a new snapshot owns besides its layers (its state and thumbnail): created by its transaction. */
-function ownFiles(s: SnapshotRecord): string[] {
-  return [...(s.stateFile === null ? [] : [s.stateFile]), ...(s.thumbnail === undefined ? [] : [s.thumbnail])];
 }
 
 /** A snapshot of a machine that is off shows its last screen: a copy of its own. */

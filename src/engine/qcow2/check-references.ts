@@ -2,7 +2,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { EXT_BITMAPS, type Header } from './header';
 import { entryOffset, hex, ProblemLog, readAt } from './check-io';
 import { BlockState, type StoredRefcounts } from './check-refcounts';
-import { parseSnapshotTable } from './snapshot-table';
+import { MAX_SNAPSHOT_TABLE_BYTES, parseSnapshotTable } from './snapshot-table';
 
 /** The geometry the walk needs, derived once from the header and the file size. */
 export interface Layout {
@@ -18,9 +18,8 @@ export interface Layout {
   refcountMax: number;
 }
 
-/** QEMU's limits: an L1 table of at most 32 MiB, a snapshot table of at most 64 MiB. */
+/** QEMU's limits: an L1 table of at most 32 MiB (the snapshot table's: snapshot-table.ts). */
 const MAX_L1_ENTRIES = (32 * 1024 * 1024) / 8;
-const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
 const MAX_SNAPSHOT_EXTRA = 1024;
 const MAX_BITMAPS = 65535;
 const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024;
@@ -256,7 +255,6 @@ export class ReferenceWalk {
     }
   }
 
-  /** Counts one L2 table and what it refers to; false when the reading budget ran out. */
   /**
    * The snapshot table as opening the image validates it: damage that makes every other command refuse the
    * image is a corruption here, which a repair does not claim to fix (qemu-img -r all drops entries; we keep them).
@@ -275,6 +273,7 @@ export class ReferenceWalk {
     log.markIncomplete('the internal snapshot table is damaged');
   }
 
+  /** Counts one L2 table and what it refers to; false when the reading budget ran out. */
   private async walkL2(l2Offset: number, use: L2Use): Promise<boolean> {
     const { layout, expected, log } = this;
     const { clusterSize, clusterBits, extendedL2 } = layout;

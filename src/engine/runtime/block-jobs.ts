@@ -14,10 +14,11 @@
 //   the base in (the pivot). No header changes on disk then; only QEMU's graph tells which file is written.
 //   We stop the guest around the pivot, so the base reads exactly as the top did at that instant.
 // Jobs run with auto-finalize (QEMU changes the graph on its own when done, also when our process is gone) and
-// without auto-dismiss, so a finished job keeps its error for us to read (then we dismiss it).
+// without auto-dismiss, so a finished job keeps its error for us to read (then we dismiss it). Each call takes its
+// own short QMP connection: QEMU serves one QMP client at a time and a job may run for long.
 import { resolve } from 'node:path';
 import { QemuError } from './errors';
-import { connectMachine } from './control';
+import { withMachine } from './control';
 import { sleep } from './process';
 import { runtimeInfo, type QemuOptions } from './qemu';
 import { formatNodeFiles } from './block-nodes';
@@ -54,16 +55,6 @@ export interface BlockJobOptions extends QemuOptions {
   pollMs?: number;
 }
 
-/** Each QEMU call gets its own short connection: QEMU serves one QMP client at a time and a job may run for long. */
-async function withMachineQmp<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
-  const qmp = await connectMachine(folder, options);
-  try {
-    return await fn(qmp);
-  } finally {
-    qmp.close();
-  }
-}
-
 /** Format nodes (not protocol nodes) by the absolute path of the file they read. */
 async function formatNodes(qmp: QmpClient): Promise<Map<string, string>> {
   const byFile = new Map<string, string>();
@@ -71,10 +62,13 @@ async function formatNodes(qmp: QmpClient): Promise<Map<string, string>> {
   return byFile;
 }
 
-/** Whether any node of the running machine still reads `file` (a layer file is deleted only when none does). */
-export async function fileInUse(folder: string, file: string, options: QemuOptions = {}): Promise<boolean> {
-  if ((await runtimeInfo(folder)) === null) return false;
-  return withMachineQmp(folder, options, async (qmp) => (await formatNodes(qmp)).has(resolve(file)));
+/** Which of `files` a node of the running machine still reads (a layer file is deleted only when none does). */
+export async function filesInUse(folder: string, files: readonly string[], options: QemuOptions = {}): Promise<Set<string>> {
+  if (files.length === 0 || (await runtimeInfo(folder)) === null) return new Set();
+  return withMachine(folder, options, async (qmp) => {
+    const nodes = await formatNodes(qmp);
+    return new Set(files.filter((f) => nodes.has(resolve(f))));
+  });
 }
 
 /**
@@ -83,7 +77,7 @@ export async function fileInUse(folder: string, file: string, options: QemuOptio
  */
 export async function releaseFiles(folder: string, files: readonly string[], options: QemuOptions = {}): Promise<void> {
   if ((await runtimeInfo(folder)) === null) return;
-  await withMachineQmp(folder, options, async (qmp) => {
+  await withMachine(folder, options, async (qmp) => {
     // A dropped node may still be the backing of another dropped one: delete from the top down, pass by pass.
     let left = files.map((f) => resolve(f));
     for (let pass = 0; pass < files.length && left.length > 0; pass++) {
@@ -108,7 +102,7 @@ export async function releaseFiles(folder: string, files: readonly string[], opt
 export async function flushDisks(folder: string, options: QemuOptions = {}): Promise<void> {
   const info = await runtimeInfo(folder);
   if (info === null) return;
-  await withMachineQmp(folder, options, async (qmp) => {
+  await withMachine(folder, options, async (qmp) => {
     for (const drive of info.drives) await qmp.hmp(`qemu-io ${drive} "flush"`);
   });
 }
@@ -116,7 +110,7 @@ export async function flushDisks(folder: string, options: QemuOptions = {}): Pro
 /** Every block job QEMU has for the machine (running, ready, concluded...), or [] when it is off. */
 export async function blockJobs(folder: string, options: QemuOptions = {}): Promise<JobInfo[]> {
   if ((await runtimeInfo(folder)) === null) return [];
-  return withMachineQmp(folder, options, (qmp) => qmp.execute<JobInfo[]>('query-jobs'));
+  return withMachine(folder, options, (qmp) => qmp.execute<JobInfo[]>('query-jobs'));
 }
 
 function defaultSpeed(): number {
@@ -131,7 +125,7 @@ export async function startLiveMerge(folder: string, jobId: string, job: LiveMer
   const drive = info.drives[job.disk];
   if (drive === undefined) throw new QemuError('INVALID_ARGUMENT', `The machine has no disk ${job.disk}.`);
   const speed = options.speed ?? defaultSpeed();
-  await withMachineQmp(folder, options, async (qmp) => {
+  await withMachine(folder, options, async (qmp) => {
     const nodes = await formatNodes(qmp);
     const node = (file: string): string => {
       const n = nodes.get(resolve(file));
@@ -167,13 +161,13 @@ export async function followLiveMerge(folder: string, jobId: string, options: Bl
     if (job === undefined) throw new QemuError('QMP_ERROR', `QEMU has no block job ${jobId} any more.`);
     options.onProgress?.(job['current-progress'], job['total-progress']);
     if (job.status === 'concluded') {
-      await withMachineQmp(folder, options, (qmp) => qmp.execute('job-dismiss', { id: jobId }));
+      await withMachine(folder, options, (qmp) => qmp.execute('job-dismiss', { id: jobId }));
       if (cancelSent) return 'cancelled';
       if (job.error !== undefined) throw new QemuError('QMP_ERROR', `QEMU's block job ${jobId} failed: ${job.error}`);
       return 'completed';
     }
     if (!cancelSent && options.signal?.aborted && (options.cancellable?.() ?? true)) {
-      await withMachineQmp(folder, options, (qmp) => qmp.execute('job-cancel', { id: jobId }));
+      await withMachine(folder, options, (qmp) => qmp.execute('job-cancel', { id: jobId }));
       cancelSent = true;
     } else if (job.status === 'ready' && !cancelSent) {
       await pivot(folder, jobId, options);
@@ -182,25 +176,32 @@ export async function followLiveMerge(folder: string, jobId: string, options: Bl
   }
 }
 
-/** job-complete of an active commit with the guest stopped, so the base reads exactly as the top did. */
+/**
+ * job-complete of an active commit with the guest stopped, so the base reads exactly as the top did. One connection
+ * for all of it: the guest stays stopped no longer than QEMU needs (the hooks only write the journal, never QMP).
+ */
 async function pivot(folder: string, jobId: string, options: BlockJobOptions): Promise<void> {
-  const running = await withMachineQmp(folder, options, async (qmp) => (await qmp.execute<{ status: string }>('query-status')).status === 'running');
-  await options.beforePivot?.(running);
-  if (running) await withMachineQmp(folder, options, (qmp) => qmp.execute('stop'));
-  try {
-    await withMachineQmp(folder, options, async (qmp) => {
+  await withMachine(folder, options, async (qmp) => {
+    const running = (await qmp.execute<{ status: string }>('query-status')).status === 'running';
+    await options.beforePivot?.(running);
+    if (running) await qmp.execute('stop');
+    try {
       await qmp.execute('job-complete', { id: jobId });
-      for (let i = 0; i < 5000; i++) {
-        const job = (await qmp.execute<JobInfo[]>('query-jobs')).find((j) => j.id === jobId);
-        if (job === undefined || job.status === 'concluded') return;
-        await sleep(2);
-      }
-      throw new QemuError('TIMEOUT', `QEMU did not finish the pivot of block job ${jobId}.`);
-    });
-    await options.afterPivot?.();
-  } finally {
-    if (running) await withMachineQmp(folder, options, (qmp) => qmp.execute('cont'));
+      await waitConcluded(qmp, jobId);
+      await options.afterPivot?.();
+    } finally {
+      if (running) await qmp.execute('cont');
+    }
+  });
+}
+
+async function waitConcluded(qmp: QmpClient, jobId: string): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    const job = (await qmp.execute<JobInfo[]>('query-jobs')).find((j) => j.id === jobId);
+    if (job === undefined || job.status === 'concluded') return;
+    await sleep(2);
   }
+  throw new QemuError('TIMEOUT', `QEMU did not finish the pivot of block job ${jobId}.`);
 }
 
 /**
@@ -212,7 +213,7 @@ export async function settleJobs(folder: string, jobIds: readonly string[], opti
   delete quiet.signal; // recovery never cancels
   const found = (await blockJobs(folder, options)).filter((j) => jobIds.includes(j.id));
   for (const job of found) {
-    if (job.status === 'running') await withMachineQmp(folder, options, (qmp) => qmp.execute('block-job-set-speed', { device: job.id, speed: 0 })).catch(() => {});
+    if (job.status === 'running') await withMachine(folder, options, (qmp) => qmp.execute('block-job-set-speed', { device: job.id, speed: 0 })).catch(() => {});
     await followLiveMerge(folder, job.id, { ...quiet, pollMs: 50 }).catch((e: unknown) => {
       // A failed job left the chain readable; recovery looks at the headers either way.
       if (!(e instanceof QemuError) || e.code !== 'QMP_ERROR') throw e;

@@ -19,7 +19,8 @@ export async function connectMachine(folder: string, options: QemuOptions = {}):
   return QmpClient.connect(files.qmpSocket, options.qmp);
 }
 
-async function withMachine<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
+/** Runs `fn` with one QMP connection to the running machine (QEMU serves one QMP client at a time). */
+export async function withMachine<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
   const qmp = await connectMachine(folder, options);
   try {
     return await fn(qmp);

@@ -5,7 +5,7 @@ import type { RuntimeFiles } from './files';
 /** std: QEMU's standard VGA (every guest has a driver); virtio: virtio-vga (VGA-compatible at boot); none: headless. */
 export type DisplayDevice = 'std' | 'virtio' | 'none';
 
-export const DISPLAY_DEVICES: readonly DisplayDevice[] = ['std', 'virtio', 'none'];
+const DISPLAY_DEVICES: readonly DisplayDevice[] = ['std', 'virtio', 'none'];
 
 /** What a machine without a display setting gets. */
 export const DEFAULT_DISPLAY: DisplayDevice = 'std';

@@ -89,3 +89,7 @@ export function runtimeFiles(folder: string): RuntimeFiles {
   };
 }
 
+/** What a running QEMU's folder holds that a QEMU which is gone leaves stale (removed before a start). */
+export function transientFiles(f: RuntimeFiles): string[] {
+  return [f.infoFile, f.pidFile, f.qmpSocket, f.consoleSocket, f.displaySocket, f.agentSocket];
+}

@@ -1,8 +1,8 @@
 // What the machine layer asks of a running guest through its agent: who the guest is (hostname, OS, addresses),
 // its file systems frozen around a disk switch (a quiesced snapshot), its clock set to the host's, and a shutdown
 // when it ignores the ACPI power button. Each one gives up quickly when no agent answers and says why.
-import { connectMachine } from './control';
-import { connectGuestAgent, hostTimeNs, isGuestAgentError, type GuestAgent, type GuestAgentOptions } from './guest-agent';
+import { withMachine } from './control';
+import { connectGuestAgent, hostTimeNs, isGuestAgentError, withGuestAgent, type GuestAgent, type GuestAgentOptions } from './guest-agent';
 import type { QmpClient } from './qmp';
 import { runtimeInfo, type QemuOptions } from './qemu';
 
@@ -48,13 +48,7 @@ interface NetworkInterface {
 async function withRunning<T>(folder: string, options: QemuOptions, fn: (qmp: QmpClient, agentSocket: string | undefined, running: boolean) => Promise<T>): Promise<T | null> {
   const info = await runtimeInfo(folder);
   if (info === null) return null;
-  const qmp = await connectMachine(folder, options);
-  try {
-    const running = (await qmp.execute<{ status: string }>('query-status')).status === 'running';
-    return await fn(qmp, info.agentSocket, running);
-  } finally {
-    qmp.close();
-  }
+  return withMachine(folder, options, async (qmp) => fn(qmp, info.agentSocket, (await qmp.execute<{ status: string }>('query-status')).status === 'running'));
 }
 
 /** The guest's hostname, OS and addresses from its agent; null when the machine is off. Never waits long. */
@@ -219,15 +213,10 @@ export async function setGuestClock(folder: string, options: GuestAgentQemuOptio
   const r = await withRunning(folder, options, async (qmp, agentSocket, running): Promise<ClockOutcome> => {
     if (!running) return { set: false, note: 'The machine is paused: its guest agent cannot set the clock.' };
     try {
-      const agent = await connectGuestAgent(qmp, agentSocket, options.agent);
-      try {
-        // The host's time now, in ns: without an argument the agent would copy the guest's own stale RTC. The
-        // agent sets the clock at once, then writes it to the RTC with hwclock, which takes seconds on TCG.
-        await agent.execute('guest-set-time', { time: hostTimeNs() }, SET_TIME_TIMEOUT_MS);
-        return { set: true, note: null };
-      } finally {
-        agent.close();
-      }
+      // The host's time now, in ns: without an argument the agent would copy the guest's own stale RTC. The agent
+      // sets the clock at once, then writes it to the RTC with hwclock, which takes seconds on TCG.
+      await withGuestAgent(qmp, agentSocket, (agent) => agent.execute('guest-set-time', { time: hostTimeNs() }, SET_TIME_TIMEOUT_MS), options.agent);
+      return { set: true, note: null };
     } catch (e) {
       if (!isGuestAgentError(e)) throw e;
       return { set: false, note: `The guest's clock was not set to the host's time: ${e.message}` };
@@ -242,13 +231,8 @@ export async function setGuestClock(folder: string, options: GuestAgentQemuOptio
  */
 export async function agentShutdown(qmp: QmpClient, agentSocket: string | undefined, options: GuestAgentOptions = {}): Promise<boolean> {
   try {
-    const agent = await connectGuestAgent(qmp, agentSocket, options);
-    try {
-      await agent.executeNoReply('guest-shutdown', { mode: 'powerdown' }, 1000);
-      return true;
-    } finally {
-      agent.close();
-    }
+    await withGuestAgent(qmp, agentSocket, (agent) => agent.executeNoReply('guest-shutdown', { mode: 'powerdown' }, 1000), options);
+    return true;
   } catch (e) {
     if (!isGuestAgentError(e)) throw e;
     return false;

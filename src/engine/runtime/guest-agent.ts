@@ -192,7 +192,7 @@ export class GuestAgent {
  * Whether the guest has the agent's channel open, from QEMU's view (query-chardev's frontend-open): false means
  * no agent listens, so nothing needs to wait for one. Null when the machine runs without the channel.
  */
-export async function agentChannelOpen(qmp: QmpClient): Promise<boolean | null> {
+async function agentChannelOpen(qmp: QmpClient): Promise<boolean | null> {
   const chardevs = await qmp.execute<{ label: string; 'frontend-open': boolean }[]>('query-chardev');
   const agent = chardevs.find((c) => c.label === AGENT_CHARDEV);
   return agent === undefined ? null : agent['frontend-open'];

@@ -50,10 +50,10 @@ export interface RunningSnapshotResult {
   /** How long the guest did not run (0 for disk-only). */
   pauseMs: number;
   totalMs: number;
-  /** The machine type and accelerator the state was saved with: load it with the same. */
   /** The CPUs and memory QEMU runs with (a state loads only with them; the manifest may have changed since). */
   cpus: number;
   memoryMiB: number;
+  /** The machine type and accelerator the state was saved with: load it with the same. */
   machineType: string;
   accel: 'kvm' | 'tcg';
   qemuVersion: string;

@@ -8,7 +8,8 @@ import { acceleratorOf } from './accel';
 import { fileNodeName } from './block-nodes';
 import { displayArgs, isDisplayDevice, type DisplayDevice } from './display';
 import { QemuError, isQemuError } from './errors';
-import { runtimeFiles, type RuntimeFiles } from './files';
+import { runtimeFiles, transientFiles, type RuntimeFiles } from './files';
+import { AGENT_CHARDEV } from './guest-agent';
 import { hostfwdOptions, validPort, type BoundForward, type PortForward } from './forwards';
 import { processArgv, readPid } from './process';
 import { withQmp, type QmpOptions } from './qmp';
@@ -175,8 +176,8 @@ export function qemuArgs(config: MachineConfig, files: RuntimeFiles, options: St
     // The guest agent's channel: qemu-guest-agent in the guest opens the port by this name.
     args.push(
       '-device', 'virtio-serial-pci,id=vserial0',
-      '-chardev', `socket,id=agent0,path=${opt(files.agentSocket)},server=on,wait=off`,
-      '-device', 'virtserialport,bus=vserial0.0,chardev=agent0,name=org.qemu.guest_agent.0',
+      '-chardev', `socket,id=${AGENT_CHARDEV},path=${opt(files.agentSocket)},server=on,wait=off`,
+      '-device', `virtserialport,bus=vserial0.0,chardev=${AGENT_CHARDEV},name=org.qemu.guest_agent.0`,
     );
   }
   if (options.paused || options.incomingStateFile !== undefined) args.push('-S');
@@ -242,7 +243,7 @@ export async function runningPid(folder: string): Promise<number | null> {
 export async function cleanStale(files: RuntimeFiles): Promise<void> {
   const starter = await readPid(files.startLock);
   if (starter !== null && isProcessAlive(starter)) return; // a start in progress owns these files
-  for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket, files.agentSocket]) await unlink(f).catch(() => {});
+  for (const f of transientFiles(files)) await unlink(f).catch(() => {});
 }
 
 /** The power state from the pidfile and QMP, correct after our process (CLI, extension) restarted. */

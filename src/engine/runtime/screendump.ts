@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { QemuError, isQmpError } from './errors';
 import { runtimeFiles } from './files';
-import { livePid, readInfo } from './qemu';
+import { runtimeInfo } from './qemu';
 import { withQmp, type QmpOptions } from './qmp';
 
 export type ScreendumpFormat = 'png' | 'ppm';
@@ -14,9 +14,9 @@ export type ScreendumpFormat = 'png' | 'ppm';
 export async function screendump(folder: string, file: string, format: ScreendumpFormat = 'png', qmp: QmpOptions = {}): Promise<string> {
   const files = runtimeFiles(folder);
   const target = resolve(file);
-  if (await livePid(files) === null) throw new QemuError('NOT_RUNNING', 'The machine is off: start it to take a screenshot.');
-  const info = await readInfo(files);
-  if ((info?.display ?? 'none') === 'none') {
+  const info = await runtimeInfo(folder);
+  if (info === null) throw new QemuError('NOT_RUNNING', 'The machine is off: start it to take a screenshot.');
+  if ((info.display ?? 'none') === 'none') {
     throw new QemuError('INVALID_ARGUMENT', 'The machine runs without a display device, so it has no screen to capture; set a display (std or virtio) and start it again.');
   }
   try {

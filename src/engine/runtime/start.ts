@@ -7,7 +7,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { QemuError, isQemuError } from './errors';
-import { RUNTIME_FILES, runtimeFiles, type RuntimeFiles } from './files';
+import { RUNTIME_FILES, runtimeFiles, transientFiles, type RuntimeFiles } from './files';
 import { bindForwards } from './forwards';
 import { readPid, sleep, StartLock, waitForExit } from './process';
 import { QmpClient } from './qmp';
@@ -39,7 +39,7 @@ export async function startMachine(config: MachineConfig, options: StartOptions 
     if (pid !== null) {
       throw new QemuError('ALREADY_RUNNING', `Machine "${config.name}" is already running (QEMU pid ${pid}); stop it first.`);
     }
-    for (const f of [files.infoFile, files.pidFile, files.qmpSocket, files.consoleSocket, files.displaySocket, files.agentSocket]) await unlink(f).catch(() => {});
+    for (const f of transientFiles(files)) await unlink(f).catch(() => {});
     if (dirname(files.qmpSocket) !== files.folder) await mkdir(dirname(files.qmpSocket), { recursive: true, mode: 0o700 });
     await rotateSerialLog(files);
     return await spawnWithForwards(config, files, options);
