@@ -1,11 +1,11 @@
 // The comparison table's panel (extension side): one per library, fed live, restored after a window reload.
 import * as vscode from 'vscode';
 import { WebviewProbes } from '../ui/webview-probes';
-import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
 import { errorMessage } from '../ui/errors';
+import { escapeHtml, webviewOptions, webviewPage } from '../ui/webview-page';
 import { VIEW_TYPE, isFromWebview, type CompareState, type FromWebview, type PersistedState, type RowAction, type ToWebview } from './protocol';
 
 type ProbeReply = Extract<FromWebview, { type: 'probeReply' }>;
@@ -204,31 +204,11 @@ function commandFor(action: RowAction): string {
   }
 }
 
-function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-  return {
-    enableScripts: true,
-    // Only the extension's own stylesheet and script: nothing else can be loaded.
-    localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'media'), vscode.Uri.joinPath(extensionUri, 'dist', 'webview')],
-  };
-}
-
 function html(webview: vscode.Webview, extensionUri: vscode.Uri): string {
-  const nonce = randomUUID().replace(/-/g, '');
-  const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'compare.css'));
-  const js = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'compare.js'));
-  const csp = [`default-src 'none'`, `img-src ${webview.cspSource} data:`, `style-src ${webview.cspSource}`, `font-src ${webview.cspSource}`, `script-src 'nonce-${nonce}'`].join('; ');
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${vscode.l10n.t('Snapshots and Clones')}</title>
-</head>
-<body>
-<main id="app" aria-live="polite"><p class="muted">${vscode.l10n.t('Loading…')}</p></main>
-<script nonce="${nonce}" src="${js.toString()}"></script>
-</body>
-</html>`;
+  return webviewPage(webview, extensionUri, {
+    css: 'compare',
+    js: 'compare',
+    title: vscode.l10n.t('Snapshots and Clones'),
+    body: `<main id="app" aria-live="polite"><p class="muted">${escapeHtml(vscode.l10n.t('Loading…'))}</p></main>`,
+  });
 }

@@ -2,12 +2,12 @@
 // snapshot, its name, description, date, size, what depends on it, and Revert / Clone / Delete buttons that run the
 // tree's own commands (with their confirmations). One panel; "Show Snapshot Details" points it at a snapshot.
 import * as vscode from 'vscode';
-import { randomUUID } from 'node:crypto';
 import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
 import { formatBytes, formatDate } from '../format';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
 import { errorMessage } from '../ui/errors';
+import { escapeHtml as esc, nonce } from '../ui/webview-page';
 
 export const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
 
@@ -104,7 +104,7 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
       const page = html(state, NONCE_SLOT);
       if (page === this.page) return;
       this.page = page;
-      this.panel.webview.html = page.split(NONCE_SLOT).join(randomUUID().replace(/-/g, ''));
+      this.panel.webview.html = page.split(NONCE_SLOT).join(nonce());
     });
   }
 
@@ -135,10 +135,6 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
     for (const d of this.disposables.splice(0)) d.dispose();
     this.panel.dispose();
   }
-}
-
-function esc(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** Where the nonce goes in a page: each page shown gets a fresh one. */
