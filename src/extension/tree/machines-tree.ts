@@ -47,6 +47,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly sizes = new FolderSizes();
   private readonly power: PowerWatch;
   private readonly subscription: vscode.Disposable;
+  /** vmsnap.tree.compactChains, read when the tree is made and when the setting changes (relayout). */
+  private compact = compactChains();
 
   /** Told whether the library is empty, unreadable or listed, each time the rows are read. */
   onState: ((state: 'empty' | 'error' | 'ready') => void) | undefined;
@@ -74,6 +76,12 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subtrees.clear();
     this.shown.clear();
     this.power.forget();
+    this.changed.fire(undefined);
+  }
+
+  /** Draws the same rows again in the other layout (compact chains or not): nothing is read again. */
+  relayout(): void {
+    this.compact = compactChains();
     this.changed.fire(undefined);
   }
 
@@ -105,7 +113,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   getTreeItem(node: TreeNode): vscode.TreeItem {
     const item = treeItem(node);
     // In the compact tree a snapshot whose only child continues its line has no rows under it.
-    if (!compactChains()) return item;
+    if (!this.compact) return item;
     if (node.kind === 'snapshot' && compactChildren(node, node.children).length === 0) item.collapsibleState = vscode.TreeItemCollapsibleState.None;
     const from = branchesFrom(node);
     if (from) item.description = [vscode.l10n.t('from “{0}”', from.snapshot.name), item.description].filter((d) => typeof d === 'string' && d !== '').join(' · ');
@@ -142,14 +150,14 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       case 'machine':
         return this.machineChildren(node);
       case 'snapshot':
-        return Promise.resolve(compactChains() ? compactChildren(node, node.children) : node.children);
+        return Promise.resolve(this.compact ? compactChildren(node, node.children) : node.children);
       default:
         return Promise.resolve([]);
     }
   }
 
   getParent(node: TreeNode): TreeNode | undefined {
-    if (compactChains()) return compactParent(node);
+    if (this.compact) return compactParent(node);
     return node.kind === 'machine' || node.kind === 'broken' ? undefined : node.parent;
   }
 
@@ -253,7 +261,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   /** A machine's rows as shown: in the compact tree, each root snapshot followed by its straight run. */
   private machineChildren(node: MachineNode): Promise<TreeNode[]> {
-    return this.machineSubtree(node).then((children) => (compactChains() ? compactChildren(node, children) : children));
+    return this.machineSubtree(node).then((children) => (this.compact ? compactChildren(node, children) : children));
   }
 
   private machineSubtree(node: MachineNode): Promise<TreeNode[]> {
