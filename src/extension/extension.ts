@@ -64,7 +64,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
       else if (e.affectsConfiguration('vmsnap.tree.compactChains')) tree.relayout();
     }),
     { dispose: () => ComparePanel.disposeAll() },
-    new AutoCheckpoints(service, devMachineRef),
+    new AutoCheckpoints(service, devMachineRef, remoteWindow.onDidChange),
     { dispose: () => DisplayPanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(

@@ -58,12 +58,16 @@ export class AutoCheckpoints implements vscode.Disposable {
     private readonly service: LibraryService,
     /** The dev machine's reference ('' for none): the one the triggers checkpoint. */
     private readonly devMachine: () => string,
+    /** Fires when the dev machine may be another one (this Remote-SSH window's machine was found). */
+    devMachineChanged: vscode.Event<void>,
   ) {
     this.subscriptions.push(
       this.outcomeEmitter,
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration('vmsnap.autoCheckpoint') || e.affectsConfiguration('vmsnap.libraryFolder')) this.restart();
+        else if (e.affectsConfiguration('vmsnap.devMachine')) this.watchHeads();
       }),
+      devMachineChanged(() => this.watchHeads()),
       vscode.workspace.onDidChangeWorkspaceFolders(() => this.watchHeads()),
       vscode.tasks.onDidStartTask((e) => {
         const name = e.execution.task.name;
@@ -100,7 +104,11 @@ export class AutoCheckpoints implements vscode.Disposable {
     for (const w of this.headWatchers.splice(0)) w.dispose();
     if (this.poll !== undefined) clearInterval(this.poll);
     this.poll = undefined;
-    if (!settings().onBranchChange) return;
+    // Without a dev machine a branch change has nothing to checkpoint: no watcher, no polling.
+    if (!settings().onBranchChange || this.devMachine() === '') {
+      this.heads.clear();
+      return;
+    }
     for (const folder of vscode.workspace.workspaceFolders ?? []) {
       const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(folder, '.git/HEAD'));
       const check = (): void => void this.checkHead(folder.uri);
