@@ -56,6 +56,7 @@ export class DisplayPanel implements vscode.Disposable {
       }),
       service.onDidChange(() => void this.refreshPower()),
     );
+    void this.refreshPower();
   }
 
   /** A new tab on the machine's screen (another tab on the same machine is fine: VNC shares the screen). */
@@ -133,7 +134,12 @@ export class DisplayPanel implements vscode.Disposable {
       );
       await this.setStatus(lib, true, null);
     } catch (e) {
-      await this.setStatus(await this.service.library().catch(() => null), false, errorMessage(e));
+      // Tried again every second while the machine is off: only a new reason is posted; refreshPower() follows the power state.
+      const message = errorMessage(e);
+      if (this.status.connected || this.status.message !== message) {
+        this.status = { ...this.status, connected: false, message };
+        this.post({ type: 'status', status: this.status });
+      }
       this.scheduleRetry();
     } finally {
       this.connecting = false;
