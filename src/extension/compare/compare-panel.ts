@@ -23,6 +23,7 @@ export class ComparePanel implements vscode.Disposable {
   /** Probes asked before the webview's script listens: a message posted then would be lost. */
   private readonly probesWaiting: number[] = [];
   private pushing: Promise<void> = Promise.resolve();
+  private readonly thumbnails = new Map<string, string>();
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -142,7 +143,7 @@ export class ComparePanel implements vscode.Disposable {
       const rows = await lib.compare(this.machineId);
       const family = [this.machineId, ...rows.filter((r) => r.kind !== 'snapshot' && r.machineId !== this.machineId).map((r) => r.machineId)];
       const trees = await Promise.all(family.map((id) => lib.snapshotTree(id)));
-      return { ...base, machineId: this.machineId, rows, trees, thumbnails: await familyThumbnails(lib, family) };
+      return { ...base, machineId: this.machineId, rows, trees, thumbnails: await familyThumbnails(lib, family, this.thumbnails) };
     } catch (e) {
       return { ...base, error: errorMessage(e) };
     }
@@ -173,15 +174,23 @@ export function registerCompareSerializer(service: LibraryService, extensionUri:
   });
 }
 
-/** The family's snapshot thumbnails as data: URIs, for the snapshot rows. */
-async function familyThumbnails(lib: Library, family: string[]): Promise<Record<string, string>> {
+/**
+ * The family's snapshot thumbnails as data: URIs, for the snapshot rows. `cache` (file -> data: URI) keeps those read
+ * by earlier pushes: a snapshot's picture does not change, and only pictures still shown are kept.
+ */
+async function familyThumbnails(lib: Library, family: string[], cache: Map<string, string>): Promise<Record<string, string>> {
+  const snapshots = (await Promise.all(family.map((id) => lib.show(id)))).flatMap((m) => m.snapshots);
   const out: Record<string, string> = {};
-  for (const id of family) {
-    for (const s of (await lib.show(id)).snapshots) {
-      const uri = await thumbnailDataUri(s.thumbnail);
-      if (uri !== null) out[s.id] = uri;
-    }
+  const kept = new Map<string, string>();
+  for (const s of snapshots) {
+    if (s.thumbnail === null) continue;
+    const uri = cache.get(s.thumbnail) ?? (await thumbnailDataUri(s.thumbnail));
+    if (uri === null) continue;
+    kept.set(s.thumbnail, uri);
+    out[s.id] = uri;
   }
+  cache.clear();
+  for (const [k, v] of kept) cache.set(k, v);
   return out;
 }
 
