@@ -23,7 +23,7 @@ function settings(): { schedule: boolean; onBranchChange: boolean; beforeTasks: 
 }
 
 /** "branch main", "detached HEAD at 1a2b3c4", from the text of .git/HEAD. */
-export function headLabel(text: string): string {
+function headLabel(text: string): string {
   const t = text.trim();
   const ref = /^ref:\s*refs\/heads\/(.+)$/.exec(t);
   if (ref) return `branch ${ref[1]}`;
@@ -48,11 +48,6 @@ export class AutoCheckpoints implements vscode.Disposable {
   private poll: ReturnType<typeof setInterval> | undefined;
   /** Each workspace folder's HEAD as last read (folder URI -> text). */
   private readonly heads = new Map<string, string>();
-  private readonly outcomeEmitter = new vscode.EventEmitter<AutoCheckpointOutcome>();
-  /** Every outcome that says something (taken, skipped, failed). */
-  readonly onDidOutcome = this.outcomeEmitter.event;
-  /** The outcomes so far, oldest first (tests read them). */
-  readonly outcomes: AutoCheckpointOutcome[] = [];
 
   constructor(
     private readonly service: LibraryService,
@@ -62,7 +57,6 @@ export class AutoCheckpoints implements vscode.Disposable {
     devMachineChanged: vscode.Event<void>,
   ) {
     this.subscriptions.push(
-      this.outcomeEmitter,
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration('vmsnap.autoCheckpoint') || e.affectsConfiguration('vmsnap.libraryFolder')) this.restart();
         else if (e.affectsConfiguration('vmsnap.devMachine')) this.watchHeads();
@@ -156,8 +150,6 @@ export class AutoCheckpoints implements vscode.Disposable {
 
   private report(o: AutoCheckpointOutcome): void {
     if (o.result === 'no-policy' || o.result === 'not-due') return;
-    this.outcomes.push(o);
-    this.outcomeEmitter.fire(o);
     if (o.result === 'taken' || o.pruned.length > 0) this.service.notifyChanged();
     if (o.result === 'no-space' || o.result === 'failed') void vscode.window.showWarningMessage(o.message);
   }

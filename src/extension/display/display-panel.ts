@@ -3,7 +3,6 @@
 // no network access to the host: it works in code-server and remote windows alike. When the machine stops or is
 // reverted, the socket goes away; the tab says so and connects again once the machine runs with a display.
 import * as vscode from 'vscode';
-import { WebviewProbes } from '../ui/webview-probes';
 import { connect, type Socket } from 'node:net';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
@@ -15,8 +14,6 @@ import { RfbRelay } from './relay';
 /** How often a tab without a connection looks for the machine's VNC server again. */
 const RECONNECT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
-
-type ProbeReply = Extract<FromDisplayWebview, { type: 'probeReply' }>;
 
 export class DisplayPanel implements vscode.Disposable {
   private static readonly open = new Set<DisplayPanel>();
@@ -31,7 +28,6 @@ export class DisplayPanel implements vscode.Disposable {
   private openedAt = 0;
   private backoffMs = 200;
   private status: DisplayStatus;
-  private readonly probes = new WebviewProbes<ProbeReply>('display');
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -65,21 +61,12 @@ export class DisplayPanel implements vscode.Disposable {
     return new DisplayPanel(panel, service, extensionUri, machine.id, machine.name);
   }
 
-  static all(): DisplayPanel[] {
-    return [...DisplayPanel.open];
-  }
-
   static disposeAll(): void {
     for (const p of [...DisplayPanel.open]) p.dispose();
   }
 
   get connected(): boolean {
     return this.relay !== null;
-  }
-
-  /** The bytes the relay holds for the webview right now (flow control keeps it bounded). */
-  get relayBuffered(): number {
-    return this.relay?.buffered ?? 0;
   }
 
   private receive(m: FromDisplayWebview): void {
@@ -100,15 +87,7 @@ export class DisplayPanel implements vscode.Disposable {
       case 'close':
         if (m.session === this.session) this.relay?.close();
         return;
-      case 'probeReply':
-        this.probes.answer(m);
-        return;
     }
-  }
-
-  /** What the webview shows: the RFB client's state and the remote screen's size (tests). */
-  probe(timeoutMs = 10_000): Promise<ProbeReply> {
-    return this.probes.ask((requestId) => this.post({ type: 'probe', requestId }), timeoutMs);
   }
 
   /** Connects to the machine's VNC socket; while it cannot, says why and tries again every second. */

@@ -9,14 +9,14 @@ import { thumbnailDataUri } from '../thumbnail-uri';
 import { errorMessage } from '../ui/errors';
 import { escapeHtml as esc, nonce } from '../ui/webview-page';
 
-export const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
+const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
 
-export type DetailsAction = 'revert' | 'clone' | 'delete';
+type DetailsAction = 'revert' | 'clone' | 'delete';
 
 const COMMANDS: Record<DetailsAction, string> = { revert: 'vmsnap.revert', clone: 'vmsnap.cloneSnapshot', delete: 'vmsnap.deleteSnapshot' };
 
 /** What the panel shows: read from the library each time it changes. */
-export interface DetailsState {
+interface DetailsState {
   machine: MachineDetails | null;
   snapshot: SnapshotInfo | null;
   /** The picture as a data: URI, or null (a placeholder). */
@@ -35,8 +35,6 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   private static instance: SnapshotDetailsPanel | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private rendering: Promise<void> = Promise.resolve();
-  /** The state last rendered (tests read it; a person sees it). */
-  shown: DetailsState | undefined;
   /** The page last shown, with the nonce's place marked. */
   private page = '';
 
@@ -77,10 +75,6 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
     return p;
   }
 
-  static current(): SnapshotDetailsPanel | undefined {
-    return SnapshotDetailsPanel.instance;
-  }
-
   /** Runs a button's command on the snapshot shown (public: tests press the buttons through it). */
   async act(action: DetailsAction): Promise<unknown> {
     try {
@@ -90,15 +84,9 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
     }
   }
 
-  /** Resolves when every render asked for so far is on screen. */
-  settled(): Promise<void> {
-    return this.rendering;
-  }
-
   render(): void {
     this.rendering = this.rendering.then(async () => {
       const state = await this.state();
-      this.shown = state;
       this.panel.title = state.snapshot ? vscode.l10n.t('Snapshot: {0}', state.snapshot.name) : vscode.l10n.t('Snapshot Details');
       // A library change elsewhere (another machine, a size) must not reload an unchanged page: no flicker, focus kept.
       const page = html(state, NONCE_SLOT);
