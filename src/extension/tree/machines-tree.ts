@@ -127,18 +127,19 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       return item;
     }
     if (node.kind !== 'machine') return item;
-    const details = await this.service
-      .library()
-      .then((lib) => lib.show(node.machine.id))
-      .catch(() => undefined);
-    // What the guest's agent says (hostname, OS, addresses) while it runs; a silent agent costs a short time-out.
-    const guest =
+    const [details, guest] = await Promise.all([
+      this.service
+        .library()
+        .then((lib) => lib.show(node.machine.id))
+        .catch(() => undefined),
+      // What the guest's agent says (hostname, OS, addresses) while it runs; a silent agent costs a short time-out.
       node.machine.powerState === 'off'
         ? null
-        : await this.service
+        : this.service
             .library()
             .then((lib) => lib.guestInfo(node.machine.id))
-            .catch(() => null);
+            .catch(() => null),
+    ]);
     item.tooltip = machineTooltip(node, details, guest);
     return item;
   }
