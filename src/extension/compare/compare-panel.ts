@@ -198,7 +198,8 @@ function isPersisted(s: unknown): s is PersistedState {
   return typeof s === 'object' && s !== null && typeof (s as PersistedState).libraryDir === 'string';
 }
 
-function commandFor(action: RowAction): string {
+/** The command a row's (or the details panel's) button runs. */
+export function commandFor(action: RowAction): string {
   switch (action) {
     case 'revert':
       return 'vmsnap.revert';

@@ -6,14 +6,14 @@ import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/
 import { formatBytes, formatDate } from '../format';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
+import { commandFor } from '../compare/compare-panel';
+import type { RowAction } from '../compare/protocol';
 import { errorMessage } from '../ui/errors';
 import { escapeHtml as esc, nonce } from '../ui/webview-page';
 
 const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
 
-type DetailsAction = 'revert' | 'clone' | 'delete';
-
-const COMMANDS: Record<DetailsAction, string> = { revert: 'vmsnap.revert', clone: 'vmsnap.cloneSnapshot', delete: 'vmsnap.deleteSnapshot' };
+type DetailsAction = Extract<RowAction, 'revert' | 'clone' | 'delete'>;
 
 /** What the panel shows: read from the library each time it changes. */
 interface DetailsState {
@@ -78,7 +78,7 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   /** Runs a button's command on the snapshot shown (public: tests press the buttons through it). */
   async act(action: DetailsAction): Promise<unknown> {
     try {
-      return await vscode.commands.executeCommand(COMMANDS[action], { machine: this.machineId, snapshot: this.snapshotId });
+      return await vscode.commands.executeCommand(commandFor(action), { machine: this.machineId, snapshot: this.snapshotId });
     } finally {
       this.render();
     }
