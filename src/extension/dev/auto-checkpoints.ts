@@ -160,12 +160,3 @@ export class AutoCheckpoints implements vscode.Disposable {
     for (const d of [...this.headWatchers, ...this.subscriptions]) d.dispose();
   }
 }
-
-/** The tree's toggle: whether automatic checkpoints are shown (a setting, so menus can match config.vmsnap.showAutomaticCheckpoints). */
-export function showAutomaticCheckpoints(): boolean {
-  return vscode.workspace.getConfiguration('vmsnap').get<boolean>('showAutomaticCheckpoints', true);
-}
-
-export async function setShowAutomaticCheckpoints(show: boolean): Promise<void> {
-  await vscode.workspace.getConfiguration('vmsnap').update('showAutomaticCheckpoints', show, vscode.ConfigurationTarget.Global);
-}

@@ -3,9 +3,8 @@
 // and power polling (power-watch) have their own modules.
 import * as vscode from 'vscode';
 import type { BrokenMachine, Library, LibraryScan, MachineSummary } from '../../engine/machine';
-import { showAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import type { LibraryService } from '../library-service';
-import { branchesFrom, COMPACT_CHAINS_SETTING, compactChildren, compactParent } from './compact-chains';
+import { branchesFrom, compactChildren, compactParent } from './compact-chains';
 import { FolderSizes } from './folder-sizes';
 import {
   brokenNodeId,
@@ -22,6 +21,7 @@ import {
 } from './nodes';
 import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
+import { treeSetting } from './view-settings';
 import { machineTooltip, snapshotTooltip, treeItem } from './tree-items';
 import { thumbnailDataUri } from '../thumbnail-uri';
 
@@ -48,7 +48,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly power: PowerWatch;
   private readonly subscription: vscode.Disposable;
   /** vmsnap.tree.compactChains, read when the tree is made and when the setting changes (relayout). */
-  private compact = compactChains();
+  private compact = treeSetting('tree.compactChains');
 
   /** Told whether the library is empty, unreadable or listed, each time the rows are read. */
   onState: ((state: 'empty' | 'error' | 'ready') => void) | undefined;
@@ -81,7 +81,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   /** Draws the same rows again in the other layout (compact chains or not): nothing is read again. */
   relayout(): void {
-    this.compact = compactChains();
+    this.compact = treeSetting('tree.compactChains');
     this.changed.fire(undefined);
   }
 
@@ -280,7 +280,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     const details = await lib.show(node.machine.id);
     this.shown.expanded(details);
     const all = await this.machineNodes();
-    return buildSubtree(node, details, all, { hideAutomatic: !showAutomaticCheckpoints() });
+    return buildSubtree(node, details, all, { hideAutomatic: !treeSetting('showAutomaticCheckpoints') });
   }
 
   dispose(): void {
@@ -288,10 +288,6 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subscription.dispose();
     this.changed.dispose();
   }
-}
-
-function compactChains(): boolean {
-  return vscode.workspace.getConfiguration('vmsnap').get<boolean>(COMPACT_CHAINS_SETTING, false);
 }
 
 /** A running machine's SSH forward and failure, from QEMU; undefined when it cannot be asked (busy, just stopped). */
