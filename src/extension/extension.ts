@@ -60,10 +60,11 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints') || e.affectsConfiguration('vmsnap.tree.compactChains')) tree.refresh();
+      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints')) tree.refresh();
+      else if (e.affectsConfiguration('vmsnap.tree.compactChains')) tree.relayout();
     }),
     { dispose: () => ComparePanel.disposeAll() },
-    new AutoCheckpoints(service, devMachineRef),
+    new AutoCheckpoints(service, devMachineRef, remoteWindow.onDidChange),
     { dispose: () => DisplayPanel.disposeAll() },
   );
   const handle = new ExtensionTestHandle(

@@ -67,14 +67,17 @@ export class CommandContext implements vscode.Disposable {
 
   /** An information message with actions; the command does not wait for the user's choice. */
   inform(message: string, actions: ErrorAction[] = []): void {
-    this.informed.fire(message);
-    void Promise.resolve(vscode.window.showInformationMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
+    this.notify(vscode.window.showInformationMessage, message, actions);
   }
 
   /** A warning with actions (the command went through, but something is wrong); the command does not wait. */
   warn(message: string, actions: ErrorAction[] = []): void {
+    this.notify(vscode.window.showWarningMessage, message, actions);
+  }
+
+  private notify(show: (message: string, ...items: string[]) => Thenable<string | undefined>, message: string, actions: ErrorAction[]): void {
     this.informed.fire(message);
-    void Promise.resolve(vscode.window.showWarningMessage(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
+    void Promise.resolve(show(message, ...actions.map((a) => a.title))).then((chosen) => actions.find((a) => a.title === chosen)?.run());
   }
 
   /** After a change this window made: re-read the library now, then reveal and select the affected row. */

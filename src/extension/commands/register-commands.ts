@@ -2,10 +2,8 @@
 import * as vscode from 'vscode';
 import type { ConsoleTerminals } from '../console/console-terminal';
 import type { RemoteSshHolder } from '../ssh/remote-ssh';
-import { COMPACT_CHAINS_SETTING } from '../tree/compact-chains';
 import type { CloneArgs } from './clone-flow';
 import type { CommandContext, Target } from './context';
-import { setShowAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import { showSnapshotDetails } from './details-commands';
 import { checkpoint, setDevMachine, showDevMachine, type CheckpointArgs } from './dev-machine-commands';
 import { newMachineFromImage, type NewFromImageArgs } from './from-image-flow';
@@ -15,6 +13,7 @@ import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { lockedActions } from './refusals';
 import { deleteSelected, renameSelected } from './selected-row';
+import { setTreeSetting } from '../tree/view-settings';
 import { connectRemoteSsh, openSshTerminal, showSerialLog, type SshCommandArgs } from './ssh-commands';
 import {
   cloneSnapshot,
@@ -39,8 +38,8 @@ type Command = (...args: never[]) => unknown;
 export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals, remoteSsh: RemoteSshHolder): vscode.Disposable[] {
   const commands: Record<string, Command> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
-    'vmsnap.showAutomaticCheckpoints': () => setShowAutomaticCheckpoints(true),
-    'vmsnap.hideAutomaticCheckpoints': () => setShowAutomaticCheckpoints(false),
+    'vmsnap.showAutomaticCheckpoints': () => setTreeSetting('showAutomaticCheckpoints', true),
+    'vmsnap.hideAutomaticCheckpoints': () => setTreeSetting('showAutomaticCheckpoints', false),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
     'vmsnap.newMachineFromImage': (args?: NewFromImageArgs) => newMachineFromImage(ctx, args),
     'vmsnap.importImage': (args?: ImportArgs) => importImage(ctx, args),
@@ -79,17 +78,12 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
     // F2 and Delete in the Machines view: the selected row's own Rename or Delete, with the same questions.
     'vmsnap.renameSelected': () => renameSelected(ctx),
     'vmsnap.deleteSelected': () => deleteSelected(ctx),
-    'vmsnap.compactChains': () => setCompactChains(true),
-    'vmsnap.indentEverySnapshot': () => setCompactChains(false),
+    'vmsnap.compactChains': () => setTreeSetting('tree.compactChains', true),
+    'vmsnap.indentEverySnapshot': () => setTreeSetting('tree.compactChains', false),
   };
   return Object.entries(commands).map(([id, run]) => registerCommand(ctx, id, run));
 }
 
-/** The view's title action: the compact tree on or off, for every window (the tree follows the setting). */
-async function setCompactChains(on: boolean): Promise<boolean> {
-  await vscode.workspace.getConfiguration('vmsnap').update(COMPACT_CHAINS_SETTING, on, vscode.ConfigurationTarget.Global);
-  return on;
-}
 
 /**
  * A command that fails shows its error here, as one message, and returns undefined: whoever ran it (a menu, the

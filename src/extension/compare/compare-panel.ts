@@ -1,11 +1,11 @@
 // The comparison table's panel (extension side): one per library, fed live, restored after a window reload.
 import * as vscode from 'vscode';
 import { WebviewProbes } from '../ui/webview-probes';
-import { randomUUID } from 'node:crypto';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
 import { errorMessage } from '../ui/errors';
+import { escapeHtml, webviewOptions, webviewPage } from '../ui/webview-page';
 import { VIEW_TYPE, isFromWebview, type CompareState, type FromWebview, type PersistedState, type RowAction, type ToWebview } from './protocol';
 
 type ProbeReply = Extract<FromWebview, { type: 'probeReply' }>;
@@ -23,6 +23,7 @@ export class ComparePanel implements vscode.Disposable {
   /** Probes asked before the webview's script listens: a message posted then would be lost. */
   private readonly probesWaiting: number[] = [];
   private pushing: Promise<void> = Promise.resolve();
+  private readonly thumbnails = new Map<string, string>();
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -142,7 +143,7 @@ export class ComparePanel implements vscode.Disposable {
       const rows = await lib.compare(this.machineId);
       const family = [this.machineId, ...rows.filter((r) => r.kind !== 'snapshot' && r.machineId !== this.machineId).map((r) => r.machineId)];
       const trees = await Promise.all(family.map((id) => lib.snapshotTree(id)));
-      return { ...base, machineId: this.machineId, rows, trees, thumbnails: await familyThumbnails(lib, family) };
+      return { ...base, machineId: this.machineId, rows, trees, thumbnails: await familyThumbnails(lib, family, this.thumbnails) };
     } catch (e) {
       return { ...base, error: errorMessage(e) };
     }
@@ -173,15 +174,23 @@ export function registerCompareSerializer(service: LibraryService, extensionUri:
   });
 }
 
-/** The family's snapshot thumbnails as data: URIs, for the snapshot rows. */
-async function familyThumbnails(lib: Library, family: string[]): Promise<Record<string, string>> {
+/**
+ * The family's snapshot thumbnails as data: URIs, for the snapshot rows. `cache` (file -> data: URI) keeps those read
+ * by earlier pushes: a snapshot's picture does not change, and only pictures still shown are kept.
+ */
+async function familyThumbnails(lib: Library, family: string[], cache: Map<string, string>): Promise<Record<string, string>> {
+  const snapshots = (await Promise.all(family.map((id) => lib.show(id)))).flatMap((m) => m.snapshots);
   const out: Record<string, string> = {};
-  for (const id of family) {
-    for (const s of (await lib.show(id)).snapshots) {
-      const uri = await thumbnailDataUri(s.thumbnail);
-      if (uri !== null) out[s.id] = uri;
-    }
+  const kept = new Map<string, string>();
+  for (const s of snapshots) {
+    if (s.thumbnail === null) continue;
+    const uri = cache.get(s.thumbnail) ?? (await thumbnailDataUri(s.thumbnail));
+    if (uri === null) continue;
+    kept.set(s.thumbnail, uri);
+    out[s.id] = uri;
   }
+  cache.clear();
+  for (const [k, v] of kept) cache.set(k, v);
   return out;
 }
 
@@ -189,7 +198,8 @@ function isPersisted(s: unknown): s is PersistedState {
   return typeof s === 'object' && s !== null && typeof (s as PersistedState).libraryDir === 'string';
 }
 
-function commandFor(action: RowAction): string {
+/** The command a row's (or the details panel's) button runs. */
+export function commandFor(action: RowAction): string {
   switch (action) {
     case 'revert':
       return 'vmsnap.revert';
@@ -204,31 +214,11 @@ function commandFor(action: RowAction): string {
   }
 }
 
-function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-  return {
-    enableScripts: true,
-    // Only the extension's own stylesheet and script: nothing else can be loaded.
-    localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'media'), vscode.Uri.joinPath(extensionUri, 'dist', 'webview')],
-  };
-}
-
 function html(webview: vscode.Webview, extensionUri: vscode.Uri): string {
-  const nonce = randomUUID().replace(/-/g, '');
-  const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'compare.css'));
-  const js = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'compare.js'));
-  const csp = [`default-src 'none'`, `img-src ${webview.cspSource} data:`, `style-src ${webview.cspSource}`, `font-src ${webview.cspSource}`, `script-src 'nonce-${nonce}'`].join('; ');
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${vscode.l10n.t('Snapshots and Clones')}</title>
-</head>
-<body>
-<main id="app" aria-live="polite"><p class="muted">${vscode.l10n.t('Loading…')}</p></main>
-<script nonce="${nonce}" src="${js.toString()}"></script>
-</body>
-</html>`;
+  return webviewPage(webview, extensionUri, {
+    css: 'compare',
+    js: 'compare',
+    title: vscode.l10n.t('Snapshots and Clones'),
+    body: `<main id="app" aria-live="polite"><p class="muted">${escapeHtml(vscode.l10n.t('Loading…'))}</p></main>`,
+  });
 }

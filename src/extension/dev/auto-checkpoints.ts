@@ -23,7 +23,7 @@ function settings(): { schedule: boolean; onBranchChange: boolean; beforeTasks: 
 }
 
 /** "branch main", "detached HEAD at 1a2b3c4", from the text of .git/HEAD. */
-export function headLabel(text: string): string {
+function headLabel(text: string): string {
   const t = text.trim();
   const ref = /^ref:\s*refs\/heads\/(.+)$/.exec(t);
   if (ref) return `branch ${ref[1]}`;
@@ -48,22 +48,20 @@ export class AutoCheckpoints implements vscode.Disposable {
   private poll: ReturnType<typeof setInterval> | undefined;
   /** Each workspace folder's HEAD as last read (folder URI -> text). */
   private readonly heads = new Map<string, string>();
-  private readonly outcomeEmitter = new vscode.EventEmitter<AutoCheckpointOutcome>();
-  /** Every outcome that says something (taken, skipped, failed). */
-  readonly onDidOutcome = this.outcomeEmitter.event;
-  /** The outcomes so far, oldest first (tests read them). */
-  readonly outcomes: AutoCheckpointOutcome[] = [];
 
   constructor(
     private readonly service: LibraryService,
     /** The dev machine's reference ('' for none): the one the triggers checkpoint. */
     private readonly devMachine: () => string,
+    /** Fires when the dev machine may be another one (this Remote-SSH window's machine was found). */
+    devMachineChanged: vscode.Event<void>,
   ) {
     this.subscriptions.push(
-      this.outcomeEmitter,
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration('vmsnap.autoCheckpoint') || e.affectsConfiguration('vmsnap.libraryFolder')) this.restart();
+        else if (e.affectsConfiguration('vmsnap.devMachine')) this.watchHeads();
       }),
+      devMachineChanged(() => this.watchHeads()),
       vscode.workspace.onDidChangeWorkspaceFolders(() => this.watchHeads()),
       vscode.tasks.onDidStartTask((e) => {
         const name = e.execution.task.name;
@@ -100,7 +98,11 @@ export class AutoCheckpoints implements vscode.Disposable {
     for (const w of this.headWatchers.splice(0)) w.dispose();
     if (this.poll !== undefined) clearInterval(this.poll);
     this.poll = undefined;
-    if (!settings().onBranchChange) return;
+    // Without a dev machine a branch change has nothing to checkpoint: no watcher, no polling.
+    if (!settings().onBranchChange || this.devMachine() === '') {
+      this.heads.clear();
+      return;
+    }
     for (const folder of vscode.workspace.workspaceFolders ?? []) {
       const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(folder, '.git/HEAD'));
       const check = (): void => void this.checkHead(folder.uri);
@@ -148,8 +150,6 @@ export class AutoCheckpoints implements vscode.Disposable {
 
   private report(o: AutoCheckpointOutcome): void {
     if (o.result === 'no-policy' || o.result === 'not-due') return;
-    this.outcomes.push(o);
-    this.outcomeEmitter.fire(o);
     if (o.result === 'taken' || o.pruned.length > 0) this.service.notifyChanged();
     if (o.result === 'no-space' || o.result === 'failed') void vscode.window.showWarningMessage(o.message);
   }
@@ -159,13 +159,4 @@ export class AutoCheckpoints implements vscode.Disposable {
     if (this.poll !== undefined) clearInterval(this.poll);
     for (const d of [...this.headWatchers, ...this.subscriptions]) d.dispose();
   }
-}
-
-/** The tree's toggle: whether automatic checkpoints are shown (a setting, so menus can match config.vmsnap.showAutomaticCheckpoints). */
-export function showAutomaticCheckpoints(): boolean {
-  return vscode.workspace.getConfiguration('vmsnap').get<boolean>('showAutomaticCheckpoints', true);
-}
-
-export async function setShowAutomaticCheckpoints(show: boolean): Promise<void> {
-  await vscode.workspace.getConfiguration('vmsnap').update('showAutomaticCheckpoints', show, vscode.ConfigurationTarget.Global);
 }

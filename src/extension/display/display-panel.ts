@@ -3,20 +3,17 @@
 // no network access to the host: it works in code-server and remote windows alike. When the machine stops or is
 // reverted, the socket goes away; the tab says so and connects again once the machine runs with a display.
 import * as vscode from 'vscode';
-import { WebviewProbes } from '../ui/webview-probes';
-import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { Library } from '../../engine/machine';
 import type { LibraryService } from '../library-service';
 import { errorMessage } from '../ui/errors';
+import { escapeHtml, webviewOptions, webviewPage } from '../ui/webview-page';
 import { DISPLAY_VIEW_TYPE, isFromDisplayWebview, type DisplayStatus, type FromDisplayWebview, type ToDisplayWebview } from './protocol';
 import { RfbRelay } from './relay';
 
 /** How often a tab without a connection looks for the machine's VNC server again. */
 const RECONNECT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
-
-type ProbeReply = Extract<FromDisplayWebview, { type: 'probeReply' }>;
 
 export class DisplayPanel implements vscode.Disposable {
   private static readonly open = new Set<DisplayPanel>();
@@ -31,7 +28,6 @@ export class DisplayPanel implements vscode.Disposable {
   private openedAt = 0;
   private backoffMs = 200;
   private status: DisplayStatus;
-  private readonly probes = new WebviewProbes<ProbeReply>('display');
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
@@ -56,20 +52,13 @@ export class DisplayPanel implements vscode.Disposable {
       }),
       service.onDidChange(() => void this.refreshPower()),
     );
+    void this.refreshPower();
   }
 
   /** A new tab on the machine's screen (another tab on the same machine is fine: VNC shares the screen). */
   static show(service: LibraryService, extensionUri: vscode.Uri, machine: { id: string; name: string }): DisplayPanel {
-    const panel = vscode.window.createWebviewPanel(DISPLAY_VIEW_TYPE, machine.name, vscode.ViewColumn.Active, {
-      enableScripts: true,
-      // Only the extension's own stylesheet and script: nothing else can be loaded.
-      localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'media'), vscode.Uri.joinPath(extensionUri, 'dist', 'webview')],
-    });
+    const panel = vscode.window.createWebviewPanel(DISPLAY_VIEW_TYPE, machine.name, vscode.ViewColumn.Active, webviewOptions(extensionUri));
     return new DisplayPanel(panel, service, extensionUri, machine.id, machine.name);
-  }
-
-  static all(): DisplayPanel[] {
-    return [...DisplayPanel.open];
   }
 
   static disposeAll(): void {
@@ -78,11 +67,6 @@ export class DisplayPanel implements vscode.Disposable {
 
   get connected(): boolean {
     return this.relay !== null;
-  }
-
-  /** The bytes the relay holds for the webview right now (flow control keeps it bounded). */
-  get relayBuffered(): number {
-    return this.relay?.buffered ?? 0;
   }
 
   private receive(m: FromDisplayWebview): void {
@@ -103,15 +87,7 @@ export class DisplayPanel implements vscode.Disposable {
       case 'close':
         if (m.session === this.session) this.relay?.close();
         return;
-      case 'probeReply':
-        this.probes.answer(m);
-        return;
     }
-  }
-
-  /** What the webview shows: the RFB client's state and the remote screen's size (tests). */
-  probe(timeoutMs = 10_000): Promise<ProbeReply> {
-    return this.probes.ask((requestId) => this.post({ type: 'probe', requestId }), timeoutMs);
   }
 
   /** Connects to the machine's VNC socket; while it cannot, says why and tries again every second. */
@@ -137,7 +113,12 @@ export class DisplayPanel implements vscode.Disposable {
       );
       await this.setStatus(lib, true, null);
     } catch (e) {
-      await this.setStatus(await this.service.library().catch(() => null), false, errorMessage(e));
+      // Tried again every second while the machine is off: only a new reason is posted; refreshPower() follows the power state.
+      const message = errorMessage(e);
+      if (this.status.connected || this.status.message !== message) {
+        this.status = { ...this.status, connected: false, message };
+        this.post({ type: 'status', status: this.status });
+      }
       this.scheduleRetry();
     } finally {
       this.connecting = false;
@@ -249,23 +230,12 @@ function openSocket(path: string): Promise<Socket> {
 }
 
 function html(webview: vscode.Webview, extensionUri: vscode.Uri, machineName: string): string {
-  const nonce = randomUUID().replace(/-/g, '');
-  const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'display.css'));
-  const js = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'display.js'));
-  // noVNC draws cursors and JPEG rectangles from data: URLs; nothing else comes from outside the extension.
-  const csp = [`default-src 'none'`, `img-src ${webview.cspSource} data:`, `style-src ${webview.cspSource}`, `font-src ${webview.cspSource}`, `script-src 'nonce-${nonce}'`].join('; ');
-  const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${esc(machineName)}</title>
-</head>
-<body>
-<header id="bar">
+  const esc = escapeHtml;
+  return webviewPage(webview, extensionUri, {
+    css: 'display',
+    js: 'display',
+    title: machineName,
+    body: `<header id="bar">
   <span id="status" role="status" aria-live="polite">${esc(vscode.l10n.t('Connecting…'))}</span>
   <span class="spacer"></span>
   <button id="scale" type="button" data-actual="${esc(vscode.l10n.t('1:1'))}" data-actual-title="${esc(vscode.l10n.t('Show the screen at its own size (scroll to see all of it)'))}" data-fit="${esc(vscode.l10n.t('Scale to Fit'))}" data-fit-title="${esc(vscode.l10n.t('Scale the screen to fit the tab'))}">${esc(vscode.l10n.t('1:1'))}</button>
@@ -275,8 +245,6 @@ function html(webview: vscode.Webview, extensionUri: vscode.Uri, machineName: st
   <img id="last" alt="" hidden>
   <div id="rfb"></div>
   <div id="notice" hidden></div>
-</main>
-<script nonce="${nonce}" src="${js.toString()}"></script>
-</body>
-</html>`;
+</main>`,
+  });
 }

@@ -18,9 +18,7 @@ export type ToDisplayWebview =
   | { type: 'open'; session: number }
   | { type: 'data'; session: number; bytes: Uint8Array }
   /** The connection ended (the machine stopped or is being reverted): the tab waits for the next one. */
-  | { type: 'close'; session: number; reason: string | null }
-  /** Asks what the webview shows (tests): the RFB state and the screen's size. */
-  | { type: 'probe'; requestId: number };
+  | { type: 'close'; session: number; reason: string | null };
 
 export type FromDisplayWebview =
   | { type: 'ready' }
@@ -28,11 +26,10 @@ export type FromDisplayWebview =
   /** The webview consumed `bytes` of a session's data: the host may send more (flow control). */
   | { type: 'ack'; session: number; bytes: number }
   /** The RFB client closed its side (an error in the stream, or the user asked to reconnect). */
-  | { type: 'close'; session: number }
-  | { type: 'probeReply'; requestId: number; rfbState: string; width: number; height: number };
+  | { type: 'close'; session: number };
 
 export function isFromDisplayWebview(m: unknown): m is FromDisplayWebview {
   if (typeof m !== 'object' || m === null) return false;
   const t = (m as { type?: unknown }).type;
-  return t === 'ready' || t === 'data' || t === 'ack' || t === 'close' || t === 'probeReply';
+  return t === 'ready' || t === 'data' || t === 'ack' || t === 'close';
 }

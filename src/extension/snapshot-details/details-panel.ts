@@ -2,21 +2,21 @@
 // snapshot, its name, description, date, size, what depends on it, and Revert / Clone / Delete buttons that run the
 // tree's own commands (with their confirmations). One panel; "Show Snapshot Details" points it at a snapshot.
 import * as vscode from 'vscode';
-import { randomUUID } from 'node:crypto';
 import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
 import { formatBytes, formatDate } from '../format';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
+import { commandFor } from '../compare/compare-panel';
+import type { RowAction } from '../compare/protocol';
 import { errorMessage } from '../ui/errors';
+import { escapeHtml as esc, nonce } from '../ui/webview-page';
 
-export const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
+const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
 
-export type DetailsAction = 'revert' | 'clone' | 'delete';
-
-const COMMANDS: Record<DetailsAction, string> = { revert: 'vmsnap.revert', clone: 'vmsnap.cloneSnapshot', delete: 'vmsnap.deleteSnapshot' };
+type DetailsAction = Extract<RowAction, 'revert' | 'clone' | 'delete'>;
 
 /** What the panel shows: read from the library each time it changes. */
-export interface DetailsState {
+interface DetailsState {
   machine: MachineDetails | null;
   snapshot: SnapshotInfo | null;
   /** The picture as a data: URI, or null (a placeholder). */
@@ -35,8 +35,6 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   private static instance: SnapshotDetailsPanel | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private rendering: Promise<void> = Promise.resolve();
-  /** The state last rendered (tests read it; a person sees it). */
-  shown: DetailsState | undefined;
   /** The page last shown, with the nonce's place marked. */
   private page = '';
 
@@ -77,34 +75,24 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
     return p;
   }
 
-  static current(): SnapshotDetailsPanel | undefined {
-    return SnapshotDetailsPanel.instance;
-  }
-
   /** Runs a button's command on the snapshot shown (public: tests press the buttons through it). */
   async act(action: DetailsAction): Promise<unknown> {
     try {
-      return await vscode.commands.executeCommand(COMMANDS[action], { machine: this.machineId, snapshot: this.snapshotId });
+      return await vscode.commands.executeCommand(commandFor(action), { machine: this.machineId, snapshot: this.snapshotId });
     } finally {
       this.render();
     }
   }
 
-  /** Resolves when every render asked for so far is on screen. */
-  settled(): Promise<void> {
-    return this.rendering;
-  }
-
   render(): void {
     this.rendering = this.rendering.then(async () => {
       const state = await this.state();
-      this.shown = state;
       this.panel.title = state.snapshot ? vscode.l10n.t('Snapshot: {0}', state.snapshot.name) : vscode.l10n.t('Snapshot Details');
       // A library change elsewhere (another machine, a size) must not reload an unchanged page: no flicker, focus kept.
       const page = html(state, NONCE_SLOT);
       if (page === this.page) return;
       this.page = page;
-      this.panel.webview.html = page.split(NONCE_SLOT).join(randomUUID().replace(/-/g, ''));
+      this.panel.webview.html = page.split(NONCE_SLOT).join(nonce());
     });
   }
 
@@ -135,10 +123,6 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
     for (const d of this.disposables.splice(0)) d.dispose();
     this.panel.dispose();
   }
-}
-
-function esc(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** Where the nonce goes in a page: each page shown gets a fresh one. */

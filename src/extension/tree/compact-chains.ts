@@ -1,9 +1,6 @@
 // The compact tree (`vmsnap.tree.compactChains`): a straight run of snapshots shown at one indent, branches indented.
 import type { CloneRefNode, CurrentNode, MachineNode, SnapshotNode, TreeNode } from './nodes';
 
-/** The setting that turns the compact tree on (off: every snapshot one indent below its parent). */
-export const COMPACT_CHAINS_SETTING = 'tree.compactChains';
-
 /**
  * Whether `node` is shown at its parent's indent: the parent is a snapshot and `node` (a snapshot, or "You are
  * here") is its only child, so the two read as one line of history, like VMware's chain of snapshots.

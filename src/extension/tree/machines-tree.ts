@@ -3,9 +3,8 @@
 // and power polling (power-watch) have their own modules.
 import * as vscode from 'vscode';
 import type { BrokenMachine, Library, LibraryScan, MachineSummary } from '../../engine/machine';
-import { showAutomaticCheckpoints } from '../dev/auto-checkpoints';
 import type { LibraryService } from '../library-service';
-import { branchesFrom, COMPACT_CHAINS_SETTING, compactChildren, compactParent } from './compact-chains';
+import { branchesFrom, compactChildren, compactParent } from './compact-chains';
 import { FolderSizes } from './folder-sizes';
 import {
   brokenNodeId,
@@ -22,6 +21,7 @@ import {
 } from './nodes';
 import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
+import { treeSetting } from './view-settings';
 import { machineTooltip, snapshotTooltip, treeItem } from './tree-items';
 import { thumbnailDataUri } from '../thumbnail-uri';
 
@@ -47,6 +47,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly sizes = new FolderSizes();
   private readonly power: PowerWatch;
   private readonly subscription: vscode.Disposable;
+  /** vmsnap.tree.compactChains, read when the tree is made and when the setting changes (relayout). */
+  private compact = treeSetting('tree.compactChains');
 
   /** Told whether the library is empty, unreadable or listed, each time the rows are read. */
   onState: ((state: 'empty' | 'error' | 'ready') => void) | undefined;
@@ -74,6 +76,12 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subtrees.clear();
     this.shown.clear();
     this.power.forget();
+    this.changed.fire(undefined);
+  }
+
+  /** Draws the same rows again in the other layout (compact chains or not): nothing is read again. */
+  relayout(): void {
+    this.compact = treeSetting('tree.compactChains');
     this.changed.fire(undefined);
   }
 
@@ -105,7 +113,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   getTreeItem(node: TreeNode): vscode.TreeItem {
     const item = treeItem(node);
     // In the compact tree a snapshot whose only child continues its line has no rows under it.
-    if (!compactChains()) return item;
+    if (!this.compact) return item;
     if (node.kind === 'snapshot' && compactChildren(node, node.children).length === 0) item.collapsibleState = vscode.TreeItemCollapsibleState.None;
     const from = branchesFrom(node);
     if (from) item.description = [vscode.l10n.t('from “{0}”', from.snapshot.name), item.description].filter((d) => typeof d === 'string' && d !== '').join(' · ');
@@ -119,18 +127,19 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       return item;
     }
     if (node.kind !== 'machine') return item;
-    const details = await this.service
-      .library()
-      .then((lib) => lib.show(node.machine.id))
-      .catch(() => undefined);
-    // What the guest's agent says (hostname, OS, addresses) while it runs; a silent agent costs a short time-out.
-    const guest =
+    const [details, guest] = await Promise.all([
+      this.service
+        .library()
+        .then((lib) => lib.show(node.machine.id))
+        .catch(() => undefined),
+      // What the guest's agent says (hostname, OS, addresses) while it runs; a silent agent costs a short time-out.
       node.machine.powerState === 'off'
         ? null
-        : await this.service
+        : this.service
             .library()
             .then((lib) => lib.guestInfo(node.machine.id))
-            .catch(() => null);
+            .catch(() => null),
+    ]);
     item.tooltip = machineTooltip(node, details, guest);
     return item;
   }
@@ -142,14 +151,14 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
       case 'machine':
         return this.machineChildren(node);
       case 'snapshot':
-        return Promise.resolve(compactChains() ? compactChildren(node, node.children) : node.children);
+        return Promise.resolve(this.compact ? compactChildren(node, node.children) : node.children);
       default:
         return Promise.resolve([]);
     }
   }
 
   getParent(node: TreeNode): TreeNode | undefined {
-    if (compactChains()) return compactParent(node);
+    if (this.compact) return compactParent(node);
     return node.kind === 'machine' || node.kind === 'broken' ? undefined : node.parent;
   }
 
@@ -253,7 +262,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   /** A machine's rows as shown: in the compact tree, each root snapshot followed by its straight run. */
   private machineChildren(node: MachineNode): Promise<TreeNode[]> {
-    return this.machineSubtree(node).then((children) => (compactChains() ? compactChildren(node, children) : children));
+    return this.machineSubtree(node).then((children) => (this.compact ? compactChildren(node, children) : children));
   }
 
   private machineSubtree(node: MachineNode): Promise<TreeNode[]> {
@@ -271,7 +280,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     const details = await lib.show(node.machine.id);
     this.shown.expanded(details);
     const all = await this.machineNodes();
-    return buildSubtree(node, details, all, { hideAutomatic: !showAutomaticCheckpoints() });
+    return buildSubtree(node, details, all, { hideAutomatic: !treeSetting('showAutomaticCheckpoints') });
   }
 
   dispose(): void {
@@ -279,10 +288,6 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subscription.dispose();
     this.changed.dispose();
   }
-}
-
-function compactChains(): boolean {
-  return vscode.workspace.getConfiguration('vmsnap').get<boolean>(COMPACT_CHAINS_SETTING, false);
 }
 
 /** A running machine's SSH forward and failure, from QEMU; undefined when it cannot be asked (busy, just stopped). */

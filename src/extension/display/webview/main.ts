@@ -212,11 +212,6 @@ window.addEventListener('message', (event: MessageEvent<ToDisplayWebview>) => {
         render();
       }
       return;
-    case 'probe': {
-      const c = canvas();
-      vscode.postMessage({ type: 'probeReply', requestId: m.requestId, rfbState, width: c?.width ?? 0, height: c?.height ?? 0 });
-      return;
-    }
   }
 });
 
