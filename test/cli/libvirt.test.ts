@@ -1,13 +1,14 @@
 // `vmsnap --connect URI ...` on a real libvirtd (qemu:///system), and `vmsnap vm export NAME --libvirt`, checked
 // against libvirt's own view (virsh snapshot-list --tree, snapshot-current, domstate, dumpxml).
 import { strict as assert } from 'node:assert';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { RENAME_REASON } from '../../src/engine/libvirt';
 import { Library } from '../../src/engine/machine';
+import { imageWriters } from '../../src/engine/os';
 import { writeCountingGuest } from '../support/counting-guest';
 import { defineCountingDomain, removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, virshOk, type Daemons } from '../support/libvirt';
-import { scratchDir } from '../support/qemu';
+import { qemuImg, scratchDir } from '../support/qemu';
 import { runCaptured } from './in-process';
 
 const C = ['--connect', SYSTEM_URI];
@@ -97,7 +98,7 @@ describe('vmsnap --connect: libvirt domains from the command line', function () 
     assert.equal(r.stderr, `There is no domain "${prefix}nope" on qemu:///system: list them with \`vmsnap --connect qemu:///system vm list\`.\n`);
   });
 
-  it('vm export --libvirt defines a domain from one of our machines: same disk, MAC, UUID, memory, cpus; it runs', async () => {
+  it('vm export --libvirt defines a domain from one of our machines (same disk, MAC, UUID, memory, cpus) that runs, and stays on the current state', async () => {
     const libDir = join(scratch.dir, 'lib');
     const lib = await Library.open(libDir);
     const raw = scratch.path('guest.raw');
@@ -113,14 +114,32 @@ describe('vmsnap --connect: libvirt domains from the command line', function () 
     const xml = virshOk(SYSTEM_URI, 'dumpxml', m.id);
     assert.match(xml, new RegExp(`<uuid>${m.id}</uuid>`));
     assert.match(xml, new RegExp(`<mac address='${m.macAddress}'/>`));
-    assert.match(xml, new RegExp(`<source file='${m.disks[0]?.path}'`));
+    const link = join(m.folder, 'current-disk0.qcow2');
+    assert.match(xml, new RegExp(`<source file='${link}'`));
+    assert.equal(realpathSync(link), m.disks[0]?.path);
     assert.match(xml, /<memory unit='KiB'>49152<\/memory>/);
     assert.match(xml, /<vcpu placement='static'>1<\/vcpu>/);
     assert.match(xml, /<domain type='qemu'/);
     assert.equal(virsh(SYSTEM_URI, 'start', m.id).status, 0);
     assert.equal(virshOk(SYSTEM_URI, 'domstate', m.id).trim(), 'running');
+    // While libvirt runs it, the library refuses to move the machine's layers from under its QEMU.
+    const busy = await runCaptured(['--library', libDir, 'snapshot', 'take', name, 'during']);
+    assert.notEqual(busy.status, 0);
+    assert.match(busy.stderr, /is in use by another program \(pid \d+: .*qemu-system-x86_64.*\), outside vmsnap/);
     virsh(SYSTEM_URI, 'destroy', m.id);
-    assert.deepEqual(readdirSync(m.folder).sort(), before, 'the machine folder stays ours');
+    assert.deepEqual(readdirSync(m.folder).sort(), [...before, 'current-disk0.qcow2'].sort(), 'the machine folder stays ours, with one link more');
+    // A snapshot here moves the link to the new top: the domain never writes into the frozen layer again.
+    assert.equal((await runCaptured(['--library', libDir, 'snapshot', 'take', name, 'after libvirt'])).status, 0);
+    const shown = await lib.show(m.id);
+    assert.equal(realpathSync(link), shown.disks[0]?.path);
+    const frozen = shown.snapshots[0]!.layers[0]!;
+    const frozenBytes = readFileSync(frozen);
+    assert.equal(virsh(SYSTEM_URI, 'start', m.id).status, 0);
+    const writes = async (file: string): Promise<boolean> => (await imageWriters([file])).length > 0;
+    assert.deepEqual([await writes(shown.disks[0]!.path), await writes(frozen)], [true, false], 'the domain writes into the new top only');
+    virsh(SYSTEM_URI, 'destroy', m.id);
+    assert.deepEqual(readFileSync(frozen), frozenBytes, 'the snapshot layer is untouched by the domain');
+    qemuImg('check', shown.disks[0]!.path);
     const again = await runCaptured(['--library', libDir, 'vm', 'export', name, '--libvirt', '--accel', 'tcg', ...C]);
     assert.match(again.stdout, /^Redefined libvirt domain/);
   });

@@ -8,9 +8,10 @@ export const vmExportCommand: Command<CliContext> = {
   name: 'export',
   summary: 'define a machine as a libvirt domain (same disks, MAC, UUID, memory, cpus) so virt-manager opens it',
   description:
-    'The domain reads the machine\'s disks where they are: the folder stays the library\'s. The domain points at the\n' +
-    'current top layer, so export again after taking or reverting a snapshot here (the same UUID is redefined).\n' +
-    'Do not run it in libvirt and here at once. --connect names the connection (default qemu:///system).',
+    'The domain reads the machine\'s disks where they are, through links (current-diskN.qcow2) that vmsnap moves to\n' +
+    'the new top layer whenever a snapshot or revert here changes it; the folder stays the library\'s. While the\n' +
+    'domain runs, vmsnap refuses to change the machine. Export again to redefine the same UUID (memory, cpus).\n' +
+    '--connect names the connection (default qemu:///system).',
   args: [VM_ARG],
   flags: [
     { name: 'libvirt', kind: 'boolean', description: 'export to libvirt (the one target so far)' },
@@ -23,7 +24,7 @@ export const vmExportCommand: Command<CliContext> = {
     const accel = choiceOption(inv, 'accel', ['auto', 'kvm', 'tcg']) ?? 'auto';
     const lib = await openLibrary(inv, ctx);
     const m = await lib.show(inv.required('VM'));
-    const r = await exportMachine(new LibvirtSource(uri), m, { accel });
+    const r = await exportMachine(new LibvirtSource(uri), m, { accel, linkDisks: () => lib.linkCurrentDisks(m.id) });
     emit(ctx, { name: r.name, uuid: r.uuid, connection: uri, redefined: r.redefined }, () =>
       `${r.redefined ? 'Redefined' : 'Defined'} libvirt domain "${r.name}" (UUID ${r.uuid}) on ${uri} from the machine in ${m.folder}; virt-manager lists it now.`,
     );

@@ -3,10 +3,12 @@ import type { QemuOptions } from '../runtime';
 import { recoverFolder } from './journal';
 import { findMachine } from './lineage';
 import { LOCK_FILE, MachineLock } from './lock';
-import { isMachineError } from './errors';
-import { exists } from '../os';
+import { isMachineError, MachineError } from './errors';
+import { exists, imageWriters } from '../os';
+import { runningPid } from '../runtime';
 import { MANIFEST_FILE, readManifest, snapshotOwnFiles } from './manifest';
 import { refuseSymlink } from './fsutil';
+import { followTops } from './top-links';
 import { join } from 'node:path';
 import type { MachineEntry, Store } from './store';
 
@@ -15,6 +17,20 @@ async function refuseLinkedFiles(e: MachineEntry): Promise<void> {
   const m = e.manifest;
   const files = [MANIFEST_FILE, ...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => [...s.layers, ...snapshotOwnFiles(s)])];
   for (const f of files) await refuseSymlink(join(e.folder, f));
+}
+
+/**
+ * A machine our QEMU does not run whose disk another program writes to (a QEMU started by hand or by libvirt on an
+ * exported machine): any change to its layers would pull them from under that program, so nothing may start.
+ */
+async function refuseOtherWriters(e: MachineEntry): Promise<void> {
+  if ((await runningPid(e.folder)) !== null) return;
+  const m = e.manifest;
+  const layers = [...m.disks.map((d) => d.top), ...m.snapshots.flatMap((s) => s.layers)].map((f) => join(e.folder, f));
+  const [writer] = await imageWriters(layers);
+  if (writer === undefined) return;
+  const who = writer.pid === null ? 'another program' : `another program (pid ${writer.pid}${writer.command === null ? '' : `: ${writer.command}`})`;
+  throw new MachineError('BUSY', `A disk of machine "${m.name}" is in use by ${who}, outside vmsnap: stop it there (a libvirt domain: virsh shutdown) and try again.`);
 }
 
 /** Waits while a writer holds the machine's lock; whether there was one (else a failed read is not a race). */
@@ -72,6 +88,8 @@ export class LibraryContext {
       const all = await this.entries();
       const e = all.find((x) => x.folder === found.folder) ?? { folder: found.folder, manifest: await readManifest(found.folder) };
       await refuseLinkedFiles(e);
+      await refuseOtherWriters(e);
+      await followTops(e.folder, e.manifest); // a process that died between a manifest write and the links
       return await fn(e, all);
     } finally {
       await lock.release();

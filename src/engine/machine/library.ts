@@ -24,6 +24,7 @@ import * as snapshots from './snapshots';
 import * as sshConfig from './ssh-config';
 import type { SshHostBlock } from './ssh-config';
 import { Store, type BrokenMachine } from './store';
+import { linkTops } from './top-links';
 import type {
   CreateFromImageOptions,
   CreateFromImageResult,
@@ -200,6 +201,14 @@ export class Library {
    */
   importMachine(name: string, imagePath: string, options: ImportMachineOptions = {}): Promise<ImportResult> {
     return machines.importMachine(this.ctx, name, imagePath, options);
+  }
+
+  /**
+   * Paths that always lead to the machine's current disks (links the library moves with every change of top), for
+   * a program that keeps a path, such as a libvirt domain; disk by disk.
+   */
+  linkCurrentDisks(ref: string): Promise<string[]> {
+    return this.ctx.withMachine(ref, 'link current disks', (e) => linkTops(e.folder, e.manifest));
   }
 
   /** Renames the machine, edits its note, cpus or memory. The folder keeps its name (clones point into it). */

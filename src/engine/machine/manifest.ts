@@ -7,6 +7,7 @@ import { MAC_PATTERN } from './identity';
 import { validateName } from './names';
 import { autoPolicyProblem } from './settings';
 import type { CloneKind, PowerState } from './types';
+import { followTops } from './top-links';
 
 export const MANIFEST_FILE = 'machine.json';
 export const MANIFEST_FORMAT = 'vmsnap-machine';
@@ -495,6 +496,7 @@ function deepFreeze<T>(value: T): T {
 /** Writes the manifest atomically with the next revision number and returns what was written. */
 export async function writeManifest(folder: string, manifest: Manifest): Promise<Manifest> {
   await atomicWriteJson(join(folder, MANIFEST_FILE), manifest);
+  await followTops(folder, manifest);
   return manifest;
 }
 

@@ -3,3 +3,4 @@ export { isProcessAlive, processStart } from './process';
 export { createLockFile } from './pid-lock';
 export { exists, fsyncDir, fsyncPath, unlinkIfExists } from './files';
 export { atomicWrite, atomicWriteJson, temporaryNameFor, writeAtomically, type AtomicWriteOptions } from './atomic-file';
+export { imageWriters, type ImageWriter } from './image-writers';

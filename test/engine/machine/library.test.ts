@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Library, type MachineDetails } from '../../../src/engine/machine';
 import { processStart } from '../../../src/engine/os';
@@ -407,6 +408,58 @@ describe('machine library', function () {
     }
     writeFileSync(file, '{ not json');
     assert.match((await lib.broken())[0]!.message, /not valid JSON/);
+  });
+
+  it('keeps the links to the current disks (made for a libvirt domain) on the top through take, revert and delete', async () => {
+    const m = await lib.createMachine('vm', { diskSize: DISK_SIZE });
+    const plain = await lib.createMachine('other', { diskSize: DISK_SIZE });
+    const [link] = await lib.linkCurrentDisks(m.id);
+    assert.equal(link, join(m.folder, 'current-disk0.qcow2'));
+    const top = async (): Promise<string> => (await lib.show(m.id)).disks[0]!.path;
+    assert.equal(realpathSync(link!), await top());
+    await lib.takeSnapshot(m.id, 'a');
+    assert.equal(realpathSync(link!), await top());
+    await lib.takeSnapshot(m.id, 'b');
+    await lib.revert(m.id, 'a', { discardCurrent: true });
+    assert.equal(realpathSync(link!), await top());
+    await lib.deleteSnapshot(m.id, 'a');
+    assert.equal(realpathSync(link!), await top());
+    assert.ok(readdirSync(m.folder).every((n) => !n.endsWith('.partial')), readdirSync(m.folder).join(', '));
+    assert.equal(existsSync(join(plain.folder, 'current-disk0.qcow2')), false, 'a machine nobody linked gets no link');
+    await lib.takeSnapshot(plain.id, 'p');
+    assert.equal(existsSync(join(plain.folder, 'current-disk0.qcow2')), false);
+  });
+
+  it('refuses to change a machine whose disk another program writes to (a QEMU outside vmsnap), naming the program', async function () {
+    requireTool('qemu-io');
+    const m = await lib.createMachine('vm', { diskSize: DISK_SIZE });
+    await lib.takeSnapshot(m.id, 'base');
+    const shown = await lib.show(m.id);
+    const top = shown.disks[0]!.path;
+    // Another QEMU writing into a snapshot's frozen layer (a libvirt domain left pointing at an old top) or the top.
+    for (const file of [snapshotLayer(shown, 'base'), top]) {
+      const writer = spawn('qemu-io', ['-c', 'sleep 60000', file], { stdio: 'ignore' });
+      try {
+        const until = Date.now() + 10_000;
+        while (!readFileSync('/proc/locks', 'utf8').includes(`:${statSync(file).ino} `) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        const before = readFileSync(top);
+        await rejects(lib.takeSnapshot(m.id, 'during'), 'BUSY', new RegExp(`in use by another program \\(pid ${writer.pid}: qemu-io -c sleep 60000 .*\\), outside vmsnap`));
+        await rejects(lib.revert(m.id, 'base', { discardCurrent: true }), 'BUSY', /outside vmsnap/);
+        assert.deepEqual(readFileSync(top), before, 'the top is untouched');
+        assert.deepEqual((await lib.show(m.id)).snapshots.map((s) => s.name), ['base']);
+      } finally {
+        writer.kill('SIGKILL');
+        await new Promise((r) => writer.once('exit', r));
+      }
+    }
+    // A reader (qemu-img info, a linked clone's QEMU reading a frozen layer) holds no write permission: no refusal.
+    const reader = spawn('qemu-io', ['-r', '-c', 'sleep 60000', snapshotLayer(shown, 'base')], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await lib.takeSnapshot(m.id, 'after');
+    } finally {
+      reader.kill('SIGKILL');
+    }
   });
 
   it('locks a machine across processes: a live holder is waited for, then makes it BUSY; a dead one is taken over', async () => {
