@@ -3,8 +3,9 @@
 // refuses with the source's reason (SourceError UNSUPPORTED), as the menus do not offer it.
 import * as vscode from 'vscode';
 import { RENAME_REASON, type LibvirtSource } from '../../engine/libvirt';
-import { unsupported, type PowerAction } from '../../engine/sources';
-import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../tree/libvirt-rows';
+import { unsupported, type PowerAction, type SourceSnapshot } from '../../engine/sources';
+import { checkpointNaming, setDevMachineSetting } from '../dev/dev-machine';
+import { connectionNodes, libvirtChildren, type LibvirtDomainNode, type LibvirtNode, type LibvirtRef, type LibvirtSnapshotNode } from '../tree/libvirt-rows';
 import { confirmDestructive } from './confirm-destructive';
 import type { CommandContext } from './context';
 import type { DeleteSnapshotArgs, RevertArgs, TakeSnapshotArgs } from './snapshot-commands';
@@ -39,6 +40,15 @@ const COMMANDS: Record<string, LibvirtCommand> = {
   'vmsnap.deleteSnapshot': (ctx, node, args) => deleteSnapshot(ctx, node, (args ?? {}) as DeleteSnapshotArgs, false),
   'vmsnap.deleteSnapshotWithChildren': (ctx, node, args) => deleteSnapshot(ctx, node, (args ?? {}) as DeleteSnapshotArgs, true),
   'vmsnap.editSnapshotDescription': (ctx, node, args) => editDescription(ctx, node, (args ?? {}) as { description?: string }),
+  'vmsnap.checkpoint': async (ctx, node) => {
+    const { domain } = domainOf(ctx, node, 'checkpoint');
+    return libvirtCheckpoint(ctx, node.uri, domain.view.machine.uuid, await checkpointNaming());
+  },
+  'vmsnap.setDevMachine': async (ctx, node) => {
+    const { domain } = domainOf(ctx, node, 'setDevMachine');
+    await setDevMachineSetting(domain.view.machine.name, node.uri);
+    return domain.view.machine.name;
+  },
   'vmsnap.startMachine': power('start'),
   'vmsnap.stopMachine': power('stop'),
   'vmsnap.forceStopMachine': power('force-off'),
@@ -56,9 +66,7 @@ export function runOnLibvirtRow(ctx: CommandContext, id: string, node: LibvirtNo
 }
 
 function sourceOf(ctx: CommandContext, node: LibvirtNode): LibvirtSource {
-  const source = ctx.tree.libvirt.source(node.uri);
-  if (source === undefined) throw new Error(vscode.l10n.t('{0} is no longer in the setting vmsnap.libvirt.connections.', node.uri));
-  return source;
+  return ctx.tree.libvirt.sourceFor(node.uri);
 }
 
 function domainOf(ctx: CommandContext, node: LibvirtNode, operation: string): { source: LibvirtSource; domain: LibvirtDomainNode } {
@@ -164,4 +172,29 @@ async function editDescription(ctx: CommandContext, row: LibvirtNode, args: { de
   const edited = await source.editSnapshot(node.domain.view.machine.uuid, node.snapshot.name, { description });
   ctx.tree.libvirt.reload(row.uri);
   return edited;
+}
+
+/**
+ * Checkpoint of a libvirt domain (the dev machine, or a domain row): a snapshot named after the time and git
+ * position, then the offer to revert to it.
+ */
+export async function libvirtCheckpoint(ctx: CommandContext, uri: string, domainRef: string, naming: { name: string; description: string }): Promise<SourceSnapshot> {
+  if (domainRef === '') throw new Error(vscode.l10n.t('Name the domain of libvirt at {0} in the setting vmsnap.devMachine.', uri));
+  const source = ctx.tree.libvirt.sourceFor(uri);
+  const { machine } = await source.view(domainRef, false);
+  // libvirt refuses a "/" in a snapshot's name, and git branches often have one.
+  const snapshot = await source.takeSnapshot(machine.uuid, naming.name.replaceAll('/', '-'), { description: naming.description });
+  ctx.tree.libvirt.reload(uri);
+  const revert = vscode.l10n.t('Revert');
+  const target: LibvirtRef = { libvirt: uri, machine: machine.uuid, snapshot: snapshot.name };
+  void vscode.window.showInformationMessage(vscode.l10n.t('Checkpoint “{0}” of “{1}” taken.', snapshot.name, machine.name), revert).then((chosen) => (chosen === revert ? vscode.commands.executeCommand('vmsnap.revert', target) : undefined));
+  return snapshot;
+}
+
+/** The tree's row of a domain (by name or UUID) when its connection is one of the tree's, for Show Dev Machine. */
+export async function libvirtDomainRow(ctx: CommandContext, uri: string, ref: string): Promise<LibvirtDomainNode | undefined> {
+  const root = connectionNodes(ctx.tree.libvirt).find((n) => n.uri === uri);
+  if (root === undefined) return undefined;
+  const rows = await libvirtChildren(ctx.tree.libvirt, root);
+  return rows.find((n): n is LibvirtDomainNode => n.row === 'domain' && (n.view.machine.name === ref || n.view.machine.uuid === ref));
 }

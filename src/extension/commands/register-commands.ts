@@ -11,7 +11,7 @@ import { importImage, newMachine, openComparison, openReadme, showInComparison, 
 import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
 import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
-import { isLibvirtNode } from '../tree/libvirt-rows';
+import { isLibvirtNode, isLibvirtRef, resolveLibvirtRef } from '../tree/libvirt-rows';
 import { runOnLibvirtRow } from './libvirt-commands';
 import { lockedActions } from './refusals';
 import { deleteSelected, renameSelected } from './selected-row';
@@ -100,6 +100,7 @@ function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.
       // A libvirt row's command goes to its source, which does it or refuses with its reason.
       const [target, options] = args;
       if (isLibvirtNode(target)) return await ctx.log.run(id, args, () => runOnLibvirtRow(ctx, id, target, options));
+      if (isLibvirtRef(target)) return await ctx.log.run(id, args, async () => runOnLibvirtRow(ctx, id, await resolveLibvirtRef(ctx.tree.libvirt.sourceFor(target.libvirt), target), options));
       return await ctx.log.run(id, args, async () => (run as (...args: unknown[]) => unknown)(...args));
     } catch (e) {
       return ctx.fail(e, lockedActions(ctx, e));

@@ -11,9 +11,11 @@ export type ConnectionRead = { ok: true; domains: DomainView[] } | { ok: false; 
 
 export class LibvirtConnections implements vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<string>();
-  /** Fires with a connection's URI when its read ended (or was forgotten). */
+  /** Fires with a connection's URI when its read ended or was forgotten (also one outside the setting, changed by a command). */
   readonly onDidChange = this.changed.event;
   private sources = new Map<string, LibvirtSource>();
+  /** Connections used outside the setting (the dev machine's), made once each. */
+  private readonly others = new Map<string, LibvirtSource>();
   private readonly reads = new Map<string, Promise<ConnectionRead>>();
   private readonly results = new Map<string, ConnectionRead>();
   private readonly subscription: vscode.Disposable;
@@ -34,6 +36,15 @@ export class LibvirtConnections implements vscode.Disposable {
 
   source(uri: string): LibvirtSource | undefined {
     return this.sources.get(uri);
+  }
+
+  /** The connection's source, also for a URI not in the setting (e.g. vmsnap.devMachineConnection). */
+  sourceFor(uri: string): LibvirtSource {
+    const known = this.sources.get(uri) ?? this.others.get(uri);
+    if (known !== undefined) return known;
+    const made = new LibvirtSource(uri);
+    this.others.set(uri, made);
+    return made;
   }
 
   /** The last finished read, if any (a row shows it while a new read runs). */

@@ -2,7 +2,7 @@
 // domains, their snapshot trees from libvirt's parent links with "You are here", how they look, and the flags
 // (capabilities, per-snapshot refusals) the menus match in `contextValue`.
 import * as vscode from 'vscode';
-import type { DomainView } from '../../engine/libvirt';
+import type { DomainView, LibvirtSource } from '../../engine/libvirt';
 import { treeOf } from '../../engine/libvirt';
 import { CAPABILITY_NAMES, type SourceCapabilities, type SourceSnapshot, type SourceSnapshotNode } from '../../engine/sources';
 import { formatDate, formatRelativeTime, plural } from '../format';
@@ -57,6 +57,40 @@ export interface LibvirtCurrentNode {
 
 export function isLibvirtNode(x: unknown): x is LibvirtNode {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'libvirt' && typeof (x as { uri?: unknown }).uri === 'string';
+}
+
+/**
+ * A libvirt domain, or one of its snapshots, named in a command's arguments rather than by a row:
+ * `{ libvirt: URI, machine: NAME_OR_UUID, snapshot?: NAME }` (the dev machine's checkpoint passes one to Revert).
+ */
+export interface LibvirtRef {
+  libvirt: string;
+  machine: string;
+  snapshot?: string;
+}
+
+export function isLibvirtRef(x: unknown): x is LibvirtRef {
+  return typeof x === 'object' && x !== null && typeof (x as { libvirt?: unknown }).libvirt === 'string' && typeof (x as { machine?: unknown }).machine === 'string';
+}
+
+/** The row a reference names, read from its source now (the rows a tree would show for it). */
+export async function resolveLibvirtRef(source: LibvirtSource, ref: LibvirtRef): Promise<LibvirtNode> {
+  const connection: LibvirtConnectionNode = { kind: 'libvirt', row: 'connection', id: libvirtConnectionId(source.uri), uri: source.uri, label: source.label, capabilities: source.capabilities, read: undefined };
+  const view = await source.view(ref.machine);
+  const [domain] = domainNodes(connection, [view]);
+  if (domain === undefined || ref.snapshot === undefined) return domain ?? connection;
+  const find = (nodes: LibvirtNode[]): LibvirtSnapshotNode | undefined => {
+    for (const n of nodes) {
+      if (n.row !== 'snapshot') continue;
+      if (n.snapshot.name === ref.snapshot) return n;
+      const below = find(n.children);
+      if (below !== undefined) return below;
+    }
+    return undefined;
+  };
+  const found = find(domainChildren(domain));
+  if (found === undefined) throw new Error(vscode.l10n.t('“{0}” has no snapshot “{1}” (libvirt at {2}).', view.machine.name, ref.snapshot, source.uri));
+  return found;
 }
 
 export const libvirtConnectionId = (uri: string): string => `libvirt/${uri}`;
