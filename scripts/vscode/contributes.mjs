@@ -164,7 +164,7 @@ export const contributes = {
       item('stopMachine', `${lvDomain} && ${on}`, '0_power@4'),
       item('forceStopMachine', `${lvDomain} && ${on}`, '0_power@5'),
       item('takeSnapshot', lvDomain, '1_snapshot@1'),
-      item('setDevMachine', lvDomain, '4_edit@2'),
+      item('setDevMachine', `${lvDomain} && !(viewItem =~ /:dev:/)`, '4_edit@2'),
       item('takeSnapshot', lvCurrent, '1_snapshot@1'),
       item('revert', `${lvSnapshot} && viewItem =~ /:revert:/`, '1_snapshot@1'),
       item('editSnapshotDescription', `${lvSnapshot} && viewItem =~ /:describe:/`, '4_edit@2'),

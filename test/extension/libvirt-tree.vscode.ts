@@ -185,6 +185,9 @@ describe('libvirt connections in the Machines tree', function () {
     await config().update('devMachineConnection', SYSTEM_URI, vscode.ConfigurationTarget.Global);
     await config().update('devMachine', domainName, vscode.ConfigurationTarget.Global);
     await until(() => api.statusShown && api.statusText.includes(domainName), 'the status bar to show the libvirt dev machine', 30_000);
+    await until(async () => (await domainRow())?.isDevMachine === true, 'the domain row to say it is the dev machine', 30_000);
+    assert.match(contextValue((await domainRow())!), /:dev:/);
+    assert.ok(!offered(contextMenus(), contextValue((await domainRow())!)).includes('vmsnap.setDevMachine'), 'Set as Dev Machine not offered again');
 
     const { result: checkpoint } = await answering(api, [], () => vscode.commands.executeCommand<SourceSnapshot>('vmsnap.checkpoint'));
     assert.ok(checkpoint, `the checkpoint was taken (${lastError()?.message ?? ''})`);

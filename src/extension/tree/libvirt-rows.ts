@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { DomainView, LibvirtSource } from '../../engine/libvirt';
 import { treeOf } from '../../engine/libvirt';
 import { CAPABILITY_NAMES, type SourceCapabilities, type SourceSnapshot, type SourceSnapshotNode } from '../../engine/sources';
+import { devMachineConnection, devMachineSetting } from '../dev/dev-machine';
 import { formatDate, formatRelativeTime, plural } from '../format';
 import { powerLabel } from '../labels';
 import type { ConnectionRead, LibvirtConnections } from '../sources/libvirt-connections';
@@ -31,6 +32,8 @@ export interface LibvirtDomainNode {
   capabilities: SourceCapabilities;
   parent: LibvirtConnectionNode;
   expandAtFirst: boolean;
+  /** The settings name it as the dev machine (vmsnap.devMachine with vmsnap.devMachineConnection). */
+  isDevMachine: boolean;
 }
 
 export interface LibvirtSnapshotNode {
@@ -100,9 +103,20 @@ export const libvirtCurrentId = (uri: string, uuid: string): string => `libvirt/
 
 /** A connection's domains, each expanded the first time when there are few of them. */
 export function domainNodes(parent: LibvirtConnectionNode, domains: readonly DomainView[]): LibvirtDomainNode[] {
+  const dev = devMachineConnection() === parent.uri ? devMachineSetting() : '';
   return [...domains]
     .sort((a, b) => a.machine.name.localeCompare(b.machine.name))
-    .map((view) => ({ kind: 'libvirt', row: 'domain', id: libvirtDomainId(parent.uri, view.machine.uuid), uri: parent.uri, view, capabilities: parent.capabilities, parent, expandAtFirst: domains.length <= 3 }));
+    .map((view) => ({
+      kind: 'libvirt',
+      row: 'domain',
+      id: libvirtDomainId(parent.uri, view.machine.uuid),
+      uri: parent.uri,
+      view,
+      capabilities: parent.capabilities,
+      parent,
+      expandAtFirst: domains.length <= 3,
+      isDevMachine: dev !== '' && (dev === view.machine.name || dev === view.machine.uuid),
+    }));
 }
 
 /** A domain's snapshot rows, from libvirt's own parent links and current snapshot. */
@@ -136,6 +150,7 @@ export function libvirtContextValue(node: LibvirtNode): string {
       break;
     case 'domain':
       flags.push(node.view.machine.powerState, ...capabilities(node.capabilities));
+      if (node.isDevMachine) flags.push('dev');
       if (node.view.snapshots.length > 0) flags.push('snapshots');
       break;
     case 'snapshot': {
@@ -184,7 +199,7 @@ export function libvirtTreeItem(node: LibvirtNode): vscode.TreeItem {
       item.label = m.name;
       item.collapsibleState = node.view.snapshots.length === 0 ? vscode.TreeItemCollapsibleState.None : node.expandAtFirst ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed;
       item.iconPath = new vscode.ThemeIcon(m.powerState === 'running' ? 'vm-running' : m.powerState === 'paused' ? 'debug-pause' : 'vm', m.powerState === 'running' ? new vscode.ThemeColor('charts.green') : undefined);
-      item.description = [m.powerState === 'off' ? '' : powerLabel(m.powerState), plural(m.snapshotCount, vscode.l10n.t('snapshot'))].filter((p) => p !== '').join(' · ');
+      item.description = [node.isDevMachine ? vscode.l10n.t('dev machine') : '', m.powerState === 'off' ? '' : powerLabel(m.powerState), plural(m.snapshotCount, vscode.l10n.t('snapshot'))].filter((p) => p !== '').join(' · ');
       item.tooltip = new vscode.MarkdownString(
         [`**${escape(m.name)}** — ${powerLabel(m.powerState)}`, `libvirt: \`${node.uri}\``, `${vscode.l10n.t('CPUs')}: ${m.cpus} · ${vscode.l10n.t('Memory')}: ${m.memoryMiB} MiB`, `UUID ${m.uuid}`].join('  \n'),
       );
