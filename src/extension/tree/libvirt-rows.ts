@@ -191,7 +191,8 @@ export function libvirtTreeItem(node: LibvirtNode): vscode.TreeItem {
         item.iconPath = new vscode.ThemeIcon('server-environment');
         item.collapsibleState = vscode.TreeItemCollapsibleState.Expanded;
         item.description = node.read === undefined ? vscode.l10n.t('reading…') : plural(node.read.domains.length, vscode.l10n.t('domain'));
-        item.tooltip = node.uri;
+        // Markdown, not a string: a string tooltip becomes the row's accessible name, which must start with its label.
+        item.tooltip = new vscode.MarkdownString(`**${escape(node.label)}**\n\n\`${node.uri}\``);
       }
       break;
     case 'domain': {
