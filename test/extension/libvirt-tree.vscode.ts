@@ -110,6 +110,9 @@ describe('libvirt connections in the Machines tree', function () {
   };
 
   it('shows the connection and its domain after the library; Take Snapshot and Revert on its rows change libvirt’s own view', async () => {
+    // The setting empty (its default): no libvirt row, and nothing of libvirt is read.
+    assert.deepEqual(config().get('libvirt.connections'), []);
+    assert.equal((await roots()).filter((n) => n.kind === 'libvirt').length, 0);
     await setConnections([SYSTEM_URI]);
     await until(async () => (await domainRow()) !== undefined, 'the libvirt root and its domain', 60_000);
     const all = await roots();

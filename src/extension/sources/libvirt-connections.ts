@@ -67,8 +67,9 @@ export class LibvirtConnections implements vscode.Disposable {
         if (this.reads.get(uri) !== read) return;
         const before = this.results.get(uri);
         this.results.set(uri, r);
-        // A root first drawn as readable that turns out unreachable (or back) is drawn again.
-        if (before === undefined || before.ok !== r.ok) this.changed.fire(uri);
+        // The root is drawn again when what it says changed: read at last, unreachable or back, another count.
+        const count = (x: ConnectionRead): number => (x.ok ? x.domains.length : -1);
+        if (before === undefined || count(before) !== count(r) || (!before.ok && !r.ok && before.message !== r.message)) this.changed.fire(uri);
       });
     }
     return read;
@@ -76,8 +77,8 @@ export class LibvirtConnections implements vscode.Disposable {
 
   /** Reads the connection again (after a change made through it, or Retry) and redraws its rows. */
   reload(uri: string): void {
+    // The last result stays: the root keeps saying what it holds (not "reading…") while its rows are read again.
     this.reads.delete(uri);
-    this.results.delete(uri);
     this.changed.fire(uri);
   }
 

@@ -234,13 +234,16 @@ function escape(text: string): string {
   return text.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
 }
 
-/** One root per connection of the setting, in its order; a connection not read yet starts its read now. */
+/**
+ * One root per connection of the setting, in its order, saying what its last read gave; a connection with no read
+ * under way or kept (never read, or reloaded) starts one now, also when its row shows an error and has no children.
+ */
 export function connectionNodes(connections: LibvirtConnections): LibvirtConnectionNode[] {
   return connections.uris.flatMap((uri) => {
     const source = connections.source(uri);
     if (source === undefined) return [];
     const read = connections.result(uri);
-    if (read === undefined) void connections.read(uri);
+    void connections.read(uri);
     return [{ kind: 'libvirt' as const, row: 'connection' as const, id: libvirtConnectionId(uri), uri, label: source.label, capabilities: source.capabilities, read }];
   });
 }
