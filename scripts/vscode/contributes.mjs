@@ -47,6 +47,7 @@ const commands = [
   ['deleteSelected', null],
   ['compactChains', '$(list-flat)'],
   ['indentEverySnapshot', '$(list-tree)'],
+  ['retryConnection', '$(refresh)'],
 ];
 
 const machine = 'view == vmsnap.machines && viewItem =~ /^(machine|cloneRef):/';
@@ -59,6 +60,14 @@ const on = 'viewItem =~ /:(running|paused):/';
 // Off (it is started first), or running with SSH and a known user (launched from a cloud image).
 /** A machine launched from a cloud image: its guest user and key are known. */
 const sshable = 'viewItem =~ /:guest:/';
+
+// libvirt rows (src/extension/tree/libvirt-rows.ts): a domain's flags are its source's capabilities, a snapshot's
+// the operations its source does not refuse for it.
+const lvConnectionError = 'view == vmsnap.machines && viewItem =~ /^libvirtConnection:error:/';
+const lvDomain = 'view == vmsnap.machines && viewItem =~ /^libvirtDomain:/';
+const lvCurrent = 'view == vmsnap.machines && viewItem =~ /^libvirtCurrent:/';
+const lvSnapshot = 'view == vmsnap.machines && viewItem =~ /^libvirtSnapshot:/';
+const lvPausable = 'viewItem =~ /:pause:/';
 
 const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
 
@@ -141,6 +150,26 @@ export const contributes = {
       item('editSnapshotDescription', snapshot, '4_edit@2'),
       item('deleteSnapshot', `${snapshot} && !(viewItem =~ /:locked:/)`, '9_destructive@1'), // running machines too (block jobs)
       item('deleteSnapshotWithChildren', `${snapshot} && viewItem =~ /:children:/ && !(viewItem =~ /:locked:/)`, '9_destructive@2'),
+      // libvirt: an unreachable connection's Retry, a domain's power and snapshot, a snapshot's revert and delete
+      item('retryConnection', lvConnectionError, 'inline@0'),
+      item('retryConnection', lvConnectionError, '0_connection@1'),
+      item('startMachine', `${lvDomain} && ${off}`, 'inline@0'),
+      item('stopMachine', `${lvDomain} && ${on}`, 'inline@0'),
+      item('takeSnapshot', lvDomain, 'inline@1'),
+      item('takeSnapshot', lvCurrent, 'inline@1'),
+      item('revert', `${lvSnapshot} && viewItem =~ /:revert:/`, 'inline@1'),
+      item('startMachine', `${lvDomain} && ${off}`, '0_power@1'),
+      item('resumeMachine', `${lvDomain} && ${paused} && ${lvPausable}`, '0_power@2'),
+      item('pauseMachine', `${lvDomain} && ${running} && ${lvPausable}`, '0_power@3'),
+      item('stopMachine', `${lvDomain} && ${on}`, '0_power@4'),
+      item('forceStopMachine', `${lvDomain} && ${on}`, '0_power@5'),
+      item('takeSnapshot', lvDomain, '1_snapshot@1'),
+      item('setDevMachine', `${lvDomain} && !(viewItem =~ /:dev:/)`, '4_edit@2'),
+      item('takeSnapshot', lvCurrent, '1_snapshot@1'),
+      item('revert', `${lvSnapshot} && viewItem =~ /:revert:/`, '1_snapshot@1'),
+      item('editSnapshotDescription', `${lvSnapshot} && viewItem =~ /:describe:/`, '4_edit@2'),
+      item('deleteSnapshot', `${lvSnapshot} && viewItem =~ /:delete:/`, '9_destructive@1'),
+      item('deleteSnapshotWithChildren', `${lvSnapshot} && viewItem =~ /:deleteChildren:/`, '9_destructive@2'),
     ],
     commandPalette: [
       { command: 'vmsnap.showAutomaticCheckpoints', when: '!config.vmsnap.showAutomaticCheckpoints' },
@@ -151,6 +180,7 @@ export const contributes = {
       { command: 'vmsnap.openReadme', when: 'false' },
       { command: 'vmsnap.renameSelected', when: 'false' },
       { command: 'vmsnap.deleteSelected', when: 'false' },
+      { command: 'vmsnap.retryConnection', when: 'false' },
     ],
   },
   keybindings: [
@@ -187,6 +217,13 @@ export const contributes = {
         default: false,
         markdownDescription: '%vmsnap.config.tree.compactChains%',
       },
+      'vmsnap.libvirt.connections': {
+        type: 'array',
+        items: { type: 'string' },
+        default: [],
+        scope: 'window',
+        markdownDescription: '%vmsnap.config.libvirt.connections%',
+      },
       'vmsnap.qemuPath': {
         type: 'string',
         default: '',
@@ -206,6 +243,12 @@ export const contributes = {
         default: '',
         scope: 'resource',
         markdownDescription: '%vmsnap.config.devMachine%',
+      },
+      'vmsnap.devMachineConnection': {
+        type: 'string',
+        default: '',
+        scope: 'resource',
+        markdownDescription: '%vmsnap.config.devMachineConnection%',
       },
       'vmsnap.showAutomaticCheckpoints': {
         type: 'boolean',

@@ -6,7 +6,7 @@ import { ConsoleTerminals } from './console/console-terminal';
 import { ComparePanel, registerCompareSerializer } from './compare/compare-panel';
 import { AutoCheckpoints } from './dev/auto-checkpoints';
 import { DisplayPanel } from './display/display-panel';
-import { DevMachineStatus, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
+import { DevMachineStatus, devMachineConnection, devMachineSetting, type DevMachineRef } from './dev/dev-machine';
 import { RemoteWindowMachine } from './dev/remote-window';
 import { LibraryService } from './library-service';
 import { RemoteSshHolder } from './ssh/remote-ssh';
@@ -25,10 +25,15 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   const remoteWindow = new RemoteWindowMachine(service);
   const devMachine = (): DevMachineRef | undefined => {
     const setting = devMachineSetting();
-    if (setting !== '') return { ref: setting, from: 'setting' };
+    const connection = devMachineConnection();
+    if (setting !== '') return connection === '' ? { ref: setting, from: 'setting' } : { ref: setting, from: 'setting', connection };
     return remoteWindow.machineId === undefined ? undefined : { ref: remoteWindow.machineId, from: 'remote-window' };
   };
-  const devMachineRef = (): string => devMachine()?.ref ?? '';
+  // The library's dev machine ('' when there is none, or when it is a libvirt domain).
+  const devMachineRef = (): string => {
+    const dev = devMachine();
+    return dev === undefined || dev.connection !== undefined ? '' : dev.ref;
+  };
   const tree = new MachinesTree(service, devMachineRef);
   const view = vscode.window.createTreeView('vmsnap.machines', { treeDataProvider: tree, showCollapseAll: true });
   // Which folder the view looked in: its path next to the title (when the sidebar is wide enough for it).
@@ -41,7 +46,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
   };
   const prompts = new Prompts();
   const commands = new CommandContext(service, tree, view, prompts, context.extensionUri, devMachineRef);
-  const status = new DevMachineStatus(service, devMachine);
+  const status = new DevMachineStatus(service, devMachine, (uri) => tree.libvirt.sourceFor(uri));
   const consoles = new ConsoleTerminals();
   const remoteSsh = new RemoteSshHolder();
   context.subscriptions.push(
@@ -53,6 +58,8 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     commands,
     status,
     consoles,
+    // A libvirt dev machine's status follows the changes made through its connection.
+    tree.libvirt.onDidChange(() => void status.update()),
     remoteWindow.onDidChange(() => {
       void status.update();
       tree.refresh();
@@ -60,7 +67,7 @@ export function activate(context: vscode.ExtensionContext): TestHandle {
     ...registerCommands(commands, consoles, remoteSsh),
     registerCompareSerializer(service, context.extensionUri),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints')) tree.refresh();
+      if (e.affectsConfiguration('vmsnap.devMachine') || e.affectsConfiguration('vmsnap.devMachineConnection') || e.affectsConfiguration('vmsnap.showAutomaticCheckpoints')) tree.refresh();
       else if (e.affectsConfiguration('vmsnap.tree.compactChains')) tree.relayout();
     }),
     { dispose: () => ComparePanel.disposeAll() },

@@ -6,7 +6,10 @@
 // folders (/run/libvirt, /var/lib/libvirt), so a second private one could not run beside a host's own. So: when a
 // daemon already answers it is used as it is; otherwise virtlogd and libvirtd are started with -d and stopped
 // after. Test domains carry a random prefix and are removed (with their snapshots' metadata) afterwards.
-import { spawnSync } from 'node:child_process';
+//
+// Each helper that runs a tool has an asynchronous form: the extension-host tests must never block their process
+// (defining a domain takes minutes on a slow host while libvirt probes QEMU, and a blocked extension host hangs).
+import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { writeCountingGuest } from './counting-guest';
@@ -36,6 +39,33 @@ export function virsh(uri: string, ...args: string[]): { status: number; stdout:
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+interface ToolResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a tool without blocking this process, killed after `timeoutMs`: its status (-1 when killed) and output. */
+export function runTool(file: string, args: readonly string[], timeoutMs = 300_000): Promise<ToolResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+      resolve({ status: code, stdout, stderr: error !== null && stderr === '' ? error.message : stderr });
+    });
+  });
+}
+
+export function virshAsync(uri: string, ...args: string[]): Promise<ToolResult> {
+  return runTool('virsh', ['-q', '-c', uri, ...args]);
+}
+
+/** virsh that must succeed, without blocking this process: its stdout. */
+export async function virshOkAsync(uri: string, ...args: string[]): Promise<string> {
+  const r = await virshAsync(uri, ...args);
+  if (r.status !== 0) throw new Error(`virsh ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** virsh that must succeed: its stdout. */
 export function virshOk(uri: string, ...args: string[]): string {
   const r = virsh(uri, ...args);
@@ -57,22 +87,23 @@ export interface Daemons {
   stop(): Promise<void>;
 }
 
-async function waitFor(check: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20000): Promise<void> {
   const until = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > until) throw new Error(`${what} within ${timeoutMs / 1000} s.`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 export async function startDaemons(): Promise<Daemons> {
-  if (virsh(SYSTEM_URI, 'version').status === 0) return { started: false, stopLibvirtd: async () => {}, stop: async () => {} };
+  const answers = async (): Promise<boolean> => (await virshAsync(SYSTEM_URI, 'version')).status === 0;
+  if (await answers()) return { started: false, stopLibvirtd: async () => {}, stop: async () => {} };
   // Without systemd nothing creates the runtime folder; the daemons fork into the background (-d) and write pidfiles.
-  const logd = spawnSync('virtlogd', ['-d'], { encoding: 'utf8' });
+  const logd = await runTool('virtlogd', ['-d'], 60_000);
   if (logd.status !== 0 && !/already running|pid file/.test(logd.stderr)) throw new Error(`virtlogd did not start: ${logd.stderr}`);
-  const d = spawnSync('libvirtd', ['-d'], { encoding: 'utf8' });
+  const d = await runTool('libvirtd', ['-d'], 60_000);
   if (d.status !== 0) throw new Error(`libvirtd did not start: ${d.stderr}`);
-  await waitFor(() => virsh(SYSTEM_URI, 'version').status === 0, 'libvirtd did not answer');
+  await waitFor(answers, 'libvirtd did not answer');
   const kill = async (pidFile: string): Promise<void> => {
     const pid = pidFromFile(pidFile);
     if (pid === null) return;
@@ -103,14 +134,11 @@ export function shareWithQemu(dir: string): void {
   chmodSync(dir, 0o755);
 }
 
-/** Defines (not starts) a domain running the counting guest from a qcow2 disk in `dir`; returns the serial log path. */
-export function defineCountingDomain(uri: string, dir: string, name: string): { disk: string; serialLog: string } {
-  const raw = `${dir}/${name}.raw`;
+/** The disk and XML of a domain running the counting guest from a qcow2 disk in `dir`. */
+function countingDomainFiles(dir: string, name: string): { raw: string; disk: string; serialLog: string; xmlFile: string; xml: string } {
   const disk = `${dir}/${name}.qcow2`;
   const serialLog = `${dir}/${name}-serial.log`;
-  writeCountingGuest(raw);
-  const r = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(r.stderr);
+  writeCountingGuest(`${dir}/${name}.raw`);
   const xml = `<domain type='qemu'>
   <name>${name}</name>
   <memory unit='MiB'>32</memory>
@@ -122,8 +150,27 @@ export function defineCountingDomain(uri: string, dir: string, name: string): { 
     <serial type='file'><source path='${serialLog}' append='on'/><target port='0'/></serial>
   </devices>
 </domain>`;
-  writeFileSync(`${dir}/${name}.xml`, xml);
-  const def = spawnSync('virsh', ['-q', '-c', uri, 'define', `${dir}/${name}.xml`], { encoding: 'utf8' });
+  const xmlFile = `${dir}/${name}.xml`;
+  writeFileSync(xmlFile, xml);
+  return { raw: `${dir}/${name}.raw`, disk, serialLog, xmlFile, xml };
+}
+
+/** Defines (not starts) a domain running the counting guest from a qcow2 disk in `dir`; returns the serial log path. */
+export function defineCountingDomain(uri: string, dir: string, name: string): { disk: string; serialLog: string } {
+  const { raw, disk, serialLog, xmlFile } = countingDomainFiles(dir, name);
+  const r = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  const def = spawnSync('virsh', ['-q', '-c', uri, 'define', xmlFile], { encoding: 'utf8' });
+  if (def.status !== 0) throw new Error(`define ${name}: ${def.stderr}`);
+  return { disk, serialLog };
+}
+
+/** defineCountingDomain without blocking this process (libvirt may take minutes to define on a slow host). */
+export async function defineCountingDomainAsync(uri: string, dir: string, name: string, timeoutMs = 300_000): Promise<{ disk: string; serialLog: string }> {
+  const { raw, disk, serialLog, xmlFile } = countingDomainFiles(dir, name);
+  const r = await runTool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk], 60_000);
+  if (r.status !== 0) throw new Error(r.stderr);
+  const def = await runTool('virsh', ['-q', '-c', uri, 'define', xmlFile], timeoutMs);
   if (def.status !== 0) throw new Error(`define ${name}: ${def.stderr}`);
   return { disk, serialLog };
 }
@@ -134,5 +181,14 @@ export function removeTestDomains(uri: string, prefix: string): void {
   for (const n of names) {
     virsh(uri, 'destroy', n);
     virsh(uri, 'undefine', n, '--snapshots-metadata');
+  }
+}
+
+/** removeTestDomains without blocking this process. */
+export async function removeTestDomainsAsync(uri: string, prefix: string): Promise<void> {
+  const names = (await virshAsync(uri, 'list', '--all', '--name')).stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(prefix));
+  for (const n of names) {
+    await virshAsync(uri, 'destroy', n);
+    await virshAsync(uri, 'undefine', n, '--snapshots-metadata');
   }
 }

@@ -138,6 +138,7 @@ export class CommandContext implements vscode.Disposable {
     if (node === undefined || !('kind' in node)) return {};
     switch (node.kind) {
       case 'broken':
+      case 'libvirt':
         return {};
       case 'cloneRef':
         return { machineId: node.clone.id };
@@ -170,6 +171,8 @@ export class CommandContext implements vscode.Disposable {
           return lib.show(t.clone.id);
         case 'broken':
           throw new Error(t.message);
+        case 'libvirt':
+          throw new Error(vscode.l10n.t('This command acts on machines of the library, not on libvirt domains.'));
         default:
           return lib.show(t.machine.id);
       }

@@ -1,32 +1,31 @@
 // Commands for the machine the developer works in: Checkpoint (one keystroke), Set Dev Machine, Show Dev Machine.
 import * as vscode from 'vscode';
 import type { MachineDetails, SnapshotInfo } from '../../engine/machine';
-import { setDevMachineSetting } from '../dev/dev-machine';
-import { gitPosition } from '../dev/git';
-import { formatDate } from '../format';
+import type { SourceSnapshot } from '../../engine/sources';
+import { checkpointNaming, devMachineConnection, devMachineSetting, setDevMachineSetting } from '../dev/dev-machine';
 import type { CommandContext, Target } from './context';
+import { libvirtCheckpoint, libvirtDomainRow } from './libvirt-commands';
 import { machinePickItem } from './pick-items';
 
 export interface CheckpointArgs {
   /** The machine (default: the vmsnap.devMachine setting, else asked). */
   machine?: string;
+  /** The libvirt connection (URI) whose domain `machine` names (default: vmsnap.devMachineConnection with the setting's machine). */
+  connection?: string;
 }
 
 /**
  * Checkpoint: snapshots the dev machine in one keystroke, named from the time (and git branch and commit when the
  * workspace is a repository), then offers Revert and Rename.
  */
-export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {}): Promise<SnapshotInfo | undefined> {
+export async function checkpoint(ctx: CommandContext, args: CheckpointArgs = {}): Promise<SnapshotInfo | SourceSnapshot | undefined> {
+  // A libvirt domain: named by the arguments, or by vmsnap.devMachine with vmsnap.devMachineConnection.
+  const setting = devMachineSetting();
+  const connection = args.connection ?? (args.machine === undefined && setting !== '' ? devMachineConnection() : '');
+  if (connection !== '') return libvirtCheckpoint(ctx, connection, args.machine ?? setting, await checkpointNaming());
   const machine = await devMachine(ctx, args.machine);
   if (!machine) return undefined;
-  const now = new Date();
-  const time = formatDate(now.toISOString()).slice(0, 16);
-  const git = await gitPosition();
-  const short = git?.commit.slice(0, 7);
-  const name = git ? `${vscode.l10n.t('Checkpoint')} ${time} · ${git.branch ?? vscode.l10n.t('detached')}@${short}` : `${vscode.l10n.t('Checkpoint')} ${time}`;
-  const description = git
-    ? vscode.l10n.t('Checkpoint taken {0} while working in {1} on branch {2}, commit {3} ({4}).', formatDate(now.toISOString()), git.root, git.branch ?? vscode.l10n.t('(detached HEAD)'), git.commit, git.subject)
-    : vscode.l10n.t('Checkpoint taken {0}.', formatDate(now.toISOString()));
+  const { name, description } = await checkpointNaming();
   const snapshot = await (await ctx.library()).takeSnapshot(machine.id, name, { description });
   await ctx.revealSnapshot(machine.id, snapshot.id);
   const revert = vscode.l10n.t('Revert');
@@ -67,6 +66,12 @@ export async function setDevMachine(ctx: CommandContext, target: Target) {
 
 /** Show Dev Machine (the status-bar item's click): selects its "You are here"; asks which one when none is set. */
 export async function showDevMachine(ctx: CommandContext) {
+  const connection = devMachineConnection();
+  const domain = devMachineSetting();
+  if (connection !== '' && domain !== '') {
+    await ctx.select(() => libvirtDomainRow(ctx, connection, domain), true);
+    return domain;
+  }
   const ref = ctx.devMachine();
   if (ref === '') return vscode.commands.executeCommand('vmsnap.setDevMachine');
   const m = await (await ctx.library()).show(ref);

@@ -11,6 +11,8 @@ import { importImage, newMachine, openComparison, openReadme, showInComparison, 
 import { cloneMachine, copyDiskPath, deleteMachine, promoteClone, renameMachine, revealMachine, revealMachineFolder, type DeleteMachineArgs } from './machine-commands';
 import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
+import { isLibvirtNode, isLibvirtRef, resolveLibvirtRef } from '../tree/libvirt-rows';
+import { runOnLibvirtRow } from './libvirt-commands';
 import { lockedActions } from './refusals';
 import { deleteSelected, renameSelected } from './selected-row';
 import { setTreeSetting } from '../tree/view-settings';
@@ -38,6 +40,8 @@ type Command = (...args: never[]) => unknown;
 export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals, remoteSsh: RemoteSshHolder): vscode.Disposable[] {
   const commands: Record<string, Command> = {
     'vmsnap.refresh': () => ctx.tree.refresh(),
+    // On anything but a libvirt row (those go to their source below): nothing to retry.
+    'vmsnap.retryConnection': () => undefined,
     'vmsnap.showAutomaticCheckpoints': () => setTreeSetting('showAutomaticCheckpoints', true),
     'vmsnap.hideAutomaticCheckpoints': () => setTreeSetting('showAutomaticCheckpoints', false),
     'vmsnap.newMachine': (args?: NewMachineArgs) => newMachine(ctx, args),
@@ -93,6 +97,10 @@ export function registerCommands(ctx: CommandContext, consoles: ConsoleTerminals
 function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.Disposable {
   return vscode.commands.registerCommand(id, async (...args: unknown[]) => {
     try {
+      // A libvirt row's command goes to its source, which does it or refuses with its reason.
+      const [target, options] = args;
+      if (isLibvirtNode(target)) return await ctx.log.run(id, args, () => runOnLibvirtRow(ctx, id, target, options));
+      if (isLibvirtRef(target)) return await ctx.log.run(id, args, async () => runOnLibvirtRow(ctx, id, await resolveLibvirtRef(ctx.tree.libvirt.sourceFor(target.libvirt), target), options));
       return await ctx.log.run(id, args, async () => (run as (...args: unknown[]) => unknown)(...args));
     } catch (e) {
       return ctx.fail(e, lockedActions(ctx, e));

@@ -37,7 +37,7 @@ export function compactChildren(node: MachineNode | SnapshotNode, children: Tree
 
 /** The row `node` is shown under in the compact tree: the parent of the first row of its straight run. */
 export function compactParent(node: TreeNode): TreeNode | undefined {
-  if (node.kind === 'machine' || node.kind === 'broken') return undefined;
+  if (node.kind === 'machine' || node.kind === 'broken' || node.kind === 'libvirt') return undefined;
   let at: SnapshotNode | CurrentNode | CloneRefNode = node;
   for (;;) {
     const parent: MachineNode | SnapshotNode = at.parent;

@@ -19,6 +19,8 @@ import {
   type SnapshotNode,
   type TreeNode,
 } from './nodes';
+import { LibvirtConnections } from '../sources/libvirt-connections';
+import { connectionNodes, libvirtChildren, libvirtParent } from './libvirt-rows';
 import { PowerWatch } from './power-watch';
 import { ShownState } from './shown-state';
 import { treeSetting } from './view-settings';
@@ -49,6 +51,9 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   private readonly subscription: vscode.Disposable;
   /** vmsnap.tree.compactChains, read when the tree is made and when the setting changes (relayout). */
   private compact = treeSetting('tree.compactChains');
+  /** The libvirt connections of the setting, each a root after the library's machines, read in the background. */
+  readonly libvirt = new LibvirtConnections();
+  private readonly libvirtSubscription = this.libvirt.onDidChange(() => this.changed.fire(undefined));
 
   /** Told whether the library is empty, unreadable or listed, each time the rows are read. */
   onState: ((state: 'empty' | 'error' | 'ready') => void) | undefined;
@@ -76,6 +81,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
     this.subtrees.clear();
     this.shown.clear();
     this.power.forget();
+    this.libvirt.forget();
     this.changed.fire(undefined);
   }
 
@@ -113,7 +119,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   getTreeItem(node: TreeNode): vscode.TreeItem {
     const item = treeItem(node);
     // In the compact tree a snapshot whose only child continues its line has no rows under it.
-    if (!this.compact) return item;
+    if (!this.compact || node.kind === 'libvirt') return item;
     if (node.kind === 'snapshot' && compactChildren(node, node.children).length === 0) item.collapsibleState = vscode.TreeItemCollapsibleState.None;
     const from = branchesFrom(node);
     if (from) item.description = [vscode.l10n.t('from “{0}”', from.snapshot.name), item.description].filter((d) => typeof d === 'string' && d !== '').join(' · ');
@@ -146,8 +152,11 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
 
   getChildren(node?: TreeNode): Promise<TreeNode[]> {
     // An unreadable library shows the welcome view that says so (vmsnap.state == error) rather than a failed tree.
-    if (node === undefined) return this.machineNodes().then((machines) => [...machines, ...this.brokenNodes], () => []);
+    // libvirt connections follow, each read on its own: they never hold up the library's rows.
+    if (node === undefined) return this.machineNodes().then((machines) => [...machines, ...this.brokenNodes, ...connectionNodes(this.libvirt)], () => connectionNodes(this.libvirt));
     switch (node.kind) {
+      case 'libvirt':
+        return libvirtChildren(this.libvirt, node);
       case 'machine':
         return this.machineChildren(node);
       case 'snapshot':
@@ -158,6 +167,7 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   }
 
   getParent(node: TreeNode): TreeNode | undefined {
+    if (node.kind === 'libvirt') return libvirtParent(node);
     if (this.compact) return compactParent(node);
     return node.kind === 'machine' || node.kind === 'broken' ? undefined : node.parent;
   }
@@ -286,6 +296,8 @@ export class MachinesTree implements vscode.TreeDataProvider<TreeNode>, vscode.D
   dispose(): void {
     this.power.dispose();
     this.subscription.dispose();
+    this.libvirtSubscription.dispose();
+    this.libvirt.dispose();
     this.changed.dispose();
   }
 }

@@ -1,11 +1,12 @@
 // The rows of the Machines tree: their kinds, stable ids, how a machine's rows are built, and the state menus match.
 import type { MachineDetails, MachineSummary, SnapshotInfo } from '../../engine/machine';
+import { libvirtContextValue, type LibvirtNode } from './libvirt-rows';
 
 /**
  * The rows of the Machines tree. Ids are stable across refreshes (built from engine ids), so VS Code keeps
  * expansion and selection, and `reveal` finds a row again after an action.
  */
-export type TreeNode = MachineNode | SnapshotNode | CurrentNode | CloneRefNode | BrokenNode;
+export type TreeNode = MachineNode | SnapshotNode | CurrentNode | CloneRefNode | BrokenNode | LibvirtNode;
 
 export interface MachineNode {
   kind: 'machine';
@@ -129,6 +130,7 @@ export function cloneKind(m: MachineSummary): CloneKindLabel {
  * `memory` marks a snapshot that holds a running state, `auto` an automatic checkpoint; `ssh` a running machine launched from a cloud image.
  */
 export function contextValue(node: TreeNode): string {
+  if (node.kind === 'libvirt') return libvirtContextValue(node);
   const flags: string[] = [];
   switch (node.kind) {
     case 'machine':

@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import type { GuestInfo, MachineDetails, PowerState } from '../../engine/machine';
 import { formatBytes, formatDate, formatRelativeTime, plural } from '../format';
 import { powerLabel } from '../labels';
+import { libvirtTreeItem } from './libvirt-rows';
 import { cloneKind, contextValue, type BrokenNode, type CloneKindLabel, type CloneRefNode, type CurrentNode, type MachineNode, type SnapshotNode, type TreeNode } from './nodes';
 
 export function treeItem(node: TreeNode): vscode.TreeItem {
@@ -18,6 +19,8 @@ export function treeItem(node: TreeNode): vscode.TreeItem {
       return cloneRefItem(node);
     case 'broken':
       return brokenItem(node);
+    case 'libvirt':
+      return libvirtTreeItem(node);
   }
 }
 

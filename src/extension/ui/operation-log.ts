@@ -68,6 +68,8 @@ function describeTarget(target: unknown): string {
         return ` “${node.clone.name}”`;
       case 'broken':
         return ` “${node.folder}”`;
+      case 'libvirt':
+        return ` “${node.id}”`;
     }
   }
   const ref = target as { machine?: unknown; snapshot?: unknown };

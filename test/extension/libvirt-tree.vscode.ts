@@ -1,0 +1,252 @@
+// libvirt connections in the Machines tree, against the real daemons (test/support/libvirt.ts): a connection's
+// root and its domain beside the library's machines, the domain's snapshot tree from libvirt's parent links, Take
+// Snapshot, power and Revert through the commands on its rows checked against libvirt's own view (virsh
+// snapshot-current, domstate), menus that offer only what the source can do, a libvirt domain as the dev machine,
+// and slow or unreachable connections that never hold up the library's rows.
+//
+// Everything that runs a tool here is asynchronous: defining a domain takes minutes on a slow host (libvirt probes
+// QEMU), and a synchronous spawn would block the whole extension host. One domain is defined, for all the tests.
+import * as assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import { RENAME_REASON } from '../../src/engine/libvirt';
+import type { SourceSnapshot } from '../../src/engine/sources';
+import type { ShownError, TestHandle } from '../../src/extension/test-handle';
+import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../../src/extension/tree/libvirt-rows';
+import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
+import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshOkAsync, type Daemons } from '../support/libvirt';
+import { answering, EXTENSION_ID, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
+
+interface MenuItem {
+  command: string;
+  when?: string;
+  group?: string;
+}
+
+/** The commands a row's context menu offers: `when` clauses as conjunctions of viewItem regexes. */
+function offered(menus: MenuItem[], viewItem: string): string[] {
+  const holds = (term: string): boolean => {
+    const t = term.trim();
+    if (t === 'view == vmsnap.machines') return true;
+    const m = /^(!\()?viewItem =~ \/(.*)\/\)?$/.exec(t);
+    if (!m) throw new Error(`cannot evaluate "${t}"`);
+    return new RegExp(m[2]!).test(viewItem) !== (m[1] !== undefined);
+  };
+  return [...new Set(menus.filter((i) => !(i.group ?? '').startsWith('inline') && (i.when ?? '').split('&&').every(holds)).map((i) => i.command))].sort();
+}
+
+const contextMenus = (): MenuItem[] => (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { menus: Record<string, MenuItem[]> } }).contributes.menus['view/item/context']!;
+
+const UNREACHABLE = 'qemu+ssh://root@127.0.0.1:1/system';
+
+describe('libvirt connections in the Machines tree', function () {
+  this.timeout(300_000);
+  let api: TestHandle;
+  let daemons: Daemons | undefined;
+  let library: Awaited<ReturnType<typeof useFreshLibrary>> | undefined;
+  let scratch = '';
+  let domainName = '';
+  const prefix = testPrefix();
+  const config = () => vscode.workspace.getConfiguration('vmsnap');
+  const setConnections = (uris: string[]) => config().update('libvirt.connections', uris, vscode.ConfigurationTarget.Global);
+
+  before(async function () {
+    // Starting the daemons and defining one domain: minutes on a slow host while libvirt probes QEMU.
+    this.timeout(600_000);
+    requireLibvirt(this);
+    daemons = await startDaemons();
+    scratch = mkdtempSync(join(tmpdir(), 'vmsnap-libvirt-tree-'));
+    shareWithQemu(scratch);
+    domainName = `${prefix}dom`;
+    await defineCountingDomainAsync(SYSTEM_URI, scratch, domainName);
+    api = await extensionApi();
+    library = await useFreshLibrary(api);
+    await machineWithSnapshots(library.lib, 'library-vm');
+  });
+
+  after(async function () {
+    this.timeout(300_000);
+    await setConnections([]);
+    await config().update('devMachine', undefined, vscode.ConfigurationTarget.Global);
+    await config().update('devMachineConnection', undefined, vscode.ConfigurationTarget.Global);
+    if (domainName !== '') await removeTestDomainsAsync(SYSTEM_URI, prefix);
+    await daemons?.stop();
+    await library?.dispose();
+    if (scratch !== '') rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const roots = (): Promise<TreeNode[]> => api.tree.getChildren() as Promise<TreeNode[]>;
+  const libvirtRoot = async (uri: string): Promise<LibvirtNode | undefined> => (await roots()).find((n): n is LibvirtNode => n.kind === 'libvirt' && n.row === 'connection' && n.uri === uri);
+  const domainRow = async (): Promise<LibvirtDomainNode | undefined> => {
+    const root = await libvirtRoot(SYSTEM_URI);
+    if (root === undefined) return undefined;
+    return ((await api.tree.getChildren(root)) as TreeNode[]).find((n): n is LibvirtDomainNode => n.kind === 'libvirt' && n.row === 'domain' && n.view.machine.name === domainName);
+  };
+  const snapshotRow = async (name: string): Promise<LibvirtSnapshotNode | undefined> => {
+    const domain = await domainRow();
+    if (domain === undefined) return undefined;
+    const walk = async (nodes: TreeNode[]): Promise<LibvirtSnapshotNode | undefined> => {
+      for (const n of nodes) {
+        if (n.kind !== 'libvirt' || n.row !== 'snapshot') continue;
+        if (n.snapshot.name === name) return n;
+        const below = await walk(n.children);
+        if (below) return below;
+      }
+      return undefined;
+    };
+    return walk((await api.tree.getChildren(domain)) as TreeNode[]);
+  };
+  const childNames = (row: LibvirtSnapshotNode): string[] => row.children.flatMap((c) => (c.row === 'snapshot' ? [c.snapshot.name] : c.row === 'current' ? ['(you are here)'] : [])).sort();
+  // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
+  const lastError = (): ShownError | undefined => api.lastError;
+  const currentSnapshot = async (): Promise<string> => (await virshOkAsync(SYSTEM_URI, 'snapshot-current', '--domain', domainName, '--name')).trim();
+  const domstate = async (): Promise<string> => (await virshOkAsync(SYSTEM_URI, 'domstate', domainName)).trim();
+  const tooltipText = (row: TreeNode): string => {
+    const t = api.tree.getTreeItem(row).tooltip;
+    return typeof t === 'string' ? t : (t?.value ?? '');
+  };
+
+  it('shows the connection and its domain after the library; Take Snapshot and Revert on its rows change libvirt’s own view', async () => {
+    // The setting empty (its default): no libvirt row, and nothing of libvirt is read.
+    assert.deepEqual(config().get('libvirt.connections'), []);
+    assert.equal((await roots()).filter((n) => n.kind === 'libvirt').length, 0);
+    await setConnections([SYSTEM_URI]);
+    await until(async () => (await domainRow()) !== undefined, 'the libvirt root and its domain', 60_000);
+    const all = await roots();
+    const libraryRow = all.findIndex((n) => n.kind === 'machine' && n.machine.name === 'library-vm');
+    const root = all.findIndex((n) => n.id === `libvirt/${SYSTEM_URI}`);
+    assert.ok(libraryRow >= 0 && root > libraryRow, 'the libvirt root comes after the library’s machines');
+    assert.equal(api.tree.getTreeItem(all[root]!).label, `libvirt — ${SYSTEM_URI}`);
+    const domain = (await domainRow())!;
+    assert.match(contextValue(domain), /^libvirtDomain:off:(.*:)?memorySnapshots:/);
+
+    const menus = contextMenus();
+    assert.deepEqual(offered(menus, contextValue(domain)), ['vmsnap.setDevMachine', 'vmsnap.startMachine', 'vmsnap.takeSnapshot']);
+
+    await vscode.commands.executeCommand('vmsnap.takeSnapshot', domain, { name: 'first', description: 'taken from the tree' });
+    await vscode.commands.executeCommand('vmsnap.takeSnapshot', await domainRow(), { name: 'second' });
+    assert.equal(await currentSnapshot(), 'second');
+    await until(async () => (await snapshotRow('second'))?.isCurrentParent === true, 'the tree to show “second” as the current snapshot', 30_000);
+
+    // The tree follows libvirt's parent links; the row shows when it was taken, the hover its description.
+    const first = (await snapshotRow('first'))!;
+    assert.deepEqual(childNames(first), ['second']);
+    assert.match(String(api.tree.getTreeItem(first).description), /just now|min ago/);
+    assert.match(tooltipText(first), /taken from the tree/);
+    assert.match(tooltipText(first), /Taken: \d{4}-\d\d-\d\d \d\d:\d\d/);
+    assert.match(tooltipText(first), /Disks only/);
+    assert.equal(contextValue(first), 'libvirtSnapshot:off:revert:delete:children:deleteChildren:describe:');
+    // Rename is not offered (libvirt names snapshots for good), and refused with the reason when asked for anyway.
+    assert.deepEqual(offered(menus, contextValue(first)), ['vmsnap.deleteSnapshot', 'vmsnap.deleteSnapshotWithChildren', 'vmsnap.editSnapshotDescription', 'vmsnap.revert']);
+    api.lastError = undefined;
+    assert.equal(await vscode.commands.executeCommand('vmsnap.renameSnapshot', first, { name: 'renamed' }), undefined);
+    const refused = lastError();
+    assert.equal(refused?.message, RENAME_REASON);
+    assert.equal(refused?.code, 'UNSUPPORTED');
+
+    // The revert asks as ours does when the current state would be lost: the safe choice first.
+    const { asked } = await answering(api, ['Revert'], () => vscode.commands.executeCommand('vmsnap.revert', first));
+    assert.match(asked[0] ?? '', /\{Snapshot Current State, Then Revert \| Revert\}$/);
+    assert.equal(await currentSnapshot(), 'first');
+    await until(async () => (await snapshotRow('first'))?.isCurrentParent === true, 'the tree to show “first” as the current snapshot', 30_000);
+    const here = ((await api.tree.getChildren(await snapshotRow('first'))) as TreeNode[]).map((n) => n.id);
+    assert.ok(here.includes(`libvirt/${SYSTEM_URI}/${domain.view.machine.uuid}/current`), '“You are here” under “first”');
+  });
+
+  it('starts the domain from its row, snapshots its running state, and reverts into and out of it', async () => {
+    await vscode.commands.executeCommand('vmsnap.startMachine', await domainRow());
+    assert.equal(await domstate(), 'running');
+    await until(async () => (await domainRow())?.view.machine.powerState === 'running', 'the domain row to show it running', 30_000);
+    const running = (await domainRow())!;
+    assert.match(contextValue(running), /^libvirtDomain:running:/);
+    assert.ok(offered(contextMenus(), contextValue(running)).includes('vmsnap.stopMachine'), 'Stop offered on a running domain');
+
+    await vscode.commands.executeCommand('vmsnap.takeSnapshot', running, { name: 'live' });
+    assert.equal(await currentSnapshot(), 'live');
+    await until(async () => (await snapshotRow('live'))?.isCurrentParent === true, 'the tree to show “live”', 30_000);
+    const live = (await snapshotRow('live'))!;
+    assert.equal(live.snapshot.hasMemory, true, 'libvirt saved the memory with it');
+    assert.match(contextValue(live), /:memory:/);
+    assert.match(String(api.tree.getTreeItem(live).description), /running state/);
+    // A new branch: “live” hangs under “first” beside “second”, as libvirt's parent links say.
+    assert.deepEqual(childNames((await snapshotRow('first'))!), ['live', 'second']);
+
+    // Back to a disks-only snapshot: the domain ends; into the running one: it runs again.
+    await vscode.commands.executeCommand('vmsnap.revert', await snapshotRow('second'), { mode: 'discard' });
+    assert.equal(await currentSnapshot(), 'second');
+    assert.equal(await domstate(), 'shut off');
+    await vscode.commands.executeCommand('vmsnap.revert', await snapshotRow('live'), { mode: 'discard' });
+    assert.equal(await currentSnapshot(), 'live');
+    assert.equal(await domstate(), 'running');
+    await until(async () => (await domainRow())?.view.machine.powerState === 'running', 'the domain row to show it running again', 30_000);
+  });
+
+  it('checkpoints a libvirt domain as the dev machine, and its Revert goes back to the checkpoint', async () => {
+    await config().update('devMachineConnection', SYSTEM_URI, vscode.ConfigurationTarget.Global);
+    await config().update('devMachine', domainName, vscode.ConfigurationTarget.Global);
+    await until(() => api.statusShown && api.statusText.includes(domainName), 'the status bar to show the libvirt dev machine', 30_000);
+    await until(async () => (await domainRow())?.isDevMachine === true, 'the domain row to say it is the dev machine', 30_000);
+    assert.match(contextValue((await domainRow())!), /:dev:/);
+    assert.ok(!offered(contextMenus(), contextValue((await domainRow())!)).includes('vmsnap.setDevMachine'), 'Set as Dev Machine not offered again');
+
+    const { result: checkpoint } = await answering(api, [], () => vscode.commands.executeCommand<SourceSnapshot>('vmsnap.checkpoint'));
+    assert.ok(checkpoint, `the checkpoint was taken (${lastError()?.message ?? ''})`);
+    assert.match(checkpoint.name, /^Checkpoint /);
+    assert.equal(checkpoint.hasMemory, true, 'the running domain’s memory is kept');
+    assert.equal(await currentSnapshot(), checkpoint.name);
+    await until(() => api.statusText.includes(checkpoint.name), 'the status bar to show the checkpoint', 30_000);
+
+    // Somewhere else, then back: the target the checkpoint's Revert button passes.
+    await vscode.commands.executeCommand('vmsnap.revert', await snapshotRow('second'), { mode: 'discard' });
+    assert.equal(await domstate(), 'shut off');
+    const domain = (await domainRow())!;
+    await vscode.commands.executeCommand('vmsnap.revert', { libvirt: SYSTEM_URI, machine: domain.view.machine.uuid, snapshot: checkpoint.name }, { mode: 'discard' });
+    assert.equal(await currentSnapshot(), checkpoint.name);
+    assert.equal(await domstate(), 'running');
+
+    // The library's machines are not the dev machine meanwhile.
+    const libraryVm = (await roots()).find((n) => n.kind === 'machine' && n.machine.name === 'library-vm');
+    assert.ok(libraryVm && libraryVm.kind === 'machine' && !libraryVm.isDevMachine);
+    await vscode.commands.executeCommand('vmsnap.forceStopMachine', await domainRow());
+    assert.equal(await domstate(), 'shut off');
+  });
+
+  it('shows a slow connection as reading without holding up the library, and an unreachable one as one row with the reason and Retry', async () => {
+    // A host that accepts the SSH connection and never answers: its read waits, the rest of the tree does not.
+    const sockets: Socket[] = [];
+    const silent: Server = createServer((s) => void sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    const slow = `qemu+ssh://root@127.0.0.1:${port}/system`;
+    try {
+      await setConnections([slow, UNREACHABLE]);
+      await until(async () => (await libvirtRoot(UNREACHABLE)) !== undefined && contextValue((await libvirtRoot(UNREACHABLE))!) === 'libvirtConnection:error:', 'the unreachable connection’s error row', 60_000);
+      const started = Date.now();
+      const all = await roots();
+      assert.ok(Date.now() - started < 2000, `the roots came in ${Date.now() - started} ms while a connection hangs`);
+      assert.ok(all.some((n) => n.kind === 'machine' && n.machine.name === 'library-vm'), 'the library’s machine still shows');
+      assert.equal(all.filter((n) => n.kind === 'libvirt').length, 2, 'one row per connection');
+      const waiting = (await libvirtRoot(slow))!;
+      assert.equal(contextValue(waiting), 'libvirtConnection:loading:');
+      assert.equal(api.tree.getTreeItem(waiting).description, 'reading…');
+
+      const row = (await libvirtRoot(UNREACHABLE))!;
+      assert.deepEqual(await api.tree.getChildren(row), []);
+      const item = api.tree.getTreeItem(row);
+      assert.equal(item.label, 'libvirt — 127.0.0.1');
+      assert.equal(item.collapsibleState, vscode.TreeItemCollapsibleState.None);
+      assert.match(String(item.description), /\S.*[.:]/, 'the error’s sentence');
+      assert.deepEqual(offered(contextMenus(), contextValue(row)), ['vmsnap.retryConnection']);
+      const retried = (await vscode.commands.executeCommand('vmsnap.retryConnection', row)) as { ok: boolean };
+      assert.equal(retried.ok, false);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+    // The silent host hung up: its row turns into an error row too.
+    await until(async () => contextValue((await libvirtRoot(slow))!) === 'libvirtConnection:error:', 'the hung-up connection’s error row', 60_000);
+  });
+});
