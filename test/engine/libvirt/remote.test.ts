@@ -50,7 +50,7 @@ describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG
     scratch.cleanup();
   });
 
-  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }), { linkedClone: false });
+  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }));
 
   it('a wrong key and an unreachable host each fail in one sentence; the local connection keeps working', async () => {
     const wrongKey = join(sshDir, 'wrong_key');
