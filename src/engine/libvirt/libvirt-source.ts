@@ -244,10 +244,7 @@ export class LibvirtSource implements MachineSource {
       found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
     });
     const dumps = withSnapshots
-      ? await this.virsh.batch(
-          found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])),
-          { timeoutMs: 30000 },
-        )
+      ? await this.dumpSnapshots(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
       : [];
     let k = 0;
     return found.map((f) => {
@@ -272,6 +269,17 @@ export class LibvirtSource implements MachineSource {
       };
       return { machine, domain: f.domain, snapshots };
     });
+  }
+
+  /**
+   * Many snapshot reads at once: on this computer in two virsh processes side by side (libvirtd answers both at
+   * once; a third does not help on two cores), over SSH in one (each process is another SSH login).
+   */
+  private async dumpSnapshots(commands: readonly string[][]): Promise<(string | null)[]> {
+    if (!this.isLocal || commands.length < 100) return this.virsh.batch(commands, { timeoutMs: 30000 });
+    const half = Math.ceil(commands.length / 2);
+    const parts = await Promise.all([commands.slice(0, half), commands.slice(half)].map((c) => this.virsh.batch(c, { timeoutMs: 30000 })));
+    return parts.flat();
   }
 
   private async waitForOff(uuid: string, timeoutMs: number): Promise<boolean> {
