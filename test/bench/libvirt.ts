@@ -11,7 +11,7 @@ import { LibvirtSource } from '../../src/engine/libvirt';
 import { defineCountingDomain, removeTestDomains, startDaemons, SYSTEM_URI, testPrefix } from '../support/libvirt';
 import { median, type BenchRow } from './report';
 
-const RUNS = 5;
+const RUNS = 7;
 /**
  * VMSNAP_BENCH_LIBVIRT_DOMAINS: fewer domains against a host's own daemon that re-probes QEMU before every change
  * (/dev/kvm unusable for its QEMU user: ~7 s a snapshot); the daemon the bench starts itself takes ~30 ms.
@@ -43,23 +43,39 @@ export async function libvirtSection(workDir: string): Promise<BenchRow[]> {
     virsh('start', live);
     const ours = { take: [] as number[], revert: [] as number[] };
     const hand = { take: [] as number[], revert: [] as number[] };
-    // Alternate ours and by hand, so that load from elsewhere falls on both alike.
+    // Ours and by hand alternate, each first every other time (the first after a revert pays for the guest
+    // settling), so that load from elsewhere falls on both alike.
+    const alternate = async (i: number, a: () => Promise<void>, b: () => Promise<void>): Promise<void> => {
+      for (const f of i % 2 === 0 ? [a, b] : [b, a]) await f();
+    };
     for (let i = 0; i < RUNS; i++) {
-      ours.take.push(await time(() => source.takeSnapshot(live, `ours-${i}`)));
-      hand.take.push(await time(() => virsh('snapshot-create-as', '--domain', live, '--name', `hand-${i}`)));
-      ours.revert.push(await time(() => source.revert(live, `ours-${i}`, { discardCurrent: true })));
-      hand.revert.push(await time(() => virsh('snapshot-revert', '--domain', live, '--snapshotname', `hand-${i}`)));
+      await alternate(
+        i,
+        async () => void ours.take.push(await time(() => source.takeSnapshot(live, `ours-${i}`))),
+        async () => void hand.take.push(await time(() => virsh('snapshot-create-as', '--domain', live, '--name', `hand-${i}`))),
+      );
+    }
+    for (let i = 0; i < RUNS; i++) {
+      await alternate(
+        i,
+        async () => void ours.revert.push(await time(() => source.revert(live, `ours-${i}`, { discardCurrent: true }))),
+        async () => void hand.revert.push(await time(() => virsh('snapshot-revert', '--domain', live, '--snapshotname', `hand-${i}`))),
+      );
     }
     // The snapshot list of one domain: our tree (with descriptions, times, memory) against virsh's own tree view
     // and its current snapshot.
     const listOne = { ours: [] as number[], hand: [] as number[] };
     for (let i = 0; i < RUNS; i++) {
-      listOne.ours.push(await time(() => source.snapshotTree(live)));
-      listOne.hand.push(
-        await time(() => {
-          virsh('snapshot-list', '--domain', live, '--tree');
-          virsh('snapshot-current', '--domain', live, '--name');
-        }),
+      await alternate(
+        i,
+        async () => void listOne.ours.push(await time(() => source.snapshotTree(live))),
+        async () =>
+          void listOne.hand.push(
+            await time(() => {
+              virsh('snapshot-list', '--domain', live, '--tree');
+              virsh('snapshot-current', '--domain', live, '--name');
+            }),
+          ),
       );
     }
     const ratio = (a: number[], b: number[]): boolean => median(a) <= 1.2 * median(b);
