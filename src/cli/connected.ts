@@ -5,6 +5,7 @@ import type { MachineSource, PowerAction, SourceSnapshotNode, SourceSnapshotTree
 import { UsageError, type Invocation } from './args';
 import { emit, type CliContext } from './output';
 import { drawTree } from './snapshot-tree';
+import { stopTimeoutMs } from './vm/power';
 import { formatDate } from './vm/shared';
 import { formatTable } from './table';
 
@@ -15,7 +16,7 @@ const HANDLERS: Record<string, Handler> = {
   'vm list': vmList,
   'vm show': vmShow,
   'vm start': (inv, ctx, s) => power(inv, ctx, s, 'start'),
-  'vm stop': (inv, ctx, s) => power(inv, ctx, s, inv.flag('force') ? 'force-off' : 'stop'),
+  'vm stop': vmStop,
   'vm pause': (inv, ctx, s) => power(inv, ctx, s, 'pause'),
   'vm resume': (inv, ctx, s) => power(inv, ctx, s, 'resume'),
   'snapshot take': snapshotTake,
@@ -85,6 +86,24 @@ async function power(inv: Invocation, ctx: CliContext, source: MachineSource, ac
   const state = await source.power(vm, action);
   const words: Record<PowerAction, string> = { start: 'Started', stop: 'Shut down', 'force-off': 'Forced off', pause: 'Paused', resume: 'Resumed' };
   emit(ctx, { powerState: state }, () => `${words[action]} "${vm}" on ${source.id}; it is ${state} now.`);
+  return 0;
+}
+
+/** As `vm stop` for our machines: the guest is asked to shut down, then powered off after the time-out (--force: at once). */
+async function vmStop(inv: Invocation, ctx: CliContext, source: MachineSource): Promise<number> {
+  const vm = inv.required('VM');
+  const timeoutMs = stopTimeoutMs(inv);
+  const r = await source.stop(vm, { force: inv.flag('force'), ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+  emit(ctx, { ...r, powerState: 'off' }, () => {
+    if (r.method === 'already-off') return `"${vm}" is already off on ${source.id}.`;
+    const how =
+      r.method === 'shutdown'
+        ? 'the guest shut down when asked'
+        : r.timedOut
+          ? `the guest did not shut down within ${Math.round((timeoutMs ?? 60000) / 1000)} s, so it was powered off`
+          : 'powered off at once';
+    return `Stopped "${vm}" on ${source.id} (${how}).`;
+  });
   return 0;
 }
 

@@ -5,12 +5,15 @@
 // side (virt-ssh-helper talks to the system socket), and a privileged libvirtd keeps its driver state in fixed
 // folders (/run/libvirt, /var/lib/libvirt), so a second private one could not run beside a host's own. So: when a
 // daemon already answers it is used as it is; otherwise virtlogd and libvirtd are started with -d and stopped
-// after. Test domains carry a random prefix and are removed (with their snapshots' metadata) afterwards.
+// after, that libvirtd with a qemu.conf of the tests' own (see testQemuConf). Test domains carry a random prefix and
+// are removed (with their snapshots' metadata) afterwards.
 //
 // Each helper that runs a tool has an asynchronous form: the extension-host tests must never block their process
 // (defining a domain takes minutes on a slow host while libvirt probes QEMU, and a blocked extension host hangs).
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeCountingGuest } from './counting-guest';
 
@@ -82,8 +85,10 @@ function pidFromFile(file: string): number | null {
 /** The daemons this process started (and so stops), or none when a running daemon answered already. */
 export interface Daemons {
   started: boolean;
-  /** Stops libvirtd (keeps virtlogd): a "stopped daemon" for the error test. No-op when the daemons were the host's. */
+  /** Stops libvirtd (keeps virtlogd): a "stopped daemon" for the error tests. No-op when the daemons were the host's. */
   stopLibvirtd(): Promise<void>;
+  /** Starts libvirtd again after stopLibvirtd. */
+  startLibvirtd(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -95,15 +100,48 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
   }
 }
 
+/**
+ * The qemu.conf the tests' libvirtd reads: the machine's own, with QEMU run as root. Why: where /dev/kvm is 0600
+ * root (no udev, as on these hosts), libvirt 9.0 probes QEMU's capabilities with CAP_DAC_OVERRIDE (so it finds KVM)
+ * and then finds /dev/kvm unusable for its QEMU user, throws its capabilities cache away ("KVM was enabled when
+ * probing ... but it is not available now") and probes QEMU again, about 4 s per emulator, before every define,
+ * start or snapshot: 50-110 s for one define on a loaded host instead of 40 ms. On a usual host (/dev/kvm 0660
+ * root:kvm, libvirt-qemu in the kvm group) the cache holds, as it does with this file.
+ */
+function testQemuConf(dir: string): string {
+  const file = join(dir, 'qemu.conf');
+  const own = existsSync('/etc/libvirt/qemu.conf') ? readFileSync('/etc/libvirt/qemu.conf', 'utf8') : '';
+  writeFileSync(file, `${own}\n# vmsnap tests: see test/support/libvirt.ts\nuser = "root"\ngroup = "root"\n`);
+  return file;
+}
+
+/**
+ * Runs a daemon's command in the background (-d) with no file descriptors but stdin/out/err: it must not keep what
+ * it would inherit, such as the lock of `flock /tmp/vmsnap-heavy.lock` around a test run. With `qemuConf`, in a
+ * private mount namespace where that file is bound over /etc/libvirt/qemu.conf: only this daemon sees it, the
+ * machine's own file is unchanged.
+ */
+function daemonize(command: string[], qemuConf: string | null): Promise<ToolResult> {
+  const closeFds = 'for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null;';
+  if (qemuConf === null) return runTool('bash', ['-c', `${closeFds} exec "$@"`, 'bash', ...command], 60_000);
+  return runTool('unshare', ['-m', '--propagation', 'private', 'bash', '-c', `${closeFds} mount --bind "$1" /etc/libvirt/qemu.conf && shift && exec "$@"`, 'bash', qemuConf, ...command], 60_000);
+}
+
 export async function startDaemons(): Promise<Daemons> {
   const answers = async (): Promise<boolean> => (await virshAsync(SYSTEM_URI, 'version')).status === 0;
-  if (await answers()) return { started: false, stopLibvirtd: async () => {}, stop: async () => {} };
+  if (await answers()) return { started: false, stopLibvirtd: async () => {}, startLibvirtd: async () => {}, stop: async () => {} };
   // Without systemd nothing creates the runtime folder; the daemons fork into the background (-d) and write pidfiles.
-  const logd = await runTool('virtlogd', ['-d'], 60_000);
+  const logd = await daemonize(['virtlogd', '-d'], null);
   if (logd.status !== 0 && !/already running|pid file/.test(logd.stderr)) throw new Error(`virtlogd did not start: ${logd.stderr}`);
-  const d = await runTool('libvirtd', ['-d'], 60_000);
-  if (d.status !== 0) throw new Error(`libvirtd did not start: ${d.stderr}`);
-  await waitFor(answers, 'libvirtd did not answer');
+  const confDir = mkdtempSync(join(tmpdir(), 'vmsnap-libvirtd-'));
+  // Without a mount namespace (a container without CAP_SYS_ADMIN) the daemon reads the machine's qemu.conf: slower.
+  const qemuConf = (await runTool('unshare', ['-m', 'true'], 10_000)).status === 0 ? testQemuConf(confDir) : null;
+  const startLibvirtd = async (): Promise<void> => {
+    const d = await daemonize(['libvirtd', '-d'], qemuConf);
+    if (d.status !== 0) throw new Error(`libvirtd did not start: ${d.stderr}`);
+    await waitFor(answers, 'libvirtd did not answer');
+  };
+  await startLibvirtd();
   const kill = async (pidFile: string): Promise<void> => {
     const pid = pidFromFile(pidFile);
     if (pid === null) return;
@@ -117,9 +155,11 @@ export async function startDaemons(): Promise<Daemons> {
   return {
     started: true,
     stopLibvirtd: () => kill('/run/libvirtd.pid'),
+    startLibvirtd,
     stop: async () => {
       await kill('/run/libvirtd.pid');
       await kill('/run/virtlogd.pid');
+      rmSync(confDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,9 +1,9 @@
 // `vmsnap vm start|stop|pause|resume|status|console`: running machines with QEMU.
 import { attachConsole, serialLogTail } from '../../engine/runtime';
 import type { GuestInfo, MachineStatus } from '../../engine/machine';
-import type { Command } from '../args';
+import type { Command, Invocation } from '../args';
 import { emit, type CliContext } from '../output';
-import { openLibrary, VM_ARG } from './shared';
+import { intOption, openLibrary, VM_ARG } from './shared';
 
 const STOP_WORDS: Record<string, string> = {
   acpi: 'ACPI shutdown',
@@ -38,16 +38,26 @@ export const vmStopCommand: Command<CliContext> = {
   name: 'stop',
   summary: 'power a machine off: ACPI shutdown, then a hard stop after 60 s (--force: at once)',
   args: [VM_ARG],
-  flags: [{ name: 'force', kind: 'boolean', description: 'pull the plug at once instead of asking the guest to shut down' }],
-  examples: ['vmsnap vm stop dev', 'vmsnap vm stop dev --force'],
+  flags: [
+    { name: 'force', kind: 'boolean', description: 'pull the plug at once instead of asking the guest to shut down' },
+    { name: 'timeout', kind: 'value', valueName: 'SECONDS', description: 'how long the guest gets to shut down before the hard stop (default 60)' },
+  ],
+  examples: ['vmsnap vm stop dev', 'vmsnap vm stop dev --timeout 300', 'vmsnap vm stop dev --force'],
   async run(inv, ctx) {
     const lib = await openLibrary(inv, ctx);
     const vm = inv.required('VM');
-    const r = await lib.stopMachine(vm, { force: inv.flag('force') });
+    const timeoutMs = stopTimeoutMs(inv);
+    const r = await lib.stopMachine(vm, { force: inv.flag('force'), ...(timeoutMs === undefined ? {} : { powerdownTimeoutMs: timeoutMs }) });
     emit(ctx, r, () => (r.method === 'already-off' ? `"${vm}" is already off.` : `Stopped "${vm}" (${STOP_WORDS[r.method] ?? r.method}).`));
     return 0;
   },
 };
+
+/** `vm stop --timeout SECONDS` in ms (the library's and a connection's stop alike), or undefined for the default. */
+export function stopTimeoutMs(inv: Invocation): number | undefined {
+  const seconds = intOption(inv, 'timeout', 1);
+  return seconds === undefined ? undefined : seconds * 1000;
+}
 
 export const vmPauseCommand: Command<CliContext> = {
   name: 'pause',

@@ -15,6 +15,8 @@ import type {
   SourceSnapshot,
   SourceSnapshotNode,
   SourceSnapshotTree,
+  SourceStopOptions,
+  SourceStopResult,
   TakeOptions,
 } from '../sources';
 import { cloneDomain } from './clone';
@@ -167,12 +169,7 @@ export class LibvirtSource implements MachineSource {
         break;
       case 'stop':
       case 'force-off':
-        if (state === 'off') return 'off';
-        if (action === 'stop') {
-          await this.virsh.run(['shutdown', uuid]);
-          if (await this.waitForOff(uuid, 60000)) return 'off';
-        }
-        await this.virsh.run(['destroy', uuid]);
+        await this.stop(uuid, { force: action === 'force-off' });
         break;
       case 'pause':
         if (state !== 'running') throw new SourceError('NOT_RUNNING', `Domain "${v.machine.name}" is ${state}: only a running domain can be paused.`);
@@ -184,6 +181,29 @@ export class LibvirtSource implements MachineSource {
         break;
     }
     return powerStateOf(await this.virsh.run(['domstate', uuid]));
+  }
+
+  /**
+   * As our own machines stop: `virsh shutdown` (libvirt asks the guest through ACPI, or its agent) and up to
+   * `timeoutMs` for it to power off, then `virsh destroy`; force: destroy at once. A paused domain is resumed
+   * first, so that its guest can see the request.
+   */
+  async stop(ref: string, options: SourceStopOptions = {}): Promise<SourceStopResult> {
+    const t0 = Date.now();
+    const v = await this.view(ref, false);
+    const uuid = v.machine.uuid;
+    const result = (method: SourceStopResult['method'], timedOut = false): SourceStopResult => ({ method, timedOut, ms: Date.now() - t0 });
+    if (v.machine.powerState === 'off') return result('already-off');
+    if (options.force !== true) {
+      if (v.machine.powerState === 'paused') await this.virsh.run(['resume', uuid]);
+      await this.virsh.run(['shutdown', uuid]);
+      if (await this.waitForOff(uuid, options.timeoutMs ?? 60000)) return result('shutdown');
+    }
+    // The guest may power off between the last look and destroy, which then finds the domain not running.
+    await this.virsh.run(['destroy', uuid]).catch(async (e: unknown) => {
+      if (powerStateOf(await this.virsh.run(['domstate', uuid])) !== 'off') throw e;
+    });
+    return result('forced', options.force !== true);
   }
 
   // ---------------------------------------------------------------- internals
@@ -224,10 +244,7 @@ export class LibvirtSource implements MachineSource {
       found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
     });
     const dumps = withSnapshots
-      ? await this.virsh.batch(
-          found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])),
-          { timeoutMs: 30000 },
-        )
+      ? await this.dumpSnapshots(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
       : [];
     let k = 0;
     return found.map((f) => {
@@ -252,6 +269,17 @@ export class LibvirtSource implements MachineSource {
       };
       return { machine, domain: f.domain, snapshots };
     });
+  }
+
+  /**
+   * Many snapshot reads at once: on this computer in two virsh processes side by side (libvirtd answers both at
+   * once; a third does not help on two cores), over SSH in one (each process is another SSH login).
+   */
+  private async dumpSnapshots(commands: readonly string[][]): Promise<(string | null)[]> {
+    if (!this.isLocal || commands.length < 100) return this.virsh.batch(commands, { timeoutMs: 30000 });
+    const half = Math.ceil(commands.length / 2);
+    const parts = await Promise.all([commands.slice(0, half), commands.slice(half)].map((c) => this.virsh.batch(c, { timeoutMs: 30000 })));
+    return parts.flat();
   }
 
   private async waitForOff(uuid: string, timeoutMs: number): Promise<boolean> {

@@ -173,7 +173,11 @@ function classify(uri: string, text: string): { code: SourceErrorCode; message: 
     return { code: 'UNREACHABLE', message: `The host of ${uri} cannot be reached over SSH (${sshDetail(text)}).` };
   }
   if (/Failed to connect socket to|libvirt-sock|virtqemud-sock|Connection refused/.test(text)) {
-    return { code: 'UNREACHABLE', message: `The libvirt daemon of ${uri} is not running (its socket does not answer): start libvirtd (or virtqemud) there.` };
+    // Over SSH the login worked and the socket on the other host did not answer: say which host to go to.
+    const host = ssh ? /^[a-z0-9+]+:\/\/(?:[^@/]+@)?(\[[^\]]+\]|[^/:?]+)/i.exec(uri)?.[1] : undefined;
+    return host === undefined
+      ? { code: 'UNREACHABLE', message: `The libvirt daemon of ${uri} is not running (its socket does not answer): start libvirtd (or virtqemud) there.` }
+      : { code: 'UNREACHABLE', message: `The libvirt daemon on ${host} (${uri}) is not running: SSH logged in, but its socket there does not answer; start libvirtd (or virtqemud) on that host.` };
   }
   if (/no connection driver available|invalid argument: could not parse|Unable to find|unsupported configuration: .*transport/.test(text)) {
     return { code: 'UNREACHABLE', message: `"${uri}" is not a libvirt connection this computer can open (${text.replace(/\.$/, '')}).` };

@@ -14,6 +14,8 @@ import type {
   SourceSnapshot,
   SourceSnapshotNode,
   SourceSnapshotTree,
+  SourceStopOptions,
+  SourceStopResult,
   TakeOptions,
 } from './types';
 import type { OperationOptions } from '../operation';
@@ -89,6 +91,14 @@ export class LibrarySource implements MachineSource {
       case 'resume':
         return (await this.library.resumeMachine(ref)).powerState;
     }
+  }
+
+  async stop(ref: string, options: SourceStopOptions = {}): Promise<SourceStopResult> {
+    const force = options.force === true;
+    const r = await this.library.stopMachine(ref, { force, ...(options.timeoutMs === undefined ? {} : { powerdownTimeoutMs: options.timeoutMs }) });
+    if (r.method === 'already-off') return { method: 'already-off', timedOut: false, ms: r.ms };
+    const shutdown = r.method === 'acpi' || r.method === 'agent';
+    return { method: shutdown ? 'shutdown' : 'forced', timedOut: !shutdown && !force, ms: r.ms };
   }
 }
 

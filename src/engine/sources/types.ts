@@ -116,6 +116,21 @@ export interface SourceSnapshotTree {
 
 export type PowerAction = 'start' | 'stop' | 'force-off' | 'pause' | 'resume';
 
+export interface SourceStopOptions {
+  /** Power off at once instead of asking the guest to shut down. */
+  force?: boolean;
+  /** How long the guest gets to shut down when asked before it is powered off (default 60000 ms). */
+  timeoutMs?: number;
+}
+
+export interface SourceStopResult {
+  /** 'shutdown': the guest shut down when asked (ACPI, or its agent); 'forced': powered off (force, or after the time-out). */
+  method: 'already-off' | 'shutdown' | 'forced';
+  /** The guest was asked and did not shut down within the time-out. */
+  timedOut: boolean;
+  ms: number;
+}
+
 export interface TakeOptions {
   description?: string;
   /** On a running machine: the disks only, without the memory. */
@@ -172,4 +187,6 @@ export interface MachineSource extends SourceInfo {
   editSnapshot(ref: string, snapshot: string, changes: { name?: string; description?: string }): Promise<SourceSnapshot>;
   clone(ref: string, newName: string, options: SourceCloneOptions): Promise<SourceCloneResult>;
   power(ref: string, action: PowerAction): Promise<PowerState>;
+  /** Asks the guest to shut down, and powers it off after the time-out (force: at once). */
+  stop(ref: string, options?: SourceStopOptions): Promise<SourceStopResult>;
 }

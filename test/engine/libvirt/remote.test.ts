@@ -1,11 +1,13 @@
 // libvirt over SSH for real: an sshd on a loopback port with a key made for the test, and the same checks as on
 // this computer through qemu+ssh://root@127.0.0.1:PORT/system?keyfile=... (never another host). The SSH client
 // gets a known_hosts made for the test through a wrapper (libvirt's command= parameter), so the user's own
-// ~/.ssh is never read or written. A wrong key and an unreachable host each fail in one sentence.
+// ~/.ssh is never read or written. A wrong key, an unreachable host and a stopped daemon each fail in one sentence.
 import { strict as assert } from 'node:assert';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LibvirtSource } from '../../../src/engine/libvirt';
+import { Library } from '../../../src/engine/machine';
+import { LibrarySource } from '../../../src/engine/sources';
 import { freeLocalPort, generateEd25519KeyPair } from '../../../src/engine/ssh';
 import { scratchDir } from '../../support/qemu';
 import { removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, type Daemons } from '../../support/libvirt';
@@ -48,7 +50,7 @@ describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG
     scratch.cleanup();
   });
 
-  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }), { linkedClone: false });
+  sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }));
 
   it('a wrong key and an unreachable host each fail in one sentence; the local connection keeps working', async () => {
     const wrongKey = join(sshDir, 'wrong_key');
@@ -59,5 +61,20 @@ describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG
     const unreachable = await rejectsWith(new LibvirtSource(uri(sshd.identityFile, closed)).listMachines(), 'UNREACHABLE', 'a closed port');
     assert.match(unreachable, new RegExp(`^The host of qemu\\+ssh://root@127\\.0\\.0\\.1:${closed}/system\\?\\S+ cannot be reached over SSH \\(ssh: connect to host 127\\.0\\.0\\.1 port ${closed}: Connection refused\\)\\.$`));
     assert.ok((await new LibvirtSource(SYSTEM_URI).listMachines()).length > 0, 'the other connections keep working');
+  });
+
+  it('a stopped daemon on the remote host fails in one sentence; our library keeps working, and the connection answers once it runs again', async function () {
+    if (!daemons.started) this.skip(); // only a daemon this suite started is stopped
+    const remote = new LibvirtSource(uri(sshd.identityFile));
+    const library = new LibrarySource(await Library.open(scratch.path('library')));
+    await daemons.stopLibvirtd();
+    try {
+      const sentence = await rejectsWith(remote.listMachines(), 'UNREACHABLE', 'a stopped libvirtd over SSH');
+      assert.match(sentence, /^The libvirt daemon on 127\.0\.0\.1 \(qemu\+ssh:\/\/root@127\.0\.0\.1:\d+\/system\?\S+\) is not running: SSH logged in, but its socket there does not answer; start libvirtd \(or virtqemud\) on that host\.$/);
+      assert.deepEqual(await library.listMachines(), [], 'another source answers meanwhile');
+    } finally {
+      await daemons.startLibvirtd();
+    }
+    assert.ok((await remote.listMachines()).some((m) => m.name === `${prefix}a`), 'the same source answers again');
   });
 });
