@@ -6,7 +6,7 @@ import type { Disk, Extent } from './disk';
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
 import { type Header, INCOMPAT_EXTL2, clusterSizeOf } from './header';
-import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2, subclusterBits } from './layout';
+import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, subclusterBits } from './layout';
 
 /** L2 tables kept in memory at most (write-through, so eviction is free). */
 const L2_CACHE_BYTES = 64 * 1024 * 1024;
@@ -85,7 +85,7 @@ export class ClusterMap {
   }
 
   entry(table: Buffer, i: number): L2Entry {
-    const e = decodeL2(table.readBigUInt64BE(i * this.entryBytes), this.clusterBits, this.extendedL2);
+    const e = decodeL2At(table, i * this.entryBytes, this.clusterBits, this.extendedL2);
     if (e === 'reserved') this.damaged(`an L2 entry has reserved bits set`);
     // Zero clusters are a version 3 feature: QEMU refuses them in a version 2 image as corruption.
     if (e.kind === 'zero' && this.version < 3) this.damaged(`an L2 entry of this version 2 image has the version 3 zero flag set`);
