@@ -6,7 +6,7 @@ import type { Disk, Extent } from './disk';
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
 import { type Header, INCOMPAT_EXTL2, clusterSizeOf } from './header';
-import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2, subclusterBits } from './layout';
+import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, subclusterBits } from './layout';
 
 /** L2 tables kept in memory at most (write-through, so eviction is free). */
 const L2_CACHE_BYTES = 64 * 1024 * 1024;
@@ -85,7 +85,7 @@ export class ClusterMap {
   }
 
   entry(table: Buffer, i: number): L2Entry {
-    const e = decodeL2(table.readBigUInt64BE(i * this.entryBytes), this.clusterBits, this.extendedL2);
+    const e = decodeL2At(table, i * this.entryBytes, this.clusterBits, this.extendedL2);
     if (e === 'reserved') this.damaged(`an L2 entry has reserved bits set`);
     // Zero clusters are a version 3 feature: QEMU refuses them in a version 2 image as corruption.
     if (e.kind === 'zero' && this.version < 3) this.damaged(`an L2 entry of this version 2 image has the version 3 zero flag set`);
@@ -102,6 +102,14 @@ export class ClusterMap {
   /** How [offset, offset + length) of this layer is stored, as merged runs. */
   private async segments(l1: Buffer, offset: number, length: number): Promise<Segment[]> {
     const out: Segment[] = [];
+    // Runs that only extend the last segment create no object: a large image has many thousand clusters.
+    const extend = (kind: 'unallocated' | 'zero' | 'data', offset: number, length: number, host: number): boolean => {
+      const last = out[out.length - 1];
+      if (!last || last.kind !== kind || last.offset + last.length !== offset) return false;
+      if (kind === 'data' && (last as { host: number }).host + last.length !== host) return false;
+      last.length += length;
+      return true;
+    };
     const push = (s: Segment): void => {
       const last = out[out.length - 1];
       if (last && last.kind === s.kind && last.offset + last.length === s.offset) {
@@ -140,9 +148,9 @@ export class ClusterMap {
         } else if (!this.extendedL2) {
           if (e.kind === 'data') {
             if (e.host >= this.file.size) this.damaged(`the data cluster of guest offset ${base} lies past the end of the file (offset ${e.host})`);
-            push({ offset: pos, length: stop - pos, kind: 'data', host: e.host + (pos - base) });
-          }
-          else push({ offset: pos, length: stop - pos, kind: e.kind });
+            const host = e.host + (pos - base);
+            if (!extend('data', pos, stop - pos, host)) push({ offset: pos, length: stop - pos, kind: 'data', host });
+          } else if (!extend(e.kind, pos, stop - pos, 0)) push({ offset: pos, length: stop - pos, kind: e.kind });
         } else {
           const bitmap = this.bitmap(table, i);
           for (let p = pos; p < stop; ) {

@@ -90,6 +90,43 @@ export async function createImage(path: string, options: CreateOptions): Promise
   }
 }
 
+/** Where a new image's tables lie. */
+export interface NewImageTables {
+  l1Size: number;
+  l1TableOffset: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
+}
+
+/** The header of a new image (16-bit refcounts, no snapshots, no extra features). */
+export function newHeader(l: NewImageLayout, t: NewImageTables): Header {
+  return {
+    version: l.version,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits: l.clusterBits,
+    size: l.size,
+    cryptMethod: 0,
+    l1Size: t.l1Size,
+    l1TableOffset: t.l1TableOffset,
+    refcountTableOffset: t.refcountTableOffset,
+    refcountTableClusters: t.refcountTableClusters,
+    nbSnapshots: 0,
+    snapshotsOffset: 0,
+    incompatibleFeatures: l.extendedL2 ? INCOMPAT_EXTL2 : 0n,
+    compatibleFeatures: 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: 4,
+    headerLength: l.version === 3 ? 112 : 72,
+    compressionType: 0,
+    extraHeader: Buffer.alloc(0),
+    otherExtensions: [],
+    backingFile: l.backingFile,
+    backingFormat: l.backingFormat,
+    featureNames: [],
+  };
+}
+
 /** Writes a complete empty image: header, refcount table, refcount blocks, L1 table. */
 export async function writeNewImage(path: string, l: NewImageLayout, sync = true): Promise<void> {
   const cs = 2 ** l.clusterBits;
@@ -111,31 +148,7 @@ export async function writeNewImage(path: string, l: NewImageLayout, sync = true
     tableClusters = t;
   }
   const total = 1 + tableClusters + blocks + l1Clusters;
-  const header: Header = {
-    version: l.version,
-    backingFileOffset: 0,
-    backingFileSize: 0,
-    clusterBits: l.clusterBits,
-    size: l.size,
-    cryptMethod: 0,
-    l1Size,
-    l1TableOffset: (1 + tableClusters + blocks) * cs,
-    refcountTableOffset: cs,
-    refcountTableClusters: tableClusters,
-    nbSnapshots: 0,
-    snapshotsOffset: 0,
-    incompatibleFeatures: l.extendedL2 ? INCOMPAT_EXTL2 : 0n,
-    compatibleFeatures: 0n,
-    autoclearFeatures: 0n,
-    refcountOrder: 4,
-    headerLength: l.version === 3 ? 112 : 72,
-    compressionType: 0,
-    extraHeader: Buffer.alloc(0),
-    otherExtensions: [],
-    backingFile: l.backingFile,
-    backingFormat: l.backingFormat,
-    featureNames: [],
-  };
+  const header = newHeader(l, { l1Size, l1TableOffset: (1 + tableClusters + blocks) * cs, refcountTableOffset: cs, refcountTableClusters: tableClusters });
   // The L1 table is left unwritten: the file is extended to its end, so it reads as zeros.
   const image = Buffer.alloc((1 + tableClusters + blocks) * cs);
   serializeHeader(header).copy(image, 0);

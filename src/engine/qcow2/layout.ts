@@ -33,6 +33,24 @@ export function decodeL2(raw: bigint, clusterBits: number, extendedL2: boolean):
   return host === 0 ? { kind: 'unallocated' } : { kind: 'data', host };
 }
 
+/**
+ * decodeL2 of the entry at byte `at` of an L2 table, without BigInt for the common entries (unallocated, zero,
+ * data): reading a whole table through BigInts was a good part of opening a large image.
+ */
+export function decodeL2At(table: Buffer, at: number, clusterBits: number, extendedL2: boolean): L2Entry | 'reserved' {
+  const hi = table.readUInt32BE(at);
+  const lo = table.readUInt32BE(at + 4);
+  if (hi === 0 && lo === 0) return UNALLOCATED;
+  // Bit 62 (compressed) is bit 30 of the high word: those go the exact way.
+  if (hi & 0x4000_0000) return decodeL2(table.readBigUInt64BE(at), clusterBits, extendedL2);
+  if (hi & 0x3f00_0000 || lo & 0x1fe) return 'reserved';
+  const host = (hi & 0x00ff_ffff) * 0x1_0000_0000 + ((lo & 0xffff_fe00) >>> 0);
+  if (lo & 1) return extendedL2 ? 'reserved' : { kind: 'zero', host };
+  return host === 0 ? UNALLOCATED : { kind: 'data', host };
+}
+
+const UNALLOCATED: L2Entry = Object.freeze({ kind: 'unallocated' });
+
 export function l2Raw(host: number, copied: boolean, zero = false): bigint {
   return BigInt(host) | (copied ? COPIED : 0n) | (zero ? ZERO_FLAG : 0n);
 }

@@ -107,6 +107,8 @@ async function commitLayer(top: Qcow2Image, options: OperationOptions): Promise<
           await base.write(buf, piece.offset);
           progress.step(piece.length);
         },
+        // The top is read alone (no backing), so reading the next piece while this one is written is safe.
+        { readAhead: 1 },
       );
       for (const piece of zeroPieces) {
         await base.writeZeroes(piece.offset, piece.length);

@@ -4,11 +4,10 @@ import type { Disk, OperationOptions } from '../disk';
 import { ImageError } from '../errors';
 import { Qcow2Image } from '../image';
 import { BackgroundWriteback, writeAtomically } from './atomic-file';
-import { isAllZero } from './bytes';
+import { writeFlatImage } from './flat-image';
 import { chainLayers, chainRanges, closeQuietly, layerIdentity, openSource, type DiskSource } from './layers';
-import { CHUNK_BYTES, pipelined } from './pipeline';
 import { Progress } from './progress';
-import { alignRanges, splitRanges, totalLength } from './ranges';
+import { alignRanges, totalLength } from './ranges';
 
 export interface FlattenOptions extends OperationOptions {
   /** Flatten this internal snapshot (id or name) of the source instead of its current state. */
@@ -74,49 +73,24 @@ async function refuseDestination(target: string, source: Disk, overwrite: boolea
 }
 
 async function copyChain(disk: Disk, temporary: string, clusterSize: number, options: OperationOptions): Promise<number> {
-  // Whole clusters, so every write allocates full clusters and never reads back what it is replacing.
+  // Whole clusters, so every data cluster is read and checked for zeros as one.
   const data = alignRanges(await chainRanges(disk, 0, disk.size, ['data']), clusterSize, disk.size);
-  const pieces = splitRanges(data, CHUNK_BYTES);
-  const progress = new Progress(`Flattening ${disk.path}`, totalLength(pieces), options);
-
-  // No flushes along the way: the file is fsynced once, before it is renamed into place.
-  await Qcow2Image.create(temporary, { size: disk.size, clusterSize, sync: false });
-  const out = await Qcow2Image.open(temporary, { writable: true, backing: false, writeOrdering: 'on-flush' });
-  const writeback = await BackgroundWriteback.start(temporary);
-  let written = 0;
-  let ok = false;
+  const progress = new Progress(`Flattening ${disk.path}`, totalLength(data), options);
+  // No flushes along the way: the file is fsynced once, before it is renamed into place; writing back in the
+  // background meanwhile keeps that last fsync short.
+  let writeback: BackgroundWriteback | null = null;
   try {
-    await pipelined(
-      pieces,
-      (buf, piece) => disk.read(buf, piece.offset),
-      async (buf, piece) => {
-        // Clusters that read as zeros stay unallocated: the new image has no backing file, so they read as zeros.
-        let runStart = -1;
-        const flush = async (end: number): Promise<void> => {
-          if (runStart < 0) return;
-          await out.write(buf.subarray(runStart, end), piece.offset + runStart);
-          written += end - runStart;
-          writeback.wrote(end - runStart);
-          runStart = -1;
-        };
-        for (let at = 0; at < buf.length; at += clusterSize) {
-          if (!isAllZero(buf.subarray(at, Math.min(buf.length, at + clusterSize)))) {
-            if (runStart < 0) runStart = at;
-          } else {
-            await flush(at);
-          }
-        }
-        await flush(buf.length);
-        progress.step(piece.length);
+    const written = await writeFlatImage(disk, temporary, data, {
+      clusterSize,
+      progress,
+      wrote: (bytes) => writeback?.wrote(bytes),
+      created: async () => {
+        writeback = await BackgroundWriteback.start(temporary);
       },
-    );
-    await out.flush();
-    ok = true;
+    });
+    progress.finish();
+    return written;
   } finally {
-    await writeback.close();
-    if (ok) await out.close();
-    else await closeQuietly(out);
+    await (writeback as BackgroundWriteback | null)?.close();
   }
-  progress.finish();
-  return written;
 }

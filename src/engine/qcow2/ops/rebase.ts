@@ -139,7 +139,9 @@ async function copyPieces(top: Qcow2Image, next: Disk | null, pieces: ByteRange[
       await copy(n);
       progress.step(n);
     },
-    { width: 2 },
+    // The reads go through the old and new backing chains, never through the top being written: the next piece
+    // can be read while this one is written.
+    { width: 2, readAhead: 1 },
   );
   progress.finish();
   return copiedBytes;

@@ -46,21 +46,34 @@ export class UndoJournal {
         at += buf.length;
       };
       await append(head);
-      const buf = alignedBuffer(COPY_BYTES);
-      for (const r of ranges) {
-        const entry = Buffer.alloc(16);
-        entry.writeBigUInt64BE(BigInt(r.offset), 0);
-        entry.writeBigUInt64BE(BigInt(r.length), 8);
-        await append(entry);
-        for (let done = 0; done < r.length; ) {
-          checkAborted();
-          const n = Math.min(COPY_BYTES, r.length - done);
-          const { bytesRead } = await source.read(buf, 0, n, r.offset + done);
-          if (bytesRead !== n) throw new ImageError('IO_ERROR', `${file} changed while its undo journal was being written.`, file);
-          await append(buf.subarray(0, n));
-          done += n;
+      // Two buffers: the next block is read from the file while the last one is appended to the journal.
+      const bufs = [alignedBuffer(COPY_BYTES), alignedBuffer(COPY_BYTES)];
+      let writing: Promise<void> = Promise.resolve();
+      let k = 0;
+      try {
+        for (const r of ranges) {
+          const entry = Buffer.alloc(16);
+          entry.writeBigUInt64BE(BigInt(r.offset), 0);
+          entry.writeBigUInt64BE(BigInt(r.length), 8);
+          await writing;
+          await append(entry);
+          for (let done = 0; done < r.length; ) {
+            checkAborted();
+            const n = Math.min(COPY_BYTES, r.length - done);
+            const buf = bufs[k++ % 2]!;
+            const { bytesRead } = await source.read(buf, 0, n, r.offset + done);
+            if (bytesRead !== n) throw new ImageError('IO_ERROR', `${file} changed while its undo journal was being written.`, file);
+            // The other buffer's append has finished before this one starts, so appends stay in order.
+            await writing;
+            writing = append(buf.subarray(0, n));
+            writing.catch(() => {}); // awaited (and rethrown) before the next append; this only marks it handled
+            done += n;
+          }
         }
+      } finally {
+        await writing.catch(() => {}); // a failed append is rethrown below
       }
+      await writing;
       const tail = Buffer.alloc(16);
       SEALED.copy(tail, 0);
       tail.writeBigUInt64BE(BigInt(ranges.length), 8);
