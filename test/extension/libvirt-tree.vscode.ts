@@ -114,7 +114,9 @@ describe('libvirt connections in the Machines tree', function () {
     assert.deepEqual(config().get('libvirt.connections'), []);
     assert.equal((await roots()).filter((n) => n.kind === 'libvirt').length, 0);
     await setConnections([SYSTEM_URI]);
-    await until(async () => (await domainRow()) !== undefined, 'the libvirt root and its domain', 60_000);
+    // The library's row comes from its own (asynchronous) refresh after the switch to a fresh library.
+    const libraryShown = async (): Promise<boolean> => (await roots()).some((n) => n.kind === 'machine' && n.machine.name === 'library-vm');
+    await until(async () => (await domainRow()) !== undefined && (await libraryShown()), 'the library’s machine, the libvirt root and its domain', 60_000);
     const all = await roots();
     const libraryRow = all.findIndex((n) => n.kind === 'machine' && n.machine.name === 'library-vm');
     const root = all.findIndex((n) => n.id === `libvirt/${SYSTEM_URI}`);
