@@ -120,7 +120,7 @@ describe('libvirt connections in the Machines tree', function () {
     const all = await roots();
     const libraryRow = all.findIndex((n) => n.kind === 'machine' && n.machine.name === 'library-vm');
     const root = all.findIndex((n) => n.id === `libvirt/${SYSTEM_URI}`);
-    assert.ok(libraryRow >= 0 && root > libraryRow, 'the libvirt root comes after the library’s machines');
+    assert.ok(libraryRow >= 0 && root > libraryRow, `the libvirt root comes after the library’s machines: ${all.map((n) => n.id).join(', ')}`);
     assert.equal(api.tree.getTreeItem(all[root]!).label, `libvirt — ${SYSTEM_URI}`);
     const domain = (await domainRow())!;
     assert.match(contextValue(domain), /^libvirtDomain:off:(.*:)?memorySnapshots:/);
