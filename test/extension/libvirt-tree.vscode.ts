@@ -1,8 +1,8 @@
 // libvirt connections in the Machines tree, against the real daemons (test/support/libvirt.ts): a connection's
 // root and its domain beside the library's machines, the domain's snapshot tree from libvirt's parent links, Take
-// Snapshot, power and Revert through the commands on its rows checked against libvirt's own view (virsh
-// snapshot-current, domstate), menus that offer only what the source can do, a libvirt domain as the dev machine,
-// and slow or unreachable connections that never hold up the library's rows.
+// Snapshot, power, Revert and Clone through the commands on its rows checked against libvirt's own view (virsh
+// snapshot-current, domstate, dumpxml, qemu-img's backing chain), menus that offer only what the source can do, a
+// libvirt domain as the dev machine, and slow or unreachable connections that never hold up the library's rows.
 //
 // Everything that runs a tool here is asynchronous: defining a domain takes minutes on a slow host (libvirt probes
 // QEMU), and a synchronous spawn would block the whole extension host. One domain is defined, for all the tests.

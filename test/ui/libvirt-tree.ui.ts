@@ -1,7 +1,8 @@
 // UI test: a libvirt connection beside the library in the Machines view of a real workbench (code-server), against
 // the real daemons (test/support/libvirt.ts): its root, domain and snapshots; right-click a libvirt snapshot →
 // Revert works (checked with virsh snapshot-current), Clone from Snapshot is offered; Rename, which libvirt cannot
-// do, is not in the menu; an unreachable connection is one row with its reason. Screenshots in test-artifacts/libvirt-tree*.png.
+// do, is not in the menu; an unreachable connection is one row with its reason. Screenshots in
+// test-artifacts/libvirt-tree*.png.
 import * as assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
