@@ -1,6 +1,7 @@
 // Clone on libvirt rows (a domain, its "You are here", or one of its snapshots): the library's clone questions
 // (linked or full, then the name), answered by the row's LibvirtSource; what the source refuses is not offered,
-// and refused with its reason when asked for anyway. The new domain is then selected under its connection.
+// and refused with its reason when asked for anyway. The disks go next to the source's; the new domain is then
+// selected under its connection.
 import * as vscode from 'vscode';
 import type { LibvirtSource } from '../../engine/libvirt';
 import { SourceError, unsupported, type CloneKind, type SourceCloneResult, type SourceSnapshot } from '../../engine/sources';
@@ -76,6 +77,8 @@ export async function cloneLibvirt(ctx: CommandContext, source: LibvirtSource, d
       );
     }
     ctx.tree.libvirt.reload(domain.uri);
+    // The connection read again first: the selection's few tries within seconds then find the new row at once.
+    await ctx.tree.libvirt.read(domain.uri);
     await ctx.select(() => libvirtRowOf(ctx, domain.uri, result.machine.uuid));
     return result;
   } catch (e) {
