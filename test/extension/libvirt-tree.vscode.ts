@@ -228,7 +228,11 @@ describe('libvirt connections in the Machines tree', function () {
     const { disk } = await defineCountingDomainAsync(SYSTEM_URI, scratch, source);
     const linkedName = `${prefix}linked`;
     const made: string[] = [];
-    await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    // The view in sight, so that the new domain's row can be selected (once more after a redraw, as elsewhere).
+    await Promise.resolve(vscode.commands.executeCommand('workbench.view.extension.vmsnap')).catch(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    });
     await vscode.commands.executeCommand('vmsnap.refresh', await libvirtRoot(SYSTEM_URI));
     await until(async () => (await domainRow(source)) !== undefined, 'the new domain’s row', 60_000);
     const row = (await domainRow(source))!;
