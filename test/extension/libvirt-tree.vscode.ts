@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import { RENAME_REASON } from '../../src/engine/libvirt';
+import { LINKED_FROM_INTERNAL } from '../../src/engine/libvirt/records';
 import type { SourceCloneResult, SourceSnapshot } from '../../src/engine/sources';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../../src/extension/tree/libvirt-rows';
@@ -297,6 +298,27 @@ describe('libvirt connections in the Machines tree', function () {
       assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0, 'no domain was made');
       assert.ok(!existsSync(join(scratch, `${prefix}nope.qcow2`)), 'no disk was made');
       await vscode.commands.executeCommand('vmsnap.forceStopMachine', await domainRow(source));
+
+      // The first domain has internal snapshots: a full clone from one of them, and no linked clone (refused with why).
+      const main = (await domainRow())!;
+      assert.doesNotMatch(contextValue(main), /:linkedClone:/);
+      api.lastError = undefined;
+      assert.equal(await vscode.commands.executeCommand('vmsnap.cloneMachine', main, { kind: 'linked', name: `${prefix}nope` }), undefined);
+      assert.equal(lastError()?.code, 'UNSUPPORTED');
+      assert.match(lastError()?.message ?? '', /has internal snapshots.*make a full clone\./);
+      api.lastError = undefined;
+      assert.equal(await vscode.commands.executeCommand('vmsnap.cloneSnapshot', await snapshotRow('first'), { kind: 'linked', name: `${prefix}nope` }), undefined);
+      assert.equal(lastError()?.message, LINKED_FROM_INTERNAL);
+      const fromFirst = await vscode.commands.executeCommand<SourceCloneResult>('vmsnap.cloneSnapshot', await snapshotRow('first'), { kind: 'full', name: `${prefix}from-first` });
+      assert.ok(fromFirst, `the full clone from “first” was made (${lastError()?.message ?? ''})`);
+      made.push(fromFirst.machine.name);
+      const fromFirstXml = await xmlOf(fromFirst.machine.name);
+      assert.deepEqual(disksOf(fromFirstXml), [join(scratch, `${prefix}from-first.qcow2`)]);
+      const copied = JSON.parse(await runToolOk('qemu-img', ['info', '--backing-chain', '-U', '--output=json', disksOf(fromFirstXml)[0]!])) as { filename: string; snapshots?: unknown[] }[];
+      assert.equal(copied.length, 1, 'a copy that depends on nothing');
+      assert.equal((copied[0]!.snapshots ?? []).length, 0, 'the state of “first”, without the source’s snapshots');
+      assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0, 'no domain was made');
+      await until(async () => (await domainRow(fromFirst.machine.name)) !== undefined, 'the clone’s row', 30_000);
     } finally {
       // The clones and their disks go (the source and its files go with the other test domains).
       for (const name of made) {
