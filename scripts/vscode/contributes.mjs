@@ -68,6 +68,8 @@ const lvDomain = 'view == vmsnap.machines && viewItem =~ /^libvirtDomain:/';
 const lvCurrent = 'view == vmsnap.machines && viewItem =~ /^libvirtCurrent:/';
 const lvSnapshot = 'view == vmsnap.machines && viewItem =~ /^libvirtSnapshot:/';
 const lvPausable = 'viewItem =~ /:pause:/';
+// A clone the source can make of the row's state (linked, full or both), of a powered-off domain as for the library.
+const lvCloneable = 'viewItem =~ /:(linkedClone|fullClone):/';
 
 const item = (command, when, group) => ({ command: `vmsnap.${command}`, when, group });
 
@@ -150,7 +152,7 @@ export const contributes = {
       item('editSnapshotDescription', snapshot, '4_edit@2'),
       item('deleteSnapshot', `${snapshot} && !(viewItem =~ /:locked:/)`, '9_destructive@1'), // running machines too (block jobs)
       item('deleteSnapshotWithChildren', `${snapshot} && viewItem =~ /:children:/ && !(viewItem =~ /:locked:/)`, '9_destructive@2'),
-      // libvirt: an unreachable connection's Retry, a domain's power and snapshot, a snapshot's revert and delete
+      // libvirt: an unreachable connection's Retry, a domain's power, snapshot and clone, a snapshot's revert, clone and delete
       item('retryConnection', lvConnectionError, 'inline@0'),
       item('retryConnection', lvConnectionError, '0_connection@1'),
       item('startMachine', `${lvDomain} && ${off}`, 'inline@0'),
@@ -164,9 +166,12 @@ export const contributes = {
       item('stopMachine', `${lvDomain} && ${on}`, '0_power@4'),
       item('forceStopMachine', `${lvDomain} && ${on}`, '0_power@5'),
       item('takeSnapshot', lvDomain, '1_snapshot@1'),
+      item('cloneMachine', `${lvDomain} && ${off} && ${lvCloneable}`, '2_clone@1'),
       item('setDevMachine', `${lvDomain} && !(viewItem =~ /:dev:/)`, '4_edit@2'),
       item('takeSnapshot', lvCurrent, '1_snapshot@1'),
+      item('cloneMachine', `${lvCurrent} && ${off} && ${lvCloneable}`, '2_clone@1'),
       item('revert', `${lvSnapshot} && viewItem =~ /:revert:/`, '1_snapshot@1'),
+      item('cloneSnapshot', `${lvSnapshot} && ${off} && ${lvCloneable}`, '2_clone@1'),
       item('editSnapshotDescription', `${lvSnapshot} && viewItem =~ /:describe:/`, '4_edit@2'),
       item('deleteSnapshot', `${lvSnapshot} && viewItem =~ /:delete:/`, '9_destructive@1'),
       item('deleteSnapshotWithChildren', `${lvSnapshot} && viewItem =~ /:deleteChildren:/`, '9_destructive@2'),

@@ -1,23 +1,24 @@
 // libvirt connections in the Machines tree, against the real daemons (test/support/libvirt.ts): a connection's
 // root and its domain beside the library's machines, the domain's snapshot tree from libvirt's parent links, Take
-// Snapshot, power and Revert through the commands on its rows checked against libvirt's own view (virsh
-// snapshot-current, domstate), menus that offer only what the source can do, a libvirt domain as the dev machine,
-// and slow or unreachable connections that never hold up the library's rows.
+// Snapshot, power, Revert and Clone through the commands on its rows checked against libvirt's own view (virsh
+// snapshot-current, domstate, dumpxml, qemu-img's backing chain), menus that offer only what the source can do, a
+// libvirt domain as the dev machine, and slow or unreachable connections that never hold up the library's rows.
 //
 // Everything that runs a tool here is asynchronous: defining a domain takes minutes on a slow host (libvirt probes
 // QEMU), and a synchronous spawn would block the whole extension host. One domain is defined, for all the tests.
 import * as assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import { RENAME_REASON } from '../../src/engine/libvirt';
-import type { SourceSnapshot } from '../../src/engine/sources';
+import { LINKED_FROM_INTERNAL } from '../../src/engine/libvirt/records';
+import type { SourceCloneResult, SourceSnapshot } from '../../src/engine/sources';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../../src/extension/tree/libvirt-rows';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
-import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshOkAsync, type Daemons } from '../support/libvirt';
+import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, runTool, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
 import { answering, EXTENSION_ID, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
 
 interface MenuItem {
@@ -80,13 +81,14 @@ describe('libvirt connections in the Machines tree', function () {
 
   const roots = (): Promise<TreeNode[]> => api.tree.getChildren() as Promise<TreeNode[]>;
   const libvirtRoot = async (uri: string): Promise<LibvirtNode | undefined> => (await roots()).find((n): n is LibvirtNode => n.kind === 'libvirt' && n.row === 'connection' && n.uri === uri);
-  const domainRow = async (): Promise<LibvirtDomainNode | undefined> => {
+  const domainRow = async (name = domainName): Promise<LibvirtDomainNode | undefined> => {
     const root = await libvirtRoot(SYSTEM_URI);
     if (root === undefined) return undefined;
-    return ((await api.tree.getChildren(root)) as TreeNode[]).find((n): n is LibvirtDomainNode => n.kind === 'libvirt' && n.row === 'domain' && n.view.machine.name === domainName);
+    return ((await api.tree.getChildren(root)) as TreeNode[]).find((n): n is LibvirtDomainNode => n.kind === 'libvirt' && n.row === 'domain' && n.view.machine.name === name);
   };
-  const snapshotRow = async (name: string): Promise<LibvirtSnapshotNode | undefined> => {
-    const domain = await domainRow();
+  const snapshotRow = (name: string): Promise<LibvirtSnapshotNode | undefined> => snapshotRowOf(domainName, name);
+  const snapshotRowOf = async (ofDomain: string, name: string): Promise<LibvirtSnapshotNode | undefined> => {
+    const domain = await domainRow(ofDomain);
     if (domain === undefined) return undefined;
     const walk = async (nodes: TreeNode[]): Promise<LibvirtSnapshotNode | undefined> => {
       for (const n of nodes) {
@@ -104,6 +106,11 @@ describe('libvirt connections in the Machines tree', function () {
   const lastError = (): ShownError | undefined => api.lastError;
   const currentSnapshot = async (): Promise<string> => (await virshOkAsync(SYSTEM_URI, 'snapshot-current', '--domain', domainName, '--name')).trim();
   const domstate = async (): Promise<string> => (await virshOkAsync(SYSTEM_URI, 'domstate', domainName)).trim();
+  const runToolOk = async (file: string, args: string[]): Promise<string> => {
+    const r = await runTool(file, args, 60_000);
+    if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
   const tooltipText = (row: TreeNode): string => {
     const t = api.tree.getTreeItem(row).tooltip;
     return typeof t === 'string' ? t : (t?.value ?? '');
@@ -126,7 +133,7 @@ describe('libvirt connections in the Machines tree', function () {
     assert.match(contextValue(domain), /^libvirtDomain:off:(.*:)?memorySnapshots:/);
 
     const menus = contextMenus();
-    assert.deepEqual(offered(menus, contextValue(domain)), ['vmsnap.setDevMachine', 'vmsnap.startMachine', 'vmsnap.takeSnapshot']);
+    assert.deepEqual(offered(menus, contextValue(domain)), ['vmsnap.cloneMachine', 'vmsnap.setDevMachine', 'vmsnap.startMachine', 'vmsnap.takeSnapshot']);
 
     await vscode.commands.executeCommand('vmsnap.takeSnapshot', domain, { name: 'first', description: 'taken from the tree' });
     await vscode.commands.executeCommand('vmsnap.takeSnapshot', await domainRow(), { name: 'second' });
@@ -140,9 +147,10 @@ describe('libvirt connections in the Machines tree', function () {
     assert.match(tooltipText(first), /taken from the tree/);
     assert.match(tooltipText(first), /Taken: \d{4}-\d\d-\d\d \d\d:\d\d/);
     assert.match(tooltipText(first), /Disks only/);
-    assert.equal(contextValue(first), 'libvirtSnapshot:off:revert:delete:children:deleteChildren:describe:');
+    // An internal snapshot: a full clone from it, no linked one (a linked clone needs a frozen file).
+    assert.equal(contextValue(first), 'libvirtSnapshot:off:revert:delete:children:deleteChildren:describe:fullClone:');
     // Rename is not offered (libvirt names snapshots for good), and refused with the reason when asked for anyway.
-    assert.deepEqual(offered(menus, contextValue(first)), ['vmsnap.deleteSnapshot', 'vmsnap.deleteSnapshotWithChildren', 'vmsnap.editSnapshotDescription', 'vmsnap.revert']);
+    assert.deepEqual(offered(menus, contextValue(first)), ['vmsnap.cloneSnapshot', 'vmsnap.deleteSnapshot', 'vmsnap.deleteSnapshotWithChildren', 'vmsnap.editSnapshotDescription', 'vmsnap.revert']);
     api.lastError = undefined;
     assert.equal(await vscode.commands.executeCommand('vmsnap.renameSnapshot', first, { name: 'renamed' }), undefined);
     const refused = lastError();
@@ -214,6 +222,115 @@ describe('libvirt connections in the Machines tree', function () {
     assert.ok(libraryVm && libraryVm.kind === 'machine' && !libraryVm.isDevMachine);
     await vscode.commands.executeCommand('vmsnap.forceStopMachine', await domainRow());
     assert.equal(await domstate(), 'shut off');
+  });
+
+  it('clones a powered-off domain from its row, full and linked, as libvirt sees them; refuses a linked clone of a running one with the reason', async function () {
+    // A domain of its own, without internal snapshots (a linked clone of the current state needs none).
+    this.timeout(600_000);
+    const source = `${prefix}src`;
+    const { disk } = await defineCountingDomainAsync(SYSTEM_URI, scratch, source);
+    const linkedName = `${prefix}linked`;
+    const made: string[] = [];
+    // The view in sight, so that the new domain's row can be selected (once more after a redraw, as elsewhere).
+    await Promise.resolve(vscode.commands.executeCommand('workbench.view.extension.vmsnap')).catch(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      await vscode.commands.executeCommand('workbench.view.extension.vmsnap');
+    });
+    await vscode.commands.executeCommand('vmsnap.refresh', await libvirtRoot(SYSTEM_URI));
+    await until(async () => (await domainRow(source)) !== undefined, 'the new domain’s row', 60_000);
+    const row = (await domainRow(source))!;
+    assert.match(contextValue(row), /^libvirtDomain:off:.*:linkedClone:fullClone:/);
+    assert.ok(offered(contextMenus(), contextValue(row)).includes('vmsnap.cloneMachine'), 'Clone offered on a powered-off domain');
+    const xmlOf = (name: string): Promise<string> => virshOkAsync(SYSTEM_URI, 'dumpxml', name);
+    const uuidOf = (xml: string): string => /<uuid>([^<]+)<\/uuid>/.exec(xml)?.[1] ?? '';
+    const macsOf = (xml: string): string[] => [...xml.matchAll(/<mac address='([^']+)'/g)].map((m) => m[1]!);
+    const disksOf = (xml: string): string[] => [...xml.matchAll(/<disk type='file' device='disk'>[\s\S]*?<source file='([^']+)'/g)].map((m) => m[1]!);
+    const sourceXml = await xmlOf(source);
+    try {
+      // Full, through the questions: full first (a linked clone leaves a snapshot on the source), the name prefilled.
+      const { result: full, asked } = await answering(api, ['Full clone', '='], () => vscode.commands.executeCommand<SourceCloneResult>('vmsnap.cloneMachine', row));
+      assert.ok(full, `the full clone was made (${lastError()?.message ?? ''})`);
+      assert.match(asked[0] ?? '', /^pick: Clone the current state of “.*src” \{\$\(files\) Full clone \| \$\(link\) Linked clone\}/);
+      assert.match(asked[1] ?? '', /^input: .* \/ Name of the new domain \[.*src-clone\]$/);
+      assert.equal(full.machine.name, `${source}-clone`);
+      made.push(full.machine.name);
+      const fullXml = await xmlOf(full.machine.name);
+      assert.notEqual(uuidOf(fullXml), uuidOf(sourceXml), 'a new UUID');
+      assert.equal(macsOf(fullXml).length, macsOf(sourceXml).length);
+      assert.ok(macsOf(fullXml).every((m) => !macsOf(sourceXml).includes(m)), 'new MAC addresses');
+      assert.deepEqual(disksOf(fullXml), [join(scratch, `${source}-clone.qcow2`)]);
+      const fullChain = JSON.parse(await runToolOk('qemu-img', ['info', '--backing-chain', '-U', '--output=json', disksOf(fullXml)[0]!])) as { filename: string }[];
+      assert.equal(fullChain.length, 1, 'a full clone’s disk depends on nothing');
+      await until(() => api.view.selection[0]?.id === `libvirt/${SYSTEM_URI}/${full.machine.uuid}`, 'the full clone’s row to be selected', 30_000);
+
+      // Linked, by the arguments: an external snapshot of the source freezes its disk; the clone's disk is an overlay on it.
+      const linked = await vscode.commands.executeCommand<SourceCloneResult>('vmsnap.cloneMachine', await domainRow(source), { kind: 'linked', name: linkedName });
+      assert.ok(linked, `the linked clone was made (${lastError()?.message ?? ''})`);
+      made.push(linkedName);
+      assert.equal(linked.takenSnapshot?.name, `base-of-${linkedName}`);
+      const linkedXml = await xmlOf(linkedName);
+      assert.notEqual(uuidOf(linkedXml), uuidOf(sourceXml));
+      assert.ok(macsOf(linkedXml).every((m) => !macsOf(sourceXml).includes(m)), 'new MAC addresses');
+      assert.deepEqual(disksOf(linkedXml), [join(scratch, `${linkedName}.qcow2`)]);
+      const chain = JSON.parse(await runToolOk('qemu-img', ['info', '--backing-chain', '-U', '--output=json', disksOf(linkedXml)[0]!])) as { filename: string }[];
+      assert.deepEqual(
+        chain.map((c) => c.filename),
+        [join(scratch, `${linkedName}.qcow2`), disk],
+        'the clone’s disk is an overlay on the source’s frozen layer',
+      );
+      assert.notEqual(disksOf(await xmlOf(source))[0], disk, 'the source writes to a new overlay now');
+      await until(() => api.view.selection[0]?.id === `libvirt/${SYSTEM_URI}/${linked.machine.uuid}`, 'the linked clone’s row to be selected', 30_000);
+
+      // The rows: both clones under the connection; the source's frozen snapshot offers a linked clone, not a full one.
+      assert.ok((await domainRow(full.machine.name)) !== undefined && (await domainRow(linkedName)) !== undefined, 'the clones’ rows');
+      await until(async () => (await snapshotRowOf(source, `base-of-${linkedName}`)) !== undefined, 'the frozen snapshot’s row', 30_000);
+      const frozen = (await snapshotRowOf(source, `base-of-${linkedName}`))!;
+      assert.match(contextValue(frozen), /:linkedClone:$/);
+      assert.ok(offered(contextMenus(), contextValue(frozen)).includes('vmsnap.cloneSnapshot'));
+
+      // A running domain: not offered, and refused with the reason when asked for anyway.
+      await vscode.commands.executeCommand('vmsnap.startMachine', await domainRow(source));
+      await until(async () => (await domainRow(source))?.view.machine.powerState === 'running', 'the source’s row to show it running', 30_000);
+      const running = (await domainRow(source))!;
+      assert.ok(!offered(contextMenus(), contextValue(running)).includes('vmsnap.cloneMachine'), 'Clone not offered on a running domain');
+      api.lastError = undefined;
+      assert.equal(await vscode.commands.executeCommand('vmsnap.cloneMachine', running, { kind: 'linked', name: `${prefix}nope` }), undefined);
+      assert.equal(lastError()?.code, 'POWERED_ON');
+      assert.match(lastError()?.message ?? '', /is running: a clone is made of a powered-off domain .* so stop it first\./);
+      assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0, 'no domain was made');
+      assert.ok(!existsSync(join(scratch, `${prefix}nope.qcow2`)), 'no disk was made');
+      await vscode.commands.executeCommand('vmsnap.forceStopMachine', await domainRow(source));
+
+      // The first domain has internal snapshots: a full clone from one of them, and no linked clone (refused with why).
+      const main = (await domainRow())!;
+      assert.doesNotMatch(contextValue(main), /:linkedClone:/);
+      api.lastError = undefined;
+      assert.equal(await vscode.commands.executeCommand('vmsnap.cloneMachine', main, { kind: 'linked', name: `${prefix}nope` }), undefined);
+      assert.equal(lastError()?.code, 'UNSUPPORTED');
+      assert.match(lastError()?.message ?? '', /has internal snapshots.*make a full clone\./);
+      api.lastError = undefined;
+      assert.equal(await vscode.commands.executeCommand('vmsnap.cloneSnapshot', await snapshotRow('first'), { kind: 'linked', name: `${prefix}nope` }), undefined);
+      assert.equal(lastError()?.message, LINKED_FROM_INTERNAL);
+      const fromFirst = await vscode.commands.executeCommand<SourceCloneResult>('vmsnap.cloneSnapshot', await snapshotRow('first'), { kind: 'full', name: `${prefix}from-first` });
+      assert.ok(fromFirst, `the full clone from “first” was made (${lastError()?.message ?? ''})`);
+      made.push(fromFirst.machine.name);
+      const fromFirstXml = await xmlOf(fromFirst.machine.name);
+      assert.deepEqual(disksOf(fromFirstXml), [join(scratch, `${prefix}from-first.qcow2`)]);
+      const copied = JSON.parse(await runToolOk('qemu-img', ['info', '--backing-chain', '-U', '--output=json', disksOf(fromFirstXml)[0]!])) as { filename: string; snapshots?: unknown[] }[];
+      assert.equal(copied.length, 1, 'a copy that depends on nothing');
+      assert.equal((copied[0]!.snapshots ?? []).length, 0, 'the state of “first”, without the source’s snapshots');
+      assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0, 'no domain was made');
+      await until(async () => (await domainRow(fromFirst.machine.name)) !== undefined, 'the clone’s row', 30_000);
+    } finally {
+      // The clones and their disks go (the source and its files go with the other test domains).
+      for (const name of made) {
+        const files = disksOf(await xmlOf(name).catch(() => ''));
+        await virshAsync(SYSTEM_URI, 'destroy', name);
+        await virshAsync(SYSTEM_URI, 'undefine', name, '--snapshots-metadata');
+        for (const f of files) rmSync(f, { force: true });
+        assert.ok(files.every((f) => !existsSync(f)), `the disks of ${name} are removed`);
+      }
+    }
   });
 
   it('shows a slow connection as reading without holding up the library, and an unreachable one as one row with the reason and Retry', async () => {

@@ -1,7 +1,8 @@
 // UI test: a libvirt connection beside the library in the Machines view of a real workbench (code-server), against
 // the real daemons (test/support/libvirt.ts): its root, domain and snapshots; right-click a libvirt snapshot →
-// Revert works (checked with virsh snapshot-current); Rename, which libvirt cannot do, is not in the menu; an
-// unreachable connection is one row with its reason. Screenshots in test-artifacts/libvirt-tree*.png.
+// Revert works (checked with virsh snapshot-current), Clone from Snapshot is offered; Rename, which libvirt cannot
+// do, is not in the menu; an unreachable connection is one row with its reason. Screenshots in
+// test-artifacts/libvirt-tree*.png.
 import * as assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,6 +99,8 @@ describe('UI: libvirt connections in the Machines view', function () {
     const items = (await menu.allTextContents()).map((t) => t.trim());
     assert.ok(items.some((t) => /Revert to Snapshot/.test(t)), items.join(' | '));
     assert.ok(!items.some((t) => /Rename/.test(t)), `no Rename: ${items.join(' | ')}`);
+    // An internal snapshot of a powered-off domain: a full clone from it is offered.
+    assert.ok(items.some((t) => /Clone from Snapshot/.test(t)), items.join(' | '));
     await workbench!.shot('libvirt-snapshot-menu');
     await page.keyboard.press('Escape');
     await chooseFromContextMenu(page, row(/^Fresh boot/), /Revert to Snapshot/);

@@ -1,4 +1,4 @@
-// The commands on libvirt rows: the same commands as on the library's rows (Revert, Delete, Take Snapshot, power),
+// The commands on libvirt rows: the same commands as on the library's rows (Revert, Delete, Take Snapshot, Clone, power),
 // done through the row's LibvirtSource, and Retry on an unreachable connection. A command the source cannot do
 // refuses with the source's reason (SourceError UNSUPPORTED), as the menus do not offer it.
 import * as vscode from 'vscode';
@@ -6,8 +6,10 @@ import { RENAME_REASON, type LibvirtSource } from '../../engine/libvirt';
 import { unsupported, type PowerAction, type SourceSnapshot } from '../../engine/sources';
 import { checkpointNaming, setDevMachineSetting } from '../dev/dev-machine';
 import { connectionNodes, libvirtChildren, type LibvirtDomainNode, type LibvirtNode, type LibvirtRef, type LibvirtSnapshotNode } from '../tree/libvirt-rows';
+import type { CloneArgs } from './clone-flow';
 import { confirmDestructive } from './confirm-destructive';
 import type { CommandContext } from './context';
+import { cloneLibvirt } from './libvirt-clone';
 import type { DeleteSnapshotArgs, RevertArgs, TakeSnapshotArgs } from './snapshot-commands';
 
 type LibvirtCommand = (ctx: CommandContext, node: LibvirtNode, args: unknown) => Promise<unknown>;
@@ -48,6 +50,14 @@ const COMMANDS: Record<string, LibvirtCommand> = {
     const { domain } = domainOf(ctx, node, 'setDevMachine');
     await setDevMachineSetting(domain.view.machine.name, node.uri);
     return domain.view.machine.name;
+  },
+  'vmsnap.cloneMachine': (ctx, node, args) => {
+    const { source, domain } = domainOf(ctx, node, 'clone');
+    return cloneLibvirt(ctx, source, domain, null, (args ?? {}) as CloneArgs);
+  },
+  'vmsnap.cloneSnapshot': (ctx, node, args) => {
+    const { source, node: row } = snapshotOf(ctx, node, 'clone');
+    return cloneLibvirt(ctx, source, row.domain, row.snapshot, (args ?? {}) as CloneArgs);
   },
   'vmsnap.startMachine': power('start'),
   'vmsnap.stopMachine': power('stop'),

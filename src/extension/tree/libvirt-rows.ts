@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 import type { DomainView, LibvirtSource } from '../../engine/libvirt';
 import { treeOf } from '../../engine/libvirt';
-import { CAPABILITY_NAMES, type SourceCapabilities, type SourceSnapshot, type SourceSnapshotNode } from '../../engine/sources';
+import { CAPABILITY_NAMES, type CloneKind, type SourceCapabilities, type SourceSnapshot, type SourceSnapshotNode } from '../../engine/sources';
 import { devMachineConnection, devMachineSetting } from '../dev/dev-machine';
 import { formatDate, formatRelativeTime, plural } from '../format';
 import { powerLabel } from '../labels';
@@ -138,6 +138,23 @@ function subtreeSnapshots(node: LibvirtSnapshotNode): SourceSnapshot[] {
 }
 
 /**
+ * Why the source cannot make a clone of `kind` from the domain's current state or from snapshot `from` (undefined:
+ * it can). The rows' linkedClone and fullClone flags say the same to the menus.
+ */
+export function libvirtCloneRefusal(domain: LibvirtDomainNode, kind: CloneKind, from: SourceSnapshot | null): string | undefined {
+  const label = domain.parent.label;
+  if (kind === 'linked' && !domain.capabilities.linkedClones) return vscode.l10n.t('{0} cannot make linked clones.', label);
+  if (kind === 'full' && !domain.capabilities.fullClones) return vscode.l10n.t('{0} cannot make full clones.', label);
+  if (from !== null) return kind === 'linked' ? from.refusals.linkedClone : from.refusals.fullClone;
+  // A linked clone of the current state freezes it in an external snapshot, after which libvirt 9.0 could not
+  // revert the domain's internal snapshots any more: the engine refuses it, the menus do not offer it.
+  if (kind === 'linked' && domain.view.snapshots.some((s) => s.location === 'internal')) {
+    return vscode.l10n.t('“{0}” has internal snapshots, and a linked clone of its current state needs an external snapshot of it, after which libvirt 9.0 could no longer revert them: make a full clone.', domain.view.machine.name);
+  }
+  return undefined;
+}
+
+/**
  * What the menus match (`viewItem =~ /^libvirtSnapshot:.*:revert:/`): the row's type, then flags each followed by
  * ':'. Domains carry the source's capabilities by name; snapshots the operations their source does not refuse.
  */
@@ -150,6 +167,7 @@ export function libvirtContextValue(node: LibvirtNode): string {
       break;
     case 'domain':
       flags.push(node.view.machine.powerState, ...capabilities(node.capabilities));
+      flags.push(...cloneFlags(node, null));
       if (node.isDevMachine) flags.push('dev');
       if (node.view.snapshots.length > 0) flags.push('snapshots');
       break;
@@ -165,10 +183,11 @@ export function libvirtContextValue(node: LibvirtNode): string {
       if (hasChildren && subtreeSnapshots(node).every((x) => x.refusals.delete === undefined)) flags.push('deleteChildren');
       if (node.domain.capabilities.describeSnapshot) flags.push('describe');
       if (node.domain.capabilities.renameSnapshot && s.refusals.rename === undefined) flags.push('rename');
+      flags.push(...cloneFlags(node.domain, s));
       break;
     }
     case 'current':
-      flags.push(node.domain.view.machine.powerState);
+      flags.push(node.domain.view.machine.powerState, ...cloneFlags(node.domain, null));
       break;
   }
   const type = { connection: 'libvirtConnection', domain: 'libvirtDomain', snapshot: 'libvirtSnapshot', current: 'libvirtCurrent' }[node.row];
@@ -228,6 +247,11 @@ export function libvirtTreeItem(node: LibvirtNode): vscode.TreeItem {
       break;
   }
   return item;
+}
+
+/** linkedClone, fullClone: the clones the source can make of the domain's current state or of snapshot `from`. */
+function cloneFlags(domain: LibvirtDomainNode, from: SourceSnapshot | null): string[] {
+  return (['linked', 'full'] as const).filter((k) => libvirtCloneRefusal(domain, k, from) === undefined).map((k) => `${k}Clone`);
 }
 
 function escape(text: string): string {
