@@ -94,6 +94,8 @@ if (only === undefined) {
     webview('display', 'src/extension/display/webview/main.ts', [novncTopLevelAwait]),
     // The comparison table.
     webview('compare', 'src/extension/compare/webview/main.ts'),
+    // The snapshot details page's buttons.
+    webview('snapshot-details', 'src/extension/snapshot-details/webview/main.ts'),
     build({
       entryPoints: extensionTests,
       outdir: 'dist/test/extension',

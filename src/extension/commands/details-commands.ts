@@ -6,5 +6,5 @@ import type { CommandContext, Target } from './context';
 export async function showSnapshotDetails(ctx: CommandContext, target: Target) {
   const picked = await ctx.snapshot(target, vscode.l10n.t('Show the details of which snapshot?'));
   if (!picked) return undefined;
-  return await SnapshotDetailsPanel.show(ctx.service, picked.machine.id, picked.snapshot.id);
+  return await SnapshotDetailsPanel.show(ctx.service, ctx.extensionUri, picked.machine.id, picked.snapshot.id);
 }

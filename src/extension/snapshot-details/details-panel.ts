@@ -7,13 +7,11 @@ import { formatBytes, formatDate } from '../format';
 import type { LibraryService } from '../library-service';
 import { thumbnailDataUri } from '../thumbnail-uri';
 import { commandFor } from '../compare/compare-panel';
-import type { RowAction } from '../compare/protocol';
 import { errorMessage } from '../ui/errors';
-import { escapeHtml as esc, nonce } from '../ui/webview-page';
+import { escapeHtml as esc, webviewOptions, webviewPage } from '../ui/webview-page';
+import type { DetailsAction } from './protocol';
 
 const DETAILS_VIEW_TYPE = 'vmsnap.snapshotDetails';
-
-type DetailsAction = Extract<RowAction, 'revert' | 'clone' | 'delete'>;
 
 /** What the panel shows: read from the library each time it changes. */
 interface DetailsState {
@@ -35,12 +33,13 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   private static instance: SnapshotDetailsPanel | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private rendering: Promise<void> = Promise.resolve();
-  /** The page last shown, with the nonce's place marked. */
-  private page = '';
+  /** The body last shown (the page around it differs only by its fresh nonce). */
+  private body = '';
 
   private constructor(
     readonly panel: vscode.WebviewPanel,
     private readonly service: LibraryService,
+    private readonly extensionUri: vscode.Uri,
     private machineId: string,
     private snapshotId: string,
   ) {
@@ -55,19 +54,16 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   }
 
   /** Opens (or reveals and re-targets) the panel on one snapshot. */
-  static async show(service: LibraryService, machineId: string, snapshotId: string): Promise<SnapshotDetailsPanel> {
+  static async show(service: LibraryService, extensionUri: vscode.Uri, machineId: string, snapshotId: string): Promise<SnapshotDetailsPanel> {
     let p = SnapshotDetailsPanel.instance;
     if (p) {
       p.machineId = machineId;
       p.snapshotId = snapshotId;
       p.panel.reveal(undefined, false);
     } else {
-      const panel = vscode.window.createWebviewPanel(DETAILS_VIEW_TYPE, vscode.l10n.t('Snapshot Details'), vscode.ViewColumn.Active, {
-        enableScripts: true,
-        // Nothing is loaded from anywhere: the picture is inlined as data:, the script and style carry the nonce.
-        localResourceRoots: [],
-      });
-      p = new SnapshotDetailsPanel(panel, service, machineId, snapshotId);
+      // The picture is inlined as data:; the style and script are the extension's own media/ and dist/webview/ files.
+      const panel = vscode.window.createWebviewPanel(DETAILS_VIEW_TYPE, vscode.l10n.t('Snapshot Details'), vscode.ViewColumn.Active, webviewOptions(extensionUri));
+      p = new SnapshotDetailsPanel(panel, service, extensionUri, machineId, snapshotId);
       SnapshotDetailsPanel.instance = p;
     }
     p.render();
@@ -89,10 +85,15 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
       const state = await this.state();
       this.panel.title = state.snapshot ? vscode.l10n.t('Snapshot: {0}', state.snapshot.name) : vscode.l10n.t('Snapshot Details');
       // A library change elsewhere (another machine, a size) must not reload an unchanged page: no flicker, focus kept.
-      const page = html(state, NONCE_SLOT);
-      if (page === this.page) return;
-      this.page = page;
-      this.panel.webview.html = page.split(NONCE_SLOT).join(nonce());
+      const body = pageBody(state);
+      if (body === this.body) return;
+      this.body = body;
+      this.panel.webview.html = webviewPage(this.panel.webview, this.extensionUri, {
+        css: 'snapshot-details',
+        js: 'snapshot-details',
+        title: vscode.l10n.t('Snapshot Details'),
+        body,
+      });
     });
   }
 
@@ -125,11 +126,7 @@ export class SnapshotDetailsPanel implements vscode.Disposable {
   }
 }
 
-/** Where the nonce goes in a page: each page shown gets a fresh one. */
-const NONCE_SLOT = '\u0000nonce\u0000';
-
-function html(st: DetailsState, nonce: string): string {
-  const csp = [`default-src 'none'`, `img-src data:`, `style-src 'nonce-${nonce}'`, `script-src 'nonce-${nonce}'`].join('; ');
+function pageBody(st: DetailsState): string {
   const s = st.snapshot;
   let body: string;
   if (st.error !== null) {
@@ -174,40 +171,5 @@ function html(st: DetailsState, nonce: string): string {
 </div>
 </section>`;
   }
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<style nonce="${nonce}">
-body { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); padding: 16px 20px; }
-.snapshot { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.picture img, .placeholder { width: 320px; border: 1px solid var(--vscode-panel-border, var(--vscode-widget-border, #8884)); border-radius: 4px; image-rendering: auto; }
-.placeholder { height: 200px; display: flex; align-items: center; justify-content: center; color: var(--vscode-descriptionForeground); background: var(--vscode-editorWidget-background); }
-h1 { font-size: 1.5em; font-weight: 600; margin: 0 0 4px; }
-.muted { color: var(--vscode-descriptionForeground); }
-.error { color: var(--vscode-errorForeground); }
-table { border-collapse: collapse; margin: 12px 0; }
-th { text-align: left; font-weight: normal; color: var(--vscode-descriptionForeground); padding: 3px 16px 3px 0; vertical-align: top; }
-td { padding: 3px 0; word-break: break-all; }
-.buttons { display: flex; gap: 8px; }
-button { font-family: inherit; font-size: inherit; padding: 4px 14px; border: 1px solid var(--vscode-button-border, transparent); border-radius: 2px; cursor: pointer;
-  color: var(--vscode-button-foreground); background: var(--vscode-button-background); }
-button:hover { background: var(--vscode-button-hoverBackground); }
-button.secondary { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
-button.secondary:hover { background: var(--vscode-button-secondaryHoverBackground); }
-</style>
-<title>${esc(vscode.l10n.t('Snapshot Details'))}</title>
-</head>
-<body>
-<main>${body}</main>
-<script nonce="${nonce}">
-const vscode = acquireVsCodeApi();
-for (const b of document.querySelectorAll('button[data-action]')) {
-  b.addEventListener('click', () => vscode.postMessage({ type: 'action', action: b.dataset.action }));
-}
-</script>
-</body>
-</html>`;
+  return `<main>${body}</main>`;
 }
