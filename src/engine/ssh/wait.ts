@@ -50,20 +50,27 @@ export async function waitForSsh(host: string, port: number, options: WaitForSsh
       );
     }
     options.onAttempt?.({ attempt, elapsedMs: Date.now() - started, lastFailure });
-    const result = await readBanner(host, port, Math.min(attemptTimeoutMs, remaining), signal);
+    const limit = Math.min(attemptTimeoutMs, remaining);
+    const result = await readBanner(host, port, limit, signal);
     if (result.banner !== undefined) return { banner: result.banner, attempts: attempt, elapsedMs: Date.now() - started };
-    lastFailure = result.failure;
+    // An attempt the deadline cut short (maybe before the connection was even made) learned less than a whole one:
+    // the time-out names what the last whole attempt saw, e.g. that the port speaks something else than SSH.
+    const cutShort = result.silent === true && limit < attemptTimeoutMs;
+    if (!(cutShort && lastFailure !== null)) lastFailure = result.failure;
     await delay(Math.min(retryDelayMs, Math.max(0, deadline - Date.now())), signal).catch(() => {});
   }
 }
 
-/** One attempt: the banner, or why there was none. Never rejects (abort is checked by the caller's loop). */
-function readBanner(host: string, port: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ banner?: string; failure: string }> {
+/**
+ * One attempt: the banner, or why there was none; `silent` when its time ran out before the server ended it. Never
+ * rejects (abort is checked by the caller's loop).
+ */
+function readBanner(host: string, port: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ banner?: string; failure: string; silent?: true }> {
   return new Promise((resolve) => {
     let received = Buffer.alloc(0);
     let settled = false;
     const socket: Socket = createConnection({ host, port });
-    const finish = (r: { banner?: string; failure: string }): void => {
+    const finish = (r: { banner?: string; failure: string; silent?: true }): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -72,7 +79,7 @@ function readBanner(host: string, port: number, timeoutMs: number, signal: Abort
       resolve(r);
     };
     const onAbort = (): void => finish({ failure: 'cancelled' });
-    const timer = setTimeout(() => finish({ failure: received.length > 0 ? 'no SSH identification line' : 'connected, but nothing was sent' }), timeoutMs);
+    const timer = setTimeout(() => finish({ failure: received.length > 0 ? 'no SSH identification line' : 'connected, but nothing was sent', silent: true }), timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);

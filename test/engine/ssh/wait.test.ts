@@ -76,7 +76,31 @@ describe('waiting for a machine to accept SSH', function () {
 
   it('something that is not SSH on the port is not taken for it', async function () {
     const port = await server((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
-    await assert.rejects(waitForSsh('127.0.0.1', port, { timeoutMs: 3000 }), timedOut(/without an SSH identification line/));
+    // Waits for the outcome, not for a clock: three attempts that each read the answer and refused it, then cancels.
+    const controller = new AbortController();
+    const failures: string[] = [];
+    const onAttempt = ({ lastFailure }: { lastFailure: string | null }): void => {
+      if (lastFailure !== null) failures.push(lastFailure);
+      if (failures.length === 3) controller.abort();
+    };
+    await assert.rejects(
+      waitForSsh('127.0.0.1', port, { timeoutMs: 60_000, retryDelayMs: 20, signal: controller.signal, onAttempt }),
+      (e: unknown) => isSshError(e) && e.code === 'ABORTED',
+    );
+    assert.deepEqual(failures, Array(3).fill('closed without an SSH identification line'));
+  });
+
+  it('a time-out names what the last whole attempt saw, not the silence of one the deadline cut short', async function () {
+    // The first connection answers HTTP; later ones stay silent, so the attempt the deadline ends hears nothing.
+    const port = await server((socket, index) => {
+      if (index === 0) socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+    let attempts = 0;
+    await assert.rejects(
+      waitForSsh('127.0.0.1', port, { timeoutMs: 3000, onAttempt: (a) => (attempts = a.attempt) }),
+      timedOut(/^closed without an SSH identification line$/),
+    );
+    assert.ok(attempts >= 2, `${attempts} attempts: the silent one after the HTTP answer was made`);
   });
 
   it('stops at once when cancelled, with ABORTED', async function () {
