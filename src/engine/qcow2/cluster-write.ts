@@ -148,7 +148,10 @@ export class ClusterWriter {
     const l2Index = index % this.l2Entries;
     const e: L2Entry = table ? this.map.entry(table, l2Index) : { kind: 'unallocated' };
     const oldBitmap = table ? this.map.bitmap(table, l2Index) : 0n;
-    const exclusive = (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) && (await this.allocator.refcountOfUsed(e.host)) === 1;
+    const exclusive =
+      (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) &&
+      (await this.allocator.refcountOfUsed(e.host)) === 1 &&
+      this.allocator.writableInPlace(e.host / cs);
     if (exclusive && this.allocator.usedElsewhere(e.host / cs)) {
       this.map.damaged(`the data cluster at offset ${e.host} is used more than its refcount says`);
     }
