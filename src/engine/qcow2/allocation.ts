@@ -131,7 +131,8 @@ export class ClusterAllocator {
 
   /** Drops one reference to each cluster of a run. */
   async release(run: ClusterRun): Promise<void> {
-    await this.refcounts.update(run.first, run.count, -1);
+    // A cluster in use when the image opened is never handed out again while it is open.
+    await this.refcounts.update(run.first, run.count, -1, !this.inUse(run.first) || !this.inUse(run.first + run.count - 1));
   }
 }
 

@@ -250,7 +250,15 @@ export class ClusterWriter {
   private async releaseAll(release: ClusterRun[]): Promise<void> {
     if (release.length === 0) return;
     await this.barrier();
-    for (const r of release) await this.allocator.release(r);
+    // Neighbouring clusters (a copy-on-write of a whole range) go in one refcount update.
+    const runs = release.filter((r) => r.count > 0).sort((a, b) => a.first - b.first);
+    for (let i = 0; i < runs.length; ) {
+      let j = i + 1;
+      let end = runs[i]!.first + runs[i]!.count;
+      while (j < runs.length && runs[j]!.first === end) end += runs[j++]!.count;
+      await this.allocator.release({ first: runs[i]!.first, count: end - runs[i]!.first });
+      i = j;
+    }
   }
 
   /** Version 3: whole clusters (or subclusters) become zero entries; partial ones are written as zero bytes. */
