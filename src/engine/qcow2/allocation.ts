@@ -29,6 +29,8 @@ export class ClusterAllocator {
     private readonly file: ImageFile,
     private readonly map: ClusterMap,
     private readonly refcounts: Refcounts,
+    /** Data clusters referenced when the image opened are never written in place (OpenOptions.copyOnWrite). */
+    private readonly copyOnWrite = false,
   ) {
     this.clusterSize = map.clusterSize;
   }
@@ -84,6 +86,11 @@ export class ClusterAllocator {
     return this.metadata.has(cluster) || (cluster < this.referenced.length * 8 && (this.referenced[cluster >> 3]! & (1 << (cluster & 7))) !== 0);
   }
 
+  /** Whether a data cluster whose refcount is 1 may be written in place. */
+  writableInPlace(cluster: number): boolean {
+    return !this.copyOnWrite || cluster >= this.referenced.length * 8 || (this.referenced[cluster >> 3]! & (1 << (cluster & 7))) === 0;
+  }
+
   /** A data cluster that is metadata or referenced twice (so its refcount of 1 is wrong). */
   usedElsewhere(cluster: number): boolean {
     return this.metadata.has(cluster) || this.shared.has(cluster);
@@ -124,7 +131,8 @@ export class ClusterAllocator {
 
   /** Drops one reference to each cluster of a run. */
   async release(run: ClusterRun): Promise<void> {
-    await this.refcounts.update(run.first, run.count, -1);
+    // A cluster in use when the image opened is never handed out again while it is open.
+    await this.refcounts.update(run.first, run.count, -1, !this.inUse(run.first) || !this.inUse(run.first + run.count - 1));
   }
 }
 

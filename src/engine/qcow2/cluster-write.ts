@@ -148,7 +148,10 @@ export class ClusterWriter {
     const l2Index = index % this.l2Entries;
     const e: L2Entry = table ? this.map.entry(table, l2Index) : { kind: 'unallocated' };
     const oldBitmap = table ? this.map.bitmap(table, l2Index) : 0n;
-    const exclusive = (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) && (await this.allocator.refcountOfUsed(e.host)) === 1;
+    const exclusive =
+      (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) &&
+      (await this.allocator.refcountOfUsed(e.host)) === 1 &&
+      this.allocator.writableInPlace(e.host / cs);
     if (exclusive && this.allocator.usedElsewhere(e.host / cs)) {
       this.map.damaged(`the data cluster at offset ${e.host} is used more than its refcount says`);
     }
@@ -247,7 +250,15 @@ export class ClusterWriter {
   private async releaseAll(release: ClusterRun[]): Promise<void> {
     if (release.length === 0) return;
     await this.barrier();
-    for (const r of release) await this.allocator.release(r);
+    // Neighbouring clusters (a copy-on-write of a whole range) go in one refcount update.
+    const runs = release.filter((r) => r.count > 0).sort((a, b) => a.first - b.first);
+    for (let i = 0; i < runs.length; ) {
+      let j = i + 1;
+      let end = runs[i]!.first + runs[i]!.count;
+      while (j < runs.length && runs[j]!.first === end) end += runs[j++]!.count;
+      await this.allocator.release({ first: runs[i]!.first, count: end - runs[i]!.first });
+      i = j;
+    }
   }
 
   /** Version 3: whole clusters (or subclusters) become zero entries; partial ones are written as zero bytes. */

@@ -33,6 +33,13 @@ export interface OpenOptions {
    * clusters. 'on-flush': flushes only in flush()/close(), for new files that are renamed into place after.
    */
   writeOrdering?: 'crash-safe' | 'on-flush';
+  /**
+   * Never write in place into a data cluster the image references when opened: a change goes to a new cluster
+   * and the old one is freed (and not handed out again while open). An undo journal then need only keep the
+   * tables, not the data, to put the image back; the price is free clusters left inside the file, which later
+   * writes into the image reuse.
+   */
+  copyOnWrite?: boolean;
 }
 
 /**
@@ -63,13 +70,14 @@ export class Qcow2Image implements Disk {
     /** The image was dirty when opened (its refcounts may be stale). */
     readonly wasDirty: boolean,
     private readonly ordering: 'crash-safe' | 'on-flush',
+    private readonly copyOnWrite: boolean,
     /** How the chain below was opened, to open it again under a new backing file. */
     private readonly chainOptions: { backing: boolean; maxBackingDepth: number },
   ) {
     this.clusterSize = clusterSizeOf(header);
     this.map = new ClusterMap(path, file, header);
     this.extendedL2 = this.map.extendedL2;
-    this.allocator = new ClusterAllocator(file, this.map, refcounts);
+    this.allocator = new ClusterAllocator(file, this.map, refcounts, copyOnWrite);
     this.writer = new ClusterWriter(this, file, header, l1, this.map, this.allocator, ordering === 'crash-safe');
   }
 
@@ -120,7 +128,7 @@ export class Qcow2Image implements Disk {
       const refcounts = await Refcounts.load(file, clusterSizeOf(header), header.refcountOrder, header.refcountTableOffset, header.refcountTableClusters, barrier, writable);
       const snapshots = await readSnapshotTable(file, header.snapshotsOffset, header.nbSnapshots, clusterSizeOf(header), header.size);
       const chainOptions = { backing: options.backing ?? true, maxBackingDepth: options.maxBackingDepth ?? DEFAULT_MAX_BACKING_DEPTH };
-      const image = new Qcow2Image(path, file, header, l1, refcounts, snapshots, !writable, dirty, ordering, chainOptions);
+      const image = new Qcow2Image(path, file, header, l1, refcounts, snapshots, !writable, dirty, ordering, options.copyOnWrite === true, chainOptions);
       if (writable) await image.allocator.collect(header, l1, snapshots);
       if (header.backingFile !== null && chainOptions.backing) {
         image.backingLayer = await openBelow(image);
@@ -310,7 +318,7 @@ export class Qcow2Image implements Disk {
     this.snapshots.length = 0;
     // A new file: a cold L2 cache, and what is in use found again.
     this.map = new ClusterMap(this.path, file, this.header);
-    this.allocator = new ClusterAllocator(file, this.map, this.refcounts);
+    this.allocator = new ClusterAllocator(file, this.map, this.refcounts, this.copyOnWrite);
     this.writer = new ClusterWriter(this, file, this.header, this.l1, this.map, this.allocator, this.ordering === 'crash-safe');
     await this.allocator.collect(this.header, this.l1, this.snapshots);
   }

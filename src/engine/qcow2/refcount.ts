@@ -161,9 +161,10 @@ export class Refcounts {
   /**
    * Adds `delta` to the refcount of each cluster in [first, first + count), writing each touched block once.
    * Blocks must exist for an increment (allocate() makes sure); decrements of clusters without a block are
-   * corruption.
+   * corruption. `reusable` false: clusters that drop to 0 are not to be handed out again (the allocator avoids
+   * them), so the search for free ones need not go back for them.
    */
-  async update(first: number, count: number, delta: number): Promise<void> {
+  async update(first: number, count: number, delta: number, reusable = true): Promise<void> {
     let c = first;
     const end = first + count;
     while (c < end) {
@@ -181,7 +182,7 @@ export class Refcounts {
           throw new ImageError('INVALID_IMAGE', `${this.file.path}: refcount of cluster ${bi * this.entriesPerBlock + i} would become ${v}.`, this.file.path);
         }
         this.setEntry(b, i, v);
-        if (v === 0) this.freeHint = Math.min(this.freeHint, bi * this.entriesPerBlock + i);
+        if (v === 0 && reusable) this.freeHint = Math.min(this.freeHint, bi * this.entriesPerBlock + i);
       }
       const [s, e] = this.entryBytes(from, to);
       await this.file.write(b.subarray(s, e), this.blockOffset(bi) + s);

@@ -3,7 +3,7 @@
 // operation done by qemu-img on a twin copy must give the same disk.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../../../src/engine/qcow2/ops';
@@ -83,11 +83,21 @@ function topLayerData(image: string): number {
 
 /**
  * Runs `op` on `top` in a child process that kills itself (SIGKILL) at its `atChunk`th progress report with data,
- * then checks that `changed` was changed and kept its undo journal, and that `rollBack` puts it back byte for
- * byte, once.
+ * then checks that `changed` was changed and kept its undo journal, and that `rollBack` puts it back, once: byte
+ * for byte, or (`asBefore`: a commit into an image with free clusters, which the commit may fill) reading what it
+ * did before with no leaks.
  */
-async function killHalfwayThenRollBack(op: 'commit' | 'rebase', top: string, atChunk: number, changed: string, rollBack: (file: string) => Promise<boolean>): Promise<void> {
+async function killHalfwayThenRollBack(
+  op: 'commit' | 'rebase',
+  top: string,
+  atChunk: number,
+  changed: string,
+  rollBack: (file: string) => Promise<boolean>,
+  restored: 'byte for byte' | 'as before' = 'byte for byte',
+): Promise<void> {
   const sha = sha256File(changed);
+  const before = `${changed}.before`;
+  cpSync(changed, before);
   const script = join(dirname(top), `kill-${op}.ts`);
   writeFileSync(
     script,
@@ -100,8 +110,28 @@ async function killHalfwayThenRollBack(op: 'commit' | 'rebase', top: string, atC
   assert.ok(existsSync(`${changed}.vmsnap-undo`), 'the journal survives the crash');
   assert.notEqual(sha256File(changed), sha, `the crash happened after ${changed} was changed`);
   assert.equal(await rollBack(changed), true);
-  assert.equal(sha256File(changed), sha, 'rolled back byte for byte');
+  if (restored === 'byte for byte') assert.equal(sha256File(changed), sha, 'rolled back byte for byte');
+  assert.ok(qemuSame(changed, before), 'reads as before');
+  expectClean(changed);
   assert.equal(await rollBack(changed), false, 'nothing left to roll back');
+}
+
+/** Host offset of guest `offset` in the qcow2 layer `image` itself (qemu-img map), or null if it holds none there. */
+function hostOffset(image: string, offset: number): number | null {
+  const map = JSON.parse(qemuImg('map', '-U', '--output=json', image)) as { start: number; length: number; depth: number; offset?: number }[];
+  const e = map.find((x) => x.start <= offset && offset < x.start + x.length && x.depth === 0 && x.offset !== undefined);
+  return e === undefined ? null : e.offset! + (offset - e.start);
+}
+
+function bytesAt(file: string, offset: number, length: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, offset);
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function abortAfterFirstChunk(): { controller: AbortController; onProgress: (done: number, total: number) => void; calls: () => number } {
@@ -313,6 +343,44 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       await commit(a.top);
       qemuImg('commit', '-q', b.top);
       assert.ok(qemuSame(a.mid, b.mid));
+      expectClean(a.mid);
+    });
+
+    it('puts the data into new clusters of a qcow2 backing image: what the top replaces is freed, not overwritten, and reused next time', async () => {
+      const a = fresh(false);
+      const b = buildTwin(a, s.path(`twin-${n}`));
+      // mid holds 0x21 at 4-12 MiB; the top writes 6-9 MiB and 36-46 MiB.
+      const oldHost = hostOffset(a.mid, 7 * MiB)!;
+      assert.deepEqual(bytesAt(a.mid, oldHost, 4), Buffer.alloc(4, 0x21));
+      await commit(a.top);
+      qemuImg('commit', '-q', b.top);
+      assert.ok(qemuSame(a.mid, b.mid), 'the backing image holds what qemu-img commit puts there');
+      assert.notEqual(hostOffset(a.mid, 7 * MiB), oldHost, 'the guest range moved to a new cluster');
+      assert.deepEqual(bytesAt(a.mid, oldHost, 4), Buffer.alloc(4, 0x21), 'the replaced cluster was not written');
+      expectClean(a.mid);
+
+      // A second top over the same range: the freed clusters take its data, the file hardly grows.
+      const grown = statSync(a.mid).size;
+      const top2 = join(a.dir, 'top2.qcow2');
+      createQcow2(top2, { backing: 'mid.qcow2', backingFormat: 'qcow2' });
+      qemuApply(top2, [w(0x35, 6 * MiB, 3 * MiB)]);
+      const expected = contentOf(top2);
+      await commit(top2);
+      assert.equal(contentOf(a.mid), expected);
+      assert.ok(statSync(a.mid).size - grown < 1 * MiB, `the freed 3 MiB were reused (the file grew by ${statSync(a.mid).size - grown} bytes)`);
+      expectClean(a.mid);
+    });
+
+    it('killed halfway while filling free clusters, the backing image reads as before after the roll-back', async () => {
+      const a = fresh(false);
+      await commit(a.top); // leaves free clusters in mid
+      const top2 = join(a.dir, 'top2.qcow2');
+      createQcow2(top2, { backing: 'mid.qcow2', backingFormat: 'qcow2' });
+      qemuApply(top2, [w(0x36, 2 * MiB, 12 * MiB), w(0x37, 30 * MiB, 8 * MiB)]);
+      const expected = contentOf(top2);
+      await killHalfwayThenRollBack('commit', top2, 2, a.mid, rollBackInterruptedCommit, 'as before');
+      await commit(top2);
+      assert.equal(contentOf(a.mid), expected);
       expectClean(a.mid);
     });
 

@@ -12,8 +12,17 @@ const COMPRESSED = 1n << 62n;
  * data clusters behind those guest ranges, and every free cluster (a new allocation may reuse one). Anything
  * else a write touches lies past the file's current end. Together with that length, this is all an undo
  * journal has to keep to put the file back byte for byte.
+ *
+ * 'tables': for an image opened with copyOnWrite, whose referenced data clusters are never written: only the
+ * tables are at risk. Free clusters are left out too: whatever a change leaves in them, the restored tables do
+ * not point there, so the image reads as before (though not byte for byte).
  */
-export async function qcow2BytesAtRisk(path: string, guest: readonly ByteRange[]): Promise<{ fileLength: number; ranges: ByteRange[] }> {
+export async function qcow2BytesAtRisk(
+  path: string,
+  guest: readonly ByteRange[],
+  scope: 'everything' | 'tables' = 'everything',
+): Promise<{ fileLength: number; ranges: ByteRange[] }> {
+  const data = scope === 'everything';
   const file = await open(path, 'r').catch((e: unknown) => {
     throw toImageError(e, path);
   });
@@ -42,17 +51,18 @@ export async function qcow2BytesAtRisk(path: string, guest: readonly ByteRange[]
       const first = t * perBlock;
       const blockOffset = Number(refcountTable.readBigUInt64BE(t * 8) & ~0x1ffn);
       if (blockOffset === 0) {
-        ranges.push({ offset: first * cs, length: perBlock * cs }); // no block: all free
+        if (data) ranges.push({ offset: first * cs, length: perBlock * cs }); // no block: all free
         continue;
       }
       cluster(blockOffset);
+      if (!data) continue;
       const block = await readAt(blockOffset, cs);
       for (let i = 0; i < perBlock && first + i < fileClusters; i++) {
         if (refcountAt(block, i, refcountBits) === 0) ranges.push({ offset: (first + i) * cs, length: cs });
       }
     }
     const covered = (refcountTable.length / 8) * perBlock * cs;
-    if (covered < fileLength) ranges.push({ offset: covered, length: fileLength - covered });
+    if (covered < fileLength && data) ranges.push({ offset: covered, length: fileLength - covered });
 
     // The active L1 table, and the L2 tables and data clusters behind the guest ranges.
     ranges.push({ offset: header.l1TableOffset, length: roundUp(header.l1Size * 8) });
@@ -66,8 +76,8 @@ export async function qcow2BytesAtRisk(path: string, guest: readonly ByteRange[]
         const l1Index = Math.floor(c / l2Entries);
         const l2End = Math.min(endCluster, (l1Index + 1) * l2Entries);
         const l2Offset = l1Index * 8 + 8 <= l1.length ? Number(l1.readBigUInt64BE(l1Index * 8) & OFFSET_MASK) : 0;
-        if (l2Offset !== 0) {
-          cluster(l2Offset);
+        if (l2Offset !== 0) cluster(l2Offset);
+        if (l2Offset !== 0 && data) {
           const l2 = await readAt(l2Offset, cs);
           for (let k = c; k < l2End; k++) {
             const at = (k % l2Entries) * entryBytes;

@@ -29,8 +29,8 @@ const ZERO_STEP = 64 * 1024 * 1024;
 /**
  * Merges the top layer of a chain into its backing image, like `qemu-img commit`: every range the top holds
  * (data or zeros) is written into the backing image, then the top is emptied (unless keepTop). The chain reads
- * the same before and after. An abort or error puts the backing image back byte for byte from an undo journal
- * kept next to it; a commit killed halfway is rolled back the next time one starts on that backing image (or
+ * the same before and after. An abort or error puts the backing image back from an undo journal kept next to
+ * it (its tables, for qcow2: the data goes to new clusters; every byte, for raw); a commit killed halfway is rolled back the next time one starts on that backing image (or
  * by `rollBackInterruptedCommit`), and can simply be run again.
  */
 export async function commit(topPath: string, options: CommitOptions = {}): Promise<CommitResult> {
@@ -94,11 +94,16 @@ async function commitLayer(top: Qcow2Image, options: OperationOptions): Promise<
   const progress = new Progress(progressLabel, totalLength(data) + totalLength(zero), options);
 
   const touched = mergeRanges([...data, ...zero]);
-  const atRisk = baseFormat === 'qcow2' ? await qcow2BytesAtRisk(basePath, touched) : rawBytesAtRisk(baseSize, touched);
+  // A qcow2 base takes the data in new clusters (copyOnWrite), so its undo journal keeps only its tables: the
+  // clusters the top replaces are freed, not overwritten, and later writes into the base reuse them.
+  const atRisk = baseFormat === 'qcow2' ? await qcow2BytesAtRisk(basePath, touched, 'tables') : rawBytesAtRisk(baseSize, touched);
   await withUndoJournal(basePath, atRisk, () => progress.checkAborted(), progressLabel, async () => {
     // With its own chain: a write into part of a cluster copies the rest from below. The undo journal makes a
     // crash recoverable, so the base needs no flushes between its own writes until the end.
-    const base = baseFormat === 'qcow2' ? await Qcow2Image.open(basePath, { writable: true, writeOrdering: 'on-flush' }) : await RawDisk.open(basePath, true);
+    const base =
+      baseFormat === 'qcow2'
+        ? await Qcow2Image.open(basePath, { writable: true, writeOrdering: 'on-flush', copyOnWrite: true })
+        : await RawDisk.open(basePath, true);
     try {
       await pipelined(
         dataPieces,
