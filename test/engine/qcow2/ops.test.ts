@@ -94,7 +94,7 @@ async function killHalfwayThenRollBack(
   changed: string,
   rollBack: (file: string) => Promise<boolean>,
   restored: 'byte for byte' | 'as before' = 'byte for byte',
-): Promise<void> {
+): Promise<{ journalBytes: number }> {
   const sha = sha256File(changed);
   const before = `${changed}.before`;
   cpSync(changed, before);
@@ -108,12 +108,14 @@ async function killHalfwayThenRollBack(
   const r = spawnSync(process.execPath, ['--import', 'tsx', script, top], { encoding: 'utf8' });
   assert.equal(r.signal, 'SIGKILL', `the child was to be killed mid-${op}: ${r.stderr}`);
   assert.ok(existsSync(`${changed}.vmsnap-undo`), 'the journal survives the crash');
+  const journalBytes = statSync(`${changed}.vmsnap-undo`).size;
   assert.notEqual(sha256File(changed), sha, `the crash happened after ${changed} was changed`);
   assert.equal(await rollBack(changed), true);
   if (restored === 'byte for byte') assert.equal(sha256File(changed), sha, 'rolled back byte for byte');
   assert.ok(qemuSame(changed, before), 'reads as before');
   expectClean(changed);
   assert.equal(await rollBack(changed), false, 'nothing left to roll back');
+  return { journalBytes };
 }
 
 /** Host offset of guest `offset` in the qcow2 layer `image` itself (qemu-img map), or null if it holds none there. */
@@ -378,7 +380,8 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       createQcow2(top2, { backing: 'mid.qcow2', backingFormat: 'qcow2' });
       qemuApply(top2, [w(0x36, 2 * MiB, 12 * MiB), w(0x37, 30 * MiB, 8 * MiB)]);
       const expected = contentOf(top2);
-      await killHalfwayThenRollBack('commit', top2, 2, a.mid, rollBackInterruptedCommit, 'as before');
+      const { journalBytes } = await killHalfwayThenRollBack('commit', top2, 2, a.mid, rollBackInterruptedCommit, 'as before');
+      assert.ok(journalBytes < 1 * MiB, `the journal holds the tables only, not 20 MiB of data (${journalBytes} bytes)`);
       await commit(top2);
       assert.equal(contentOf(a.mid), expected);
       expectClean(a.mid);
@@ -468,6 +471,18 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       qemuImg('rebase', '-q', '-b', '', b.top);
       assert.ok(qemuSame(a.top, b.top));
       expectClean(a.top);
+    });
+
+    it('killed halfway in a layer with free clusters, reads as before; its journal holds only the tables', async () => {
+      const a = fresh(false);
+      await commit(a.top); // leaves free clusters in mid
+      const expected = contentOf(a.mid);
+      const { journalBytes } = await killHalfwayThenRollBack('rebase', a.mid, 2, a.mid, rollBackInterruptedRebase, 'as before');
+      assert.ok(journalBytes < 1 * MiB, `the journal holds the tables only (${journalBytes} bytes)`);
+      await rebase(a.mid, null);
+      assert.equal(contentOf(a.mid), expected);
+      assert.equal(qemuInfo(a.mid)['backing-filename'], undefined);
+      expectClean(a.mid);
     });
 
     it('deleting a middle layer costs what that layer holds, not the disk size (100 GiB virtual)', async () => {

@@ -27,8 +27,8 @@ export interface RebaseResult {
  * `qemu-img rebase -b`: wherever the top is unallocated and the old chain reads differently from the new one,
  * the old content is first copied into the top. When the new backing is a layer of the old chain (deleting
  * snapshots), only ranges the dropped layers allocate can differ, so the cost follows their data, not the
- * disk size. Backing files are only read. An abort or error (a full disk) puts the top back byte for byte from
- * an undo journal kept next to it; a rebase killed halfway is rolled back the next time one starts on that
+ * disk size. Backing files are only read. An abort or error (a full disk) puts the top's tables back from an
+ * undo journal kept next to it (so it reads as before); a rebase killed halfway is rolled back the next time one starts on that
  * layer (or by `rollBackInterruptedRebase`).
  */
 export async function rebase(topPath: string, newBacking: string | null, options: RebaseOptions = {}): Promise<RebaseResult> {
@@ -46,7 +46,9 @@ export async function rebase(topPath: string, newBacking: string | null, options
     const newPath = newBacking === null ? null : resolve(newBacking);
     if (newPath !== null) next = await openDisk(newPath);
     const plan = await planRebase(top, next, options);
-    const atRisk = await qcow2BytesAtRisk(path, plan.pieces);
+    // Only tables: the pieces are unallocated in the top (or its unallocated subclusters), and free clusters a
+    // new allocation may take hold nothing the restored tables point at.
+    const atRisk = await qcow2BytesAtRisk(path, plan.pieces, 'tables');
     const copiedBytes = await withUndoJournal(path, atRisk, () => plan.progress.checkAborted(), `Rebasing ${path}`, async () => {
       handedOver = true;
       try {
