@@ -1,4 +1,5 @@
-// `vmsnap vm delete`: a machine and its folder (or with --with-clones, its linked clones too).
+// `vmsnap vm delete`: a machine and its folder (or with --with-clones, its linked clones too; with --undefine-libvirt,
+// the libvirt domain `vm export` defined from it).
 import { isMachineError, MachineError } from '../../engine/machine';
 import type { Command } from '../args';
 import { emit, type CliContext } from '../output';
@@ -8,9 +9,11 @@ export const vmDeleteCommand: Command<CliContext> = {
   name: 'delete',
   summary: 'delete a machine and its folder (refused while linked clones depend on it)',
   description:
-    'Full clones stand alone and are kept. Linked clones read the machine\'s snapshots: delete or promote\nthem first, or give --with-clones to delete them (and their own linked clones) too. A machine exported with\n' +
-    '`vm export --libvirt` whose domain still reads its folder is refused until you say what becomes of the domain:\n' +
-    '--undefine-libvirt removes it too (shut it off first), --keep-libvirt-domain leaves it.',
+    'Full clones stand alone and are kept. Linked clones read the machine\'s snapshots: delete or promote\n' +
+    'them first, or give --with-clones to delete them (and their own linked clones) too.\n' +
+    'A machine `vm export --libvirt` defined as a domain that still reads its folder is refused until you say\n' +
+    'what becomes of the domain: --undefine-libvirt removes it too (shut it off first), --keep-libvirt-domain\n' +
+    'leaves it (pointing at missing files).',
   args: [VM_ARG],
   flags: [
     { name: 'with-clones', kind: 'boolean', description: 'also delete the linked clones that depend on the machine' },

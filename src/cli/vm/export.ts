@@ -11,7 +11,7 @@ export const vmExportCommand: Command<CliContext> = {
     'The domain reads the machine\'s disks where they are, through links (current-diskN.qcow2) that vmsnap moves to\n' +
     'the new top layer whenever a snapshot or revert here changes it; the folder stays the library\'s. While the\n' +
     'domain runs, vmsnap refuses to change the machine. Export again to redefine the same UUID (memory, cpus).\n' +
-    'The machine remembers the domain: `vm delete` asks whether to undefine it too (--undefine-libvirt).\n' +
+    'The machine remembers the domain: `vm delete` then needs --undefine-libvirt or --keep-libvirt-domain.\n' +
     '--connect names the connection (default qemu:///system).',
   args: [VM_ARG],
   flags: [
