@@ -118,6 +118,23 @@ describe('vmsnap vm delete of a machine exported to libvirt', function () {
     assert.ok(!domainExists(m.id));
   });
 
+  it('--with-clones looks at the linked clones too: an exported clone refuses the delete, and --undefine-libvirt removes its domain', async () => {
+    const base = (await lib.importMachine(`${prefix}base`, scratch.path('guest.raw'))).machine;
+    shareWithQemu(base.folder);
+    await lib.takeSnapshot(base.id, 'one');
+    const clone = (await lib.clone(base.id, `${prefix}lc`, { kind: 'linked', from: 'one' })).machine;
+    shareWithQemu(clone.folder);
+    assert.equal((await vmsnap('vm', 'export', clone.name, '--libvirt', '--accel', 'tcg', ...C)).status, 0);
+    let r = await vmsnap('vm', 'delete', base.name, '--with-clones');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`^Machine "${clone.name}" is exported to libvirt as domain "${clone.name}" on qemu:///system; pass --undefine-libvirt`));
+    assert.ok(existsSync(clone.folder) && existsSync(base.folder), 'neither the clone nor its source is deleted');
+    r = await vmsnap('vm', 'delete', base.name, '--with-clones', '--undefine-libvirt');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `Deleted machine "${base.name}", and 1 linked clone: "${clone.name}". Undefined libvirt domain "${clone.name}" on ${SYSTEM_URI}.\n`);
+    assert.ok(!domainExists(clone.id));
+  });
+
   it('a domain undefined by hand, or re-pointed at other disks, does not hold up the delete', async () => {
     const gone = await exported(`${prefix}gone`);
     virshOk(SYSTEM_URI, 'undefine', gone.id);

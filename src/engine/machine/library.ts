@@ -42,7 +42,7 @@ import type {
   DeleteSnapshotResult,
   EditMachineOptions,
   EditSnapshotOptions,
-  ExportedDomain,
+  ExportedLibvirtDomain,
   ImportMachineOptions,
   ImportResult,
   MachineDetails,
@@ -231,7 +231,7 @@ export class Library {
    * The libvirt domains `vm export` defined from the machine (withClones: and from its linked clones) that still
    * read its folder, as a delete would find them. A connection that cannot be read: MachineError (libvirt-unreachable).
    */
-  async exportedDomains(ref: string, options: { withClones?: boolean } = {}): Promise<ExportedDomain[]> {
+  async exportedDomains(ref: string, options: { withClones?: boolean } = {}): Promise<ExportedLibvirtDomain[]> {
     const { e, all } = await this.ctx.find(ref);
     return exportedDomainsOf(options.withClones === true ? [...linkedDescendants(all, e.manifest.id), e] : [e]);
   }

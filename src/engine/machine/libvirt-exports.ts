@@ -7,7 +7,7 @@ import { isSourceError } from '../sources';
 import { MachineError } from './errors';
 import type { Checker } from './manifest';
 import type { MachineEntry } from './store';
-import type { DeleteMachineOptions, ExportedDomain } from './types';
+import type { DeleteMachineOptions, ExportedLibvirtDomain } from './types';
 
 export interface LibvirtExportRecord {
   /** The connection's URI, e.g. qemu:///system. */
@@ -42,8 +42,8 @@ export function withExport(records: readonly LibvirtExportRecord[] | undefined, 
  * The recorded domains of these machines that still exist and still read their folders. A connection that cannot
  * be opened is a MachineError (detail libvirt-unreachable): the caller cannot know what it would leave behind.
  */
-export async function exportedDomainsOf(entries: readonly MachineEntry[]): Promise<ExportedDomain[]> {
-  const found: ExportedDomain[] = [];
+export async function exportedDomainsOf(entries: readonly MachineEntry[]): Promise<ExportedLibvirtDomain[]> {
+  const found: ExportedLibvirtDomain[] = [];
   for (const e of entries) {
     for (const r of e.manifest.libvirtExports ?? []) {
       const d = await findExportedDomain(r.connection, { uuid: e.manifest.id, name: r.domain }, e.folder).catch((err: unknown) => {
@@ -97,7 +97,7 @@ export async function undefineExportedDomains(e: MachineEntry, options: DeleteMa
   return done;
 }
 
-function domainRunning(d: ExportedDomain): MachineError {
+function domainRunning(d: ExportedLibvirtDomain): MachineError {
   return new MachineError(
     'POWERED_ON',
     `Domain "${d.domain}" on ${d.connection}, exported from machine "${d.machineName}", is ${d.powerState === 'paused' ? 'paused' : 'running'}: shut it off first (virsh shutdown), then delete the machine.`,

@@ -235,7 +235,7 @@ export interface DeleteMachineResult {
 }
 
 /** A libvirt domain `vm export` defined from a machine, as libvirt has it now (it still reads the machine's folder). */
-export interface ExportedDomain {
+export interface ExportedLibvirtDomain {
   machineId: string;
   machineName: string;
   connection: string;

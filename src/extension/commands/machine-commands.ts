@@ -1,7 +1,7 @@
 // Commands on a machine as a whole: clone, promote, rename, delete, and where its files are.
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
-import { isMachineError, validateName, type CloneKind, type ExportedDomain, type Library } from '../../engine/machine';
+import { isMachineError, validateName, type CloneKind, type ExportedLibvirtDomain, type Library } from '../../engine/machine';
 import { formatBytes, plural } from '../format';
 import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
@@ -107,7 +107,7 @@ export async function deleteMachine(ctx: CommandContext, target: Target, args: D
 }
 
 /** The libvirt domains exported from the machines a delete removes, or why their connection cannot be read. */
-async function exportedDomains(lib: Library, machineId: string, withClones: boolean): Promise<{ domains: ExportedDomain[]; unreadable: string | null }> {
+async function exportedDomains(lib: Library, machineId: string, withClones: boolean): Promise<{ domains: ExportedLibvirtDomain[]; unreadable: string | null }> {
   try {
     return { domains: await lib.exportedDomains(machineId, { withClones }), unreadable: null };
   } catch (e) {
