@@ -15,6 +15,12 @@ export function machineErrorSentence(e: MachineError): string {
       return `Machine "${d.machineName}" has no snapshot "${d.ref}": list them with \`vmsnap snapshot list\`.`;
     case 'revert-discards-current':
       return REVERT_DISCARDS_CURRENT;
+    case 'libvirt-domain-exported':
+      return `Machine "${d.machineName}" is exported to libvirt as domain "${d.domain}" on ${d.connection}; pass --undefine-libvirt to remove that domain too, or --keep-libvirt-domain to leave it (it will point at missing files).`;
+    case 'libvirt-domain-running':
+      return `Machine "${d.machineName}" is exported to libvirt as domain "${d.domain}" on ${d.connection}, which is running: shut it off first (\`virsh -c ${d.connection} shutdown ${d.domain}\`), then delete again.`;
+    case 'libvirt-unreachable':
+      return `Cannot check whether machine "${d.machineName}" is still exported to libvirt as domain "${d.domain}" on ${d.connection}: ${d.reason}. Try again when that connection answers, or pass --keep-libvirt-domain to delete the machine anyway (the domain, if it still exists, will point at missing files).`;
   }
 }
 

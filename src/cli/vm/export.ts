@@ -11,6 +11,7 @@ export const vmExportCommand: Command<CliContext> = {
     'The domain reads the machine\'s disks where they are, through links (current-diskN.qcow2) that vmsnap moves to\n' +
     'the new top layer whenever a snapshot or revert here changes it; the folder stays the library\'s. While the\n' +
     'domain runs, vmsnap refuses to change the machine. Export again to redefine the same UUID (memory, cpus).\n' +
+    'The machine remembers the domain: `vm delete` then needs --undefine-libvirt or --keep-libvirt-domain.\n' +
     '--connect names the connection (default qemu:///system).',
   args: [VM_ARG],
   flags: [
@@ -24,7 +25,7 @@ export const vmExportCommand: Command<CliContext> = {
     const accel = choiceOption(inv, 'accel', ['auto', 'kvm', 'tcg']) ?? 'auto';
     const lib = await openLibrary(inv, ctx);
     const m = await lib.show(inv.required('VM'));
-    const r = await exportMachine(new LibvirtSource(uri), m, { accel, linkDisks: () => lib.linkCurrentDisks(m.id) });
+    const r = await exportMachine(new LibvirtSource(uri), m, { accel, linkDisks: () => lib.linkCurrentDisks(m.id, { exportedTo: { connection: uri, domain: m.name } }) });
     emit(ctx, { name: r.name, uuid: r.uuid, connection: uri, redefined: r.redefined }, () =>
       `${r.redefined ? 'Redefined' : 'Defined'} libvirt domain "${r.name}" (UUID ${r.uuid}) on ${uri} from the machine in ${m.folder}; virt-manager lists it now.`,
     );

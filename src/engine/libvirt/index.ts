@@ -3,3 +3,4 @@ export { LibvirtSource, displayUri, snapshotTreeOf, treeOf, type DomainView } fr
 export { Virsh, quote, virshError, type VirshOptions } from './virsh';
 export { parseDomain, parseSnapshot, REVERT_EXTERNAL, RENAME_REASON } from './records';
 export { domainXmlOf, exportMachine, type ExportedDomain } from './export';
+export { findExportedDomain, undefineDomain, type ExportedDomainState } from './exported';

@@ -1,3 +1,5 @@
+import type { PowerState } from './types';
+
 /**
  * Why a library operation was refused or failed. `code` is for programs (the CLI maps it to an exit status, the
  * extension to a dialog); `message` is one sentence a person can act on.
@@ -34,7 +36,13 @@ export type MachineErrorDetail =
   /** NOT_FOUND: the machine has no snapshot matching `ref`. */
   | { kind: 'snapshot-not-found'; machineName: string; ref: string }
   /** NEEDS_CONFIRMATION: a revert was asked for without saying what becomes of the current state. */
-  | { kind: 'revert-discards-current' };
+  | { kind: 'revert-discards-current' }
+  /** NEEDS_CONFIRMATION: a machine to delete was exported to libvirt, and that domain still reads its folder. */
+  | { kind: 'libvirt-domain-exported'; machineName: string; domain: string; connection: string; powerState: PowerState }
+  /** POWERED_ON: the exported domain to undefine with the machine runs (or is paused). */
+  | { kind: 'libvirt-domain-running'; machineName: string; domain: string; connection: string }
+  /** RUNTIME_ERROR: the connection a machine was exported to cannot be read, so what a delete leaves is unknown. */
+  | { kind: 'libvirt-unreachable'; machineName: string; domain: string; connection: string; reason: string };
 
 export class MachineError extends Error {
   override readonly name = 'MachineError';

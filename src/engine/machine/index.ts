@@ -12,3 +12,4 @@ export type { AutoTrigger } from './auto-policy';
 export { AutoScheduler, type AutoSchedulePort, type AutoSchedulerOptions } from './auto-scheduler';
 export type { ClockOutcome, GuestAddress, GuestInfo, QuiesceOutcome } from '../runtime';
 export type { Screenshot } from './screen';
+export type { LibvirtExportRecord } from './libvirt-exports';

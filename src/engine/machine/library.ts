@@ -25,6 +25,9 @@ import * as sshConfig from './ssh-config';
 import type { SshHostBlock } from './ssh-config';
 import { Store, type BrokenMachine } from './store';
 import { linkTops } from './top-links';
+import { exportedDomainsOf, withExport, type LibvirtExportRecord } from './libvirt-exports';
+import { linkedDescendants } from './lineage';
+import { cloneManifest, writeManifest } from './manifest';
 import type {
   CreateFromImageOptions,
   CreateFromImageResult,
@@ -39,6 +42,7 @@ import type {
   DeleteSnapshotResult,
   EditMachineOptions,
   EditSnapshotOptions,
+  ExportedLibvirtDomain,
   ImportMachineOptions,
   ImportResult,
   MachineDetails,
@@ -205,10 +209,31 @@ export class Library {
 
   /**
    * Paths that always lead to the machine's current disks (links the library moves with every change of top), for
-   * a program that keeps a path, such as a libvirt domain; disk by disk.
+   * a program that keeps a path, such as a libvirt domain; disk by disk. exportedTo: the libvirt domain about to
+   * be defined on them, recorded in the manifest so that deleting the machine does not leave it behind unasked.
    */
-  linkCurrentDisks(ref: string): Promise<string[]> {
-    return this.ctx.withMachine(ref, 'link current disks', (e) => linkTops(e.folder, e.manifest));
+  linkCurrentDisks(ref: string, options: { exportedTo?: LibvirtExportRecord } = {}): Promise<string[]> {
+    return this.ctx.withMachine(ref, 'link current disks', async (e) => {
+      const links = await linkTops(e.folder, e.manifest);
+      // Recorded before libvirt hears of the domain: a delete then always looks for it (a failed define leaves a
+      // record of a domain that does not exist, which a delete finds absent).
+      if (options.exportedTo !== undefined) {
+        const m = cloneManifest(e.manifest);
+        m.libvirtExports = withExport(m.libvirtExports, options.exportedTo);
+        m.revision++;
+        await writeManifest(e.folder, m);
+      }
+      return links;
+    });
+  }
+
+  /**
+   * The libvirt domains `vm export` defined from the machine (withClones: and from its linked clones) that still
+   * read its folder, as a delete would find them. A connection that cannot be read: MachineError (libvirt-unreachable).
+   */
+  async exportedDomains(ref: string, options: { withClones?: boolean } = {}): Promise<ExportedLibvirtDomain[]> {
+    const { e, all } = await this.ctx.find(ref);
+    return exportedDomainsOf(options.withClones === true ? [...linkedDescendants(all, e.manifest.id), e] : [e]);
   }
 
   /** Renames the machine, edits its note, cpus or memory. The folder keeps its name (clones point into it). */
@@ -224,7 +249,9 @@ export class Library {
   /**
    * Deletes a machine and its folder. Refused (LOCKED_BY_CLONES, naming them) while linked clones depend on it,
    * unless withClones: then they (and their own linked clones) are deleted first, each atomically, so an
-   * interruption never leaves a clone without its source. Full clones are independent and stay.
+   * interruption never leaves a clone without its source. Full clones are independent and stay. A libvirt domain
+   * exported from a machine to delete that still reads its folder refuses the delete (NEEDS_CONFIRMATION) unless
+   * options.libvirtDomains says to undefine or keep it.
    */
   deleteMachine(ref: string, options: DeleteMachineOptions = {}): Promise<DeleteMachineResult> {
     return machines.deleteMachine(this.ctx, ref, options);

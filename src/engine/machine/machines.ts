@@ -9,6 +9,7 @@ import { importImage } from './importer';
 import { createLayer, newLayerName } from './layer-files';
 import type { LibraryContext } from './library-context';
 import { findMachine, linkedDescendants } from './lineage';
+import { checkExportedDomains, exportedDomainsOf, undefineExportedDomains } from './libvirt-exports';
 import { details } from './machine-info';
 import { cloneManifest, MANIFEST_FORMAT, MANIFEST_VERSION, writeManifest, type Manifest } from './manifest';
 import { validateDescription, validateName } from './names';
@@ -112,14 +113,20 @@ export async function deleteMachine(ctx: LibraryContext, ref: string, options: D
       dependants.map((d) => `${d.manifest.name} (id ${d.manifest.id})`),
     );
   }
+  const order = [...dependants.reverse(), target];
+  // Before anything goes: a libvirt domain still reading one of these folders is undefined or left knowingly.
+  await checkExportedDomains(order, options);
+  const keptDomains = options.libvirtDomains === 'keep' ? await exportedDomainsOf(order).catch(() => []) : [];
   const deleted: DeleteMachineResult['deleted'] = [];
+  const undefinedDomains: DeleteMachineResult['undefinedDomains'] = [];
   // Deepest clones first.
-  for (const e of [...dependants.reverse(), target]) {
+  for (const e of order) {
     await ctx.withMachine(e.manifest.id, 'delete', async (fresh, now) => {
       const still = linkedDescendants(now, fresh.manifest.id).filter((d) => !deleted.some((x) => x.id === d.manifest.id));
       if (still.length > 0) {
         throw new MachineError('LOCKED_BY_CLONES', `Machine "${fresh.manifest.name}" got new linked clones meanwhile: ${still.map((d) => `"${d.manifest.name}"`).join(', ')}.`);
       }
+      undefinedDomains.push(...(await undefineExportedDomains(fresh, options)));
       // A running machine is ended first: its QEMU must not outlive its folder.
       await runtimeCall(() => killMachine(fresh.folder, ctx.qemu));
       await runtimeCall(() => removeRuntimeFiles(fresh.folder));
@@ -127,7 +134,7 @@ export async function deleteMachine(ctx: LibraryContext, ref: string, options: D
       deleted.push({ id: fresh.manifest.id, name: fresh.manifest.name });
     });
   }
-  return { deleted };
+  return { deleted, undefinedDomains, keptDomains: keptDomains.map((d) => ({ connection: d.connection, domain: d.domain })) };
 }
 
 /** The manifest of a new machine (settings already validated): a new MAC unique in the library, no snapshots. */

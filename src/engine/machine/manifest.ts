@@ -8,6 +8,7 @@ import { validateName } from './names';
 import { autoPolicyProblem } from './settings';
 import type { CloneKind, PowerState } from './types';
 import { followTops } from './top-links';
+import { libvirtExportRecords, type LibvirtExportRecord } from './libvirt-exports';
 
 export const MANIFEST_FILE = 'machine.json';
 export const MANIFEST_FORMAT = 'vmsnap-machine';
@@ -138,9 +139,11 @@ export interface Manifest {
   autoCheckpoints?: AutoCheckpointRecord;
   /** The display device at the next start (std, virtio or none); absent: std. */
   display?: DisplayDevice;
+  /** libvirt domains `vm export` defined from this machine, one per connection; absent: none recorded. */
+  libvirtExports?: LibvirtExportRecord[];
 }
 
-class Checker {
+export class Checker {
   constructor(private readonly file: string) {}
 
   fail(field: string, problem: string): never {
@@ -342,6 +345,7 @@ export function validateManifest(value: unknown, file: string): Manifest {
   if (o['kvmFailedAt'] !== undefined) m.kvmFailedAt = c.date(o, 'kvmFailedAt', '');
   if (o['autoCheckpoints'] !== undefined) m.autoCheckpoints = autoCheckpointRecord(c, o['autoCheckpoints']);
   if (o['display'] !== undefined) m.display = displayDevice(c, o['display'], 'display');
+  if (o['libvirtExports'] !== undefined) m.libvirtExports = libvirtExportRecords(c, c.array(o, 'libvirtExports', ''));
   return m;
 }
 

@@ -217,11 +217,31 @@ export interface EditMachineOptions {
 export interface DeleteMachineOptions {
   /** Also delete the linked clones (and their clones) that depend on this machine. */
   withClones?: boolean;
+  /**
+   * What becomes of a libvirt domain `vm export` defined from a deleted machine that still reads its folder:
+   * 'undefine' it too (refused while it runs), or 'keep' it (it will point at missing files; its connection is
+   * then not even asked). Absent: such a domain refuses the delete (NEEDS_CONFIRMATION, detail libvirt-domain-exported).
+   */
+  libvirtDomains?: 'undefine' | 'keep';
 }
 
 export interface DeleteMachineResult {
   /** Machines deleted, clones first. */
   deleted: { id: string; name: string }[];
+  /** libvirt domains undefined with them ('undefine'). */
+  undefinedDomains: { connection: string; domain: string }[];
+  /** libvirt domains left pointing at the deleted folders ('keep'; those that could be looked up). */
+  keptDomains: { connection: string; domain: string }[];
+}
+
+/** A libvirt domain `vm export` defined from a machine, as libvirt has it now (it still reads the machine's folder). */
+export interface ExportedLibvirtDomain {
+  machineId: string;
+  machineName: string;
+  connection: string;
+  /** Its name now. */
+  domain: string;
+  powerState: PowerState;
 }
 
 export interface TakeSnapshotOptions {

@@ -9,12 +9,17 @@ import type { CommandContext } from './context';
  * active item keeps everything: Enter and Escape both keep, and deleting is a deliberate choice of the second row.
  */
 export async function confirmDestructive(ctx: CommandContext, question: string, detail: string, action: string): Promise<boolean> {
-  const picked = await ctx.ask.pick(
+  return (await chooseDestructive(ctx, question, [{ label: action, detail, value: true }])) === true;
+}
+
+/** The same question with several ways to go on, each after the first row that keeps everything; undefined: keep. */
+export async function chooseDestructive<T>(ctx: CommandContext, question: string, actions: { label: string; detail: string; value: T }[]): Promise<T | undefined> {
+  const picked = await ctx.ask.pick<{ go: T } | null>(
     [
-      { label: `$(circle-slash) ${vscode.l10n.t('Keep It')}`, description: vscode.l10n.t('nothing is changed'), value: false },
-      { label: `$(trash) ${action}`, detail, value: true },
+      { label: `$(circle-slash) ${vscode.l10n.t('Keep It')}`, description: vscode.l10n.t('nothing is changed'), value: null },
+      ...actions.map((a) => ({ label: `$(trash) ${a.label}`, detail: a.detail, value: { go: a.value } })),
     ],
     { title: question, placeHolder: vscode.l10n.t('{0} Enter keeps it.', question) },
   );
-  return picked?.value === true;
+  return picked?.value?.go;
 }

@@ -1,11 +1,11 @@
 // Commands on a machine as a whole: clone, promote, rename, delete, and where its files are.
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
-import { validateName, type CloneKind } from '../../engine/machine';
+import { isMachineError, validateName, type CloneKind, type ExportedLibvirtDomain, type Library } from '../../engine/machine';
 import { formatBytes, plural } from '../format';
 import { withProgress } from '../ui/progress';
 import { cloneFrom, type CloneArgs } from './clone-flow';
-import { confirmDestructive } from './confirm-destructive';
+import { chooseDestructive, confirmDestructive } from './confirm-destructive';
 import type { CommandContext, Target } from './context';
 import { nameValidator } from './names';
 import { requireOff } from './refusals';
@@ -53,6 +53,8 @@ export interface DeleteMachineArgs {
   /** Skip the modal (tests, or a caller that asked already). */
   confirmed?: boolean;
   withClones?: boolean;
+  /** With confirmed: what becomes of a libvirt domain exported from the machine (the engine's DeleteMachineOptions). */
+  libvirtDomains?: 'undefine' | 'keep';
 }
 
 export async function deleteMachine(ctx: CommandContext, target: Target, args: DeleteMachineArgs = {}) {
@@ -61,13 +63,15 @@ export async function deleteMachine(ctx: CommandContext, target: Target, args: D
   requireOff(machine, vscode.l10n.t('delete it'));
   const lib = await ctx.library();
   let withClones = args.withClones ?? false;
+  let libvirtDomains = args.libvirtDomains;
   if (!args.confirmed) {
     const all = await lib.list();
     const clones = dependants(machine.id, all);
+    const exported = await exportedDomains(lib, machine.id, clones.length > 0);
     const size = machine.snapshots.reduce((n, s) => n + s.sizeBytes, machine.currentSizeBytes);
     const deleteIt = vscode.l10n.t('Delete “{0}”', machine.name);
     const deleteAll = vscode.l10n.t('Delete with {0}', plural(clones.length, vscode.l10n.t('Clone')));
-    const detail =
+    const removed =
       clones.length > 0
         ? vscode.l10n.t(
             'Linked clones depend on it: {0}. They are deleted with it. {1} and {2} on disk are removed; this cannot be undone.',
@@ -76,13 +80,41 @@ export async function deleteMachine(ctx: CommandContext, target: Target, args: D
             formatBytes(size),
           )
         : vscode.l10n.t('Its disks, {0} and {1} on disk are removed; this cannot be undone.', plural(machine.snapshots.length, vscode.l10n.t('snapshot')), formatBytes(size));
-    if (!(await confirmDestructive(ctx, vscode.l10n.t('Delete machine “{0}”?', machine.name), detail, clones.length > 0 ? deleteAll : deleteIt))) return undefined;
+    const plain = clones.length > 0 ? deleteAll : deleteIt;
+    const question = vscode.l10n.t('Delete machine “{0}”?', machine.name);
+    if (exported.domains.length > 0) {
+      const named = exported.domains.map((d) => vscode.l10n.t('“{0}” on {1}', d.domain, d.connection)).join(', ');
+      const runs = exported.domains.some((d) => d.powerState !== 'off') ? ` ${vscode.l10n.t('It is running: shut it off first.')}` : '';
+      const chosen = await chooseDestructive(ctx, question, [
+        { label: plain, detail: `${removed} ${vscode.l10n.t('It is exported to libvirt as domain {0}, which stays defined and will point at missing files.', named)}`, value: 'keep' as const },
+        { label: vscode.l10n.t('Delete Machine and libvirt Domain'), detail: `${removed} ${vscode.l10n.t('Its libvirt domain {0} is undefined too (its disks were this machine’s).', named)}${runs}`, value: 'undefine' as const },
+      ]);
+      if (chosen === undefined) return undefined;
+      libvirtDomains = chosen;
+    } else {
+      const unreadable = exported.unreadable === null ? '' : ` ${exported.unreadable}`;
+      if (!(await confirmDestructive(ctx, question, `${removed}${unreadable}`, plain))) return undefined;
+      // Asked knowing the connection cannot be read: go on without it.
+      if (exported.unreadable !== null) libvirtDomains = 'keep';
+    }
     withClones = clones.length > 0;
   }
-  const result = await lib.deleteMachine(machine.id, { withClones });
+  const result = await lib.deleteMachine(machine.id, { withClones, ...(libvirtDomains === undefined ? {} : { libvirtDomains }) });
   ctx.service.notifyChanged();
-  vscode.window.setStatusBarMessage(vscode.l10n.t('Deleted {0}', result.deleted.map((d) => `“${d.name}”`).join(', ')), 4000);
+  const undefinedToo = result.undefinedDomains.length === 0 ? '' : ` ${vscode.l10n.t('and libvirt domain {0}', result.undefinedDomains.map((d) => `“${d.domain}”`).join(', '))}`;
+  vscode.window.setStatusBarMessage(vscode.l10n.t('Deleted {0}', result.deleted.map((d) => `“${d.name}”`).join(', ')) + undefinedToo, 4000);
   return result;
+}
+
+/** The libvirt domains exported from the machines a delete removes, or why their connection cannot be read. */
+async function exportedDomains(lib: Library, machineId: string, withClones: boolean): Promise<{ domains: ExportedLibvirtDomain[]; unreadable: string | null }> {
+  try {
+    return { domains: await lib.exportedDomains(machineId, { withClones }), unreadable: null };
+  } catch (e) {
+    if (!isMachineError(e) || e.detail?.kind !== 'libvirt-unreachable') throw e;
+    const d = e.detail;
+    return { domains: [], unreadable: vscode.l10n.t('Whether it is still exported to libvirt as domain “{0}” on {1} cannot be checked: {2}. That domain, if it still exists, is left and will point at missing files.', d.domain, d.connection, d.reason) };
+  }
 }
 
 /** Reveal Machine Folder: the OS file manager on a desktop; in a browser (code-server), the path to copy. */

@@ -41,5 +41,11 @@ function machineErrorMessage(e: MachineError): string {
       return vscode.l10n.t('Machine “{0}” has no snapshot “{1}”: it may have been deleted; the Machines view shows its snapshots.', d.machineName, d.ref);
     case 'revert-discards-current':
       return vscode.l10n.t('Reverting throws away the current state: choose to discard it, or to save it as a snapshot first.');
+    case 'libvirt-domain-exported':
+      return vscode.l10n.t('Machine “{0}” is exported to libvirt as domain “{1}” on {2}: Delete Machine asks whether to delete that domain too or to leave it (it would point at missing files).', d.machineName, d.domain, d.connection);
+    case 'libvirt-domain-running':
+      return vscode.l10n.t('Machine “{0}” is exported to libvirt as domain “{1}” on {2}, which is running: shut it off first (Power Off on its row, or virt-manager), then delete again.', d.machineName, d.domain, d.connection);
+    case 'libvirt-unreachable':
+      return vscode.l10n.t('Cannot check whether machine “{0}” is still exported to libvirt as domain “{1}” on {2}: {3}. Try again when that connection answers, or delete the machine and leave the domain.', d.machineName, d.domain, d.connection, d.reason);
   }
 }
