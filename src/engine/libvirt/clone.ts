@@ -12,7 +12,7 @@ import type { OperationOptions } from '../operation';
 import { SourceError, unsupported } from '../sources';
 import type { CloneKind, SourceSnapshot } from '../sources';
 import type { DomainView, LibvirtSource } from './libvirt-source';
-import { frozenFiles } from './records';
+import { frozenFiles, REMOTE_FULL_FROM_SNAPSHOT } from './records';
 import { attr, buildOrdered, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, textOf, type XNode } from './xml';
 
 const run = promisify(execFile);
@@ -126,7 +126,7 @@ async function fullCopy(source: LibvirtSource, src: string, dst: string, volName
     await qemuImg(['convert', '-O', 'qcow2', ...snap, src, dst], options.signal);
     return dst;
   }
-  if (from !== null) throw unsupported('full clone', 'A full clone from an internal snapshot of a remote domain needs its disk read on that host, which libvirt 9.0 cannot do: revert to it, then clone the current state.');
+  if (from !== null) throw unsupported('full clone', REMOTE_FULL_FROM_SNAPSHOT);
   const pool = await poolOf(source, src);
   await source.virsh.run(['vol-clone', '--pool', pool, '--vol', src, '--newname', volName], { timeoutMs: 60 * 60000 });
   return (await source.virsh.run(['vol-path', '--pool', pool, '--vol', volName])).trim();

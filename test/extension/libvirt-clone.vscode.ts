@@ -1,0 +1,102 @@
+// Clones of libvirt domains from the Machines tree beyond the common case: over qemu+ssh (an sshd on a loopback port
+// with a key made for the test, reaching the same libvirtd, as test/engine/libvirt/remote.test.ts does), where a
+// snapshot's row offers only the clones the remote host can make and says why not the others.
+//
+// Everything that runs a tool is asynchronous: a synchronous spawn would block the whole extension host.
+import * as assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import { REMOTE_FULL_FROM_SNAPSHOT } from '../../src/engine/libvirt';
+import { LINKED_FROM_INTERNAL } from '../../src/engine/libvirt/records';
+import type { ShownError, TestHandle } from '../../src/extension/test-handle';
+import { contextValue } from '../../src/extension/tree/nodes';
+import { requireOpenSsh, startSshd, type Sshd } from '../engine/ssh/openssh-fixtures';
+import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
+import { contextMenus, libvirtRows, offered } from './libvirt-support';
+import { answering, extensionApi, until } from './running-extension';
+
+describe('libvirt clones from the Machines tree: over SSH', function () {
+  this.timeout(300_000);
+  let api: TestHandle;
+  let daemons: Daemons | undefined;
+  let sshd: Sshd | undefined;
+  let scratch = '';
+  let remoteUri = '';
+  const prefix = testPrefix();
+  const domainName = `${prefix}dom`;
+  const config = () => vscode.workspace.getConfiguration('vmsnap');
+  const setConnections = (uris: string[]) => config().update('libvirt.connections', uris, vscode.ConfigurationTarget.Global);
+  // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
+  const lastError = (): ShownError | undefined => api.lastError;
+  const domainNames = async (): Promise<string[]> => (await virshOkAsync(SYSTEM_URI, 'list', '--all', '--name')).split('\n').map((l) => l.trim()).filter((l) => l !== '').sort();
+
+  before(async function () {
+    this.timeout(600_000);
+    requireLibvirt(this);
+    requireOpenSsh(this, ['ssh', 'sshd']);
+    daemons = await startDaemons();
+    scratch = mkdtempSync(join(tmpdir(), 'vmsnap-libvirt-clone-'));
+    shareWithQemu(scratch);
+    await defineCountingDomainAsync(SYSTEM_URI, scratch, domainName);
+    // An internal snapshot of the powered-off domain (libvirt's default for a qcow2 disk).
+    await virshOkAsync(SYSTEM_URI, 'snapshot-create-as', '--domain', domainName, '--name', 'first');
+
+    // The "remote" host is this one over SSH: a key and a known_hosts made for the test, never the user's ~/.ssh.
+    const sshDir = join(scratch, 'ssh');
+    mkdirSync(sshDir);
+    sshd = await startSshd(sshDir);
+    const knownHosts = join(sshDir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKey.publicKey}\n`);
+    const wrapper = join(sshDir, 'ssh');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ssh -F none -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 "$@"\n`, { mode: 0o755 });
+    remoteUri = `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=${sshd.identityFile}&command=${wrapper}`;
+    api = await extensionApi();
+    await setConnections([SYSTEM_URI, remoteUri]);
+  });
+
+  after(async function () {
+    this.timeout(300_000);
+    await setConnections([]);
+    await removeTestDomainsAsync(SYSTEM_URI, prefix);
+    await sshd?.stop();
+    await daemons?.stop();
+    if (scratch !== '') rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('a remote snapshot offers no full clone (the host cannot read its disk), says why, and refuses one asked for anyway', async () => {
+    const rows = libvirtRows(api);
+    await until(async () => (await rows.snapshot(remoteUri, domainName, 'first')) !== undefined && (await rows.snapshot(SYSTEM_URI, domainName, 'first')) !== undefined, 'the snapshot’s row under both connections', 60_000);
+    assert.equal(api.tree.getTreeItem((await rows.root(remoteUri))!).label, 'libvirt — 127.0.0.1');
+
+    // On this computer: a full clone from the internal snapshot is offered (a linked one is not: no frozen file).
+    const local = (await rows.snapshot(SYSTEM_URI, domainName, 'first'))!;
+    assert.match(contextValue(local), /:fullClone:$/);
+    assert.ok(offered(contextMenus(), contextValue(local)).includes('vmsnap.cloneSnapshot'));
+
+    // Over SSH: neither kind, so no Clone from Snapshot in the menu; the hover says why.
+    const remote = (await rows.snapshot(remoteUri, domainName, 'first'))!;
+    assert.equal(remote.snapshot.refusals.fullClone, REMOTE_FULL_FROM_SNAPSHOT, 'the source says it, not the extension');
+    assert.doesNotMatch(contextValue(remote), /Clone:/);
+    assert.ok(!offered(contextMenus(), contextValue(remote)).includes('vmsnap.cloneSnapshot'), 'Clone from Snapshot not offered');
+    const hover = api.tree.getTreeItem(remote).tooltip;
+    assert.ok((typeof hover === 'string' ? hover : (hover?.value ?? '')).replace(/\\/g, '').includes(REMOTE_FULL_FROM_SNAPSHOT), 'the hover gives the reason');
+    // The current state is another matter: both kinds there (a remote full clone copies through libvirt's storage).
+    assert.match(contextValue((await rows.domain(remoteUri, domainName))!), /:fullClone:/);
+
+    // Asked for anyway: refused before any question with both reasons, and a full one with the remote reason.
+    const before = await domainNames();
+    api.lastError = undefined;
+    const { result } = await answering(api, [], () => vscode.commands.executeCommand('vmsnap.cloneSnapshot', remote));
+    assert.equal(result, undefined);
+    assert.equal(lastError()?.code, 'UNSUPPORTED');
+    assert.equal(lastError()?.message, `${LINKED_FROM_INTERNAL} ${REMOTE_FULL_FROM_SNAPSHOT}`);
+    api.lastError = undefined;
+    assert.equal(await vscode.commands.executeCommand('vmsnap.cloneSnapshot', remote, { kind: 'full', name: `${prefix}nope` }), undefined);
+    assert.equal(lastError()?.code, 'UNSUPPORTED');
+    assert.equal(lastError()?.message, REMOTE_FULL_FROM_SNAPSHOT);
+    assert.deepEqual(await domainNames(), before, 'no domain was made');
+    assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0);
+  });
+});
