@@ -1,10 +1,12 @@
 // Clones of libvirt domains from the Machines tree beyond the common case: over qemu+ssh (an sshd on a loopback port
 // with a key made for the test, reaching the same libvirtd, as test/engine/libvirt/remote.test.ts does), where a
-// snapshot's row offers only the clones the remote host can make and says why not the others.
+// snapshot's row offers only the clones the remote host can make and says why not the others; and a full clone
+// cancelled from its progress notification, after which libvirt and the disks' folder are as they were.
 //
 // Everything that runs a tool is asynchronous: a synchronous spawn would block the whole extension host.
 import * as assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
@@ -13,11 +15,11 @@ import { LINKED_FROM_INTERNAL } from '../../src/engine/libvirt/records';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
 import { requireOpenSsh, startSshd, type Sshd } from '../engine/ssh/openssh-fixtures';
-import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
+import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, runTool, shareWithQemu, slowToCopy, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
 import { contextMenus, libvirtRows, offered } from './libvirt-support';
 import { answering, extensionApi, until } from './running-extension';
 
-describe('libvirt clones from the Machines tree: over SSH', function () {
+describe('libvirt clones from the Machines tree: over SSH, and cancelled', function () {
   this.timeout(300_000);
   let api: TestHandle;
   let daemons: Daemons | undefined;
@@ -30,6 +32,11 @@ describe('libvirt clones from the Machines tree: over SSH', function () {
   const setConnections = (uris: string[]) => config().update('libvirt.connections', uris, vscode.ConfigurationTarget.Global);
   // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
   const lastError = (): ShownError | undefined => api.lastError;
+  const runToolOk = async (file: string, args: string[]): Promise<string> => {
+    const r = await runTool(file, args, 60_000);
+    if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
   const domainNames = async (): Promise<string[]> => (await virshOkAsync(SYSTEM_URI, 'list', '--all', '--name')).split('\n').map((l) => l.trim()).filter((l) => l !== '').sort();
 
   before(async function () {
@@ -98,5 +105,63 @@ describe('libvirt clones from the Machines tree: over SSH', function () {
     assert.equal(lastError()?.message, REMOTE_FULL_FROM_SNAPSHOT);
     assert.deepEqual(await domainNames(), before, 'no domain was made');
     assert.notEqual((await virshAsync(SYSTEM_URI, 'domuuid', `${prefix}nope`)).status, 0);
+  });
+
+  it('Cancel on a full clone’s progress notification stops the copy: no new domain, no disk left beside the source’s, the source as it was', async function () {
+    this.timeout(300_000);
+    const name = `${prefix}big`;
+    const cloneName = `${prefix}big-clone`;
+    const cloneDisk = join(scratch, `${cloneName}.qcow2`);
+    const { disk } = await defineCountingDomainAsync(SYSTEM_URI, scratch, name);
+    // A copy of about 8 s (qemu-img's own rate limit), so that Cancel comes mid-copy; the tool outside the disks' folder.
+    const elsewhere = mkdtempSync(join(tmpdir(), 'vmsnap-throttled-'));
+    const throttled = await slowToCopy(disk, elsewhere);
+    const previousQemuImg = process.env['VMSNAP_QEMU_IMG'];
+    try {
+      const original = join(elsewhere, 'original.qcow2');
+      await runToolOk('cp', ['--sparse=always', disk, original]);
+      const rows = libvirtRows(api);
+      await vscode.commands.executeCommand('vmsnap.refresh', await rows.root(SYSTEM_URI));
+      await until(async () => (await rows.domain(SYSTEM_URI, name)) !== undefined, 'the new domain’s row', 60_000);
+      const namesBefore = await domainNames();
+      const filesBefore = readdirSync(scratch).sort();
+      const xmlBefore = await virshOkAsync(SYSTEM_URI, 'dumpxml', name);
+
+      process.env['VMSNAP_QEMU_IMG'] = throttled;
+      // Only the clone's notification is shown, so that the primary action run below is its Cancel.
+      await vscode.commands.executeCommand('notifications.clearAll');
+      api.lastError = undefined;
+      let settled = false;
+      const cloning = Promise.resolve(vscode.commands.executeCommand('vmsnap.cloneMachine', await rows.domain(SYSTEM_URI, name), { kind: 'full', name: cloneName })).finally(() => (settled = true));
+      await until(() => existsSync(cloneDisk), 'qemu-img to start writing the clone’s disk', 30_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(settled, false, 'the copy still runs when Cancel is pressed');
+      // The notification's Cancel button, as a click runs it: its primary action.
+      const cancelledAt = Date.now();
+      await vscode.commands.executeCommand('notification.acceptPrimaryAction');
+      assert.equal(await cloning, undefined, 'the command ends without a clone');
+      assert.ok(Date.now() - cancelledAt < 4000, `the clone ended ${Date.now() - cancelledAt} ms after Cancel, not when the copy would have`);
+      assert.equal(lastError()?.code, 'ABORTED', `a cancellation, not a failure (${lastError()?.message ?? 'nothing shown'})`);
+
+      // No qemu-img left writing, no domain, no file beside the source's; the source's definition and disk unchanged.
+      const writers = async (): Promise<number> => {
+        let n = 0;
+        for (const pid of (await readdir('/proc')).filter((d) => /^\d+$/.test(d))) {
+          const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          if (cmdline.includes(cloneDisk)) n++;
+        }
+        return n;
+      };
+      await until(async () => (await writers()) === 0, 'the copying qemu-img to end', 10_000);
+      assert.deepEqual(await domainNames(), namesBefore, 'no new domain');
+      assert.deepEqual(readdirSync(scratch).sort(), filesBefore, 'no new file next to the source’s disk');
+      assert.equal(await virshOkAsync(SYSTEM_URI, 'dumpxml', name), xmlBefore, 'the source’s definition is unchanged');
+      assert.match(await runToolOk('qemu-img', ['compare', '-U', original, disk]), /Images are identical/, 'the source’s disk reads the same');
+    } finally {
+      if (previousQemuImg === undefined) delete process.env['VMSNAP_QEMU_IMG'];
+      else process.env['VMSNAP_QEMU_IMG'] = previousQemuImg;
+      rmSync(elsewhere, { recursive: true, force: true });
+      rmSync(cloneDisk, { force: true });
+    }
   });
 });
