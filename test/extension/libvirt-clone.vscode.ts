@@ -1,7 +1,8 @@
 // Clones of libvirt domains from the Machines tree beyond the common case: over qemu+ssh (an sshd on a loopback port
 // with a key made for the test, reaching the same libvirtd, as test/engine/libvirt/remote.test.ts does), where a
-// snapshot's row offers only the clones the remote host can make and says why not the others; and a full clone
-// cancelled from its progress notification, after which libvirt and the disks' folder are as they were.
+// snapshot's row offers only the clones the remote host can make and says why not the others; a full clone
+// cancelled from its progress notification, after which libvirt and the disks' folder are as they were; and the
+// command palette's pick, which lists domains under their connection only where their rows offer the command.
 //
 // Everything that runs a tool is asynchronous: a synchronous spawn would block the whole extension host.
 import * as assert from 'node:assert/strict';
@@ -17,14 +18,15 @@ import { contextValue } from '../../src/extension/tree/nodes';
 import { requireOpenSsh, startSshd, type Sshd } from '../engine/ssh/openssh-fixtures';
 import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, runTool, shareWithQemu, slowToCopy, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
 import { contextMenus, libvirtRows, offered } from './libvirt-support';
-import { answering, extensionApi, until } from './running-extension';
+import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary, type FreshLibrary } from './running-extension';
 
-describe('libvirt clones from the Machines tree: over SSH, and cancelled', function () {
+describe('libvirt clones from the Machines tree and the palette: over SSH, cancelled, picked', function () {
   this.timeout(300_000);
   let api: TestHandle;
   let daemons: Daemons | undefined;
   let sshd: Sshd | undefined;
   let scratch = '';
+  let library: FreshLibrary | undefined;
   let remoteUri = '';
   const prefix = testPrefix();
   const domainName = `${prefix}dom`;
@@ -60,6 +62,9 @@ describe('libvirt clones from the Machines tree: over SSH, and cancelled', funct
     writeFileSync(wrapper, `#!/bin/sh\nexec ssh -F none -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 "$@"\n`, { mode: 0o755 });
     remoteUri = `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=${sshd.identityFile}&command=${wrapper}`;
     api = await extensionApi();
+    // One machine in the library, which the palette's pick lists before the connections.
+    library = await useFreshLibrary(api);
+    await machineWithSnapshots(library.lib, 'library-vm');
     await setConnections([SYSTEM_URI, remoteUri]);
   });
 
@@ -69,6 +74,7 @@ describe('libvirt clones from the Machines tree: over SSH, and cancelled', funct
     await removeTestDomainsAsync(SYSTEM_URI, prefix);
     await sshd?.stop();
     await daemons?.stop();
+    await library?.dispose();
     if (scratch !== '') rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -163,5 +169,46 @@ describe('libvirt clones from the Machines tree: over SSH, and cancelled', funct
       rmSync(elsewhere, { recursive: true, force: true });
       rmSync(cloneDisk, { force: true });
     }
+  });
+
+  it('the palette’s pick lists libvirt domains under their connection, only where their rows offer the command', async () => {
+    const dom = `$(server) ${domainName}`;
+    const local = `libvirt — ${SYSTEM_URI}`;
+    const remote = 'libvirt — 127.0.0.1';
+    /** The connections under whose separator the pick lists the domain, in the pick's order. */
+    const listedUnder = (question: string): string[] => {
+      const under: string[] = [];
+      let connection = '';
+      for (const l of (/\{(.*)\}/.exec(question)?.[1] ?? '').split(' | ')) {
+        if (l.startsWith('libvirt — ')) connection = l;
+        else if (l === dom) under.push(connection);
+      }
+      return under;
+    };
+
+    // Clone from Snapshot: on this computer from the internal snapshot (full only, and the pick says why); over SSH
+    // neither kind, so the remote connection lists nothing. Cancelled at the kind: nothing is made.
+    const names = await domainNames();
+    const clone = await answering(api, [dom, 'first', undefined], () => vscode.commands.executeCommand('vmsnap.cloneSnapshot'));
+    assert.equal(clone.result, undefined);
+    assert.match(clone.asked[0] ?? '', /^pick: Choose a machine \{Library \| \$\(vm\) library-vm \| libvirt — /, 'the library’s machines first');
+    assert.deepEqual(listedUnder(clone.asked[0] ?? ''), [local], clone.asked[0]);
+    assert.match(clone.asked[1] ?? '', new RegExp(`^pick: ${domainName}: Choose a snapshot \\{\\$\\(device-camera\\) first\\}`));
+    assert.match(clone.asked[2] ?? '', /^pick: Clone snapshot “first” .*\{\$\(files\) Full clone\}/);
+    assert.ok((clone.asked[2] ?? '').includes(LINKED_FROM_INTERNAL), 'the kind left out, with the reason');
+    assert.deepEqual(await domainNames(), names);
+    // A library machine picked: the library's own next question (which of its snapshots).
+    const fromLibrary = await answering(api, ['library-vm', undefined], () => vscode.commands.executeCommand('vmsnap.cloneSnapshot'));
+    assert.match(fromLibrary.asked[1] ?? '', /^pick: library-vm: .*\{\$\(device-camera\) /);
+
+    // Revert: offered on both connections; Stop: on neither (the domain is off), the library’s machine only; Start: on both.
+    const revert = await answering(api, [undefined], () => vscode.commands.executeCommand('vmsnap.revert'));
+    assert.equal(revert.result, undefined);
+    assert.deepEqual(listedUnder(revert.asked[0] ?? ''), [local, remote], revert.asked[0]);
+    const stop = await answering(api, [undefined], () => vscode.commands.executeCommand('vmsnap.stopMachine'));
+    assert.deepEqual(listedUnder(stop.asked[0] ?? ''), [], stop.asked[0]);
+    assert.match(stop.asked[0] ?? '', /\{\$\(vm\) library-vm( \||\})/);
+    const start = await answering(api, [undefined], () => vscode.commands.executeCommand('vmsnap.startMachine'));
+    assert.deepEqual(listedUnder(start.asked[0] ?? ''), [local, remote], start.asked[0]);
   });
 });

@@ -1,30 +1,20 @@
 // What the libvirt extension-host tests share: the context menu a row's contextValue gets (from package.json's
-// `when` clauses, as VS Code evaluates them) and the rows of a connection, found as the view reads them.
+// `when` clauses, evaluated as the palette's pick does) and the rows of a connection, found as the view reads them.
 import * as vscode from 'vscode';
+import { offeredCommands, type MenuEntry } from '../../src/extension/commands/menu-when';
 import type { TestHandle } from '../../src/extension/test-handle';
 import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../../src/extension/tree/libvirt-rows';
 import type { TreeNode } from '../../src/extension/tree/nodes';
 import { EXTENSION_ID } from './running-extension';
 
-interface MenuItem {
-  command: string;
-  when?: string;
-  group?: string;
+/** The commands a row's context menu offers, as the palette's pick evaluates them; a term it cannot read fails the test. */
+export function offered(menus: MenuEntry[], viewItem: string): string[] {
+  return offeredCommands(menus, viewItem, (term) => {
+    throw new Error(`cannot evaluate "${term}"`);
+  });
 }
 
-/** The commands a row's context menu offers: `when` clauses as conjunctions of viewItem regexes. */
-export function offered(menus: MenuItem[], viewItem: string): string[] {
-  const holds = (term: string): boolean => {
-    const t = term.trim();
-    if (t === 'view == vmsnap.machines') return true;
-    const m = /^(!\()?viewItem =~ \/(.*)\/\)?$/.exec(t);
-    if (!m) throw new Error(`cannot evaluate "${t}"`);
-    return new RegExp(m[2]!).test(viewItem) !== (m[1] !== undefined);
-  };
-  return [...new Set(menus.filter((i) => !(i.group ?? '').startsWith('inline') && (i.when ?? '').split('&&').every(holds)).map((i) => i.command))].sort();
-}
-
-export const contextMenus = (): MenuItem[] => (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { menus: Record<string, MenuItem[]> } }).contributes.menus['view/item/context']!;
+export const contextMenus = (): MenuEntry[] => (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { menus: Record<string, MenuEntry[]> } }).contributes.menus['view/item/context']!;
 
 /** A connection's root row, its domain rows and their snapshot rows, as the Machines view reads them. */
 export function libvirtRows(api: TestHandle) {
