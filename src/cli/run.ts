@@ -72,7 +72,7 @@ function report(e: unknown, out: Output, io: CliIo): number {
     const message = sourceErrorSentence(e);
     out.error(oneLine(message));
     if (!out.wroteDocument) out.document({ error: { code: e.code, message, ...(e.detail === null ? {} : { detail: e.detail }) } });
-    return EXIT_FAILURE;
+    return e.code === 'ABORTED' ? EXIT_CANCELLED : EXIT_FAILURE;
   }
   // A bug or an unforeseen failure: a short sentence, and the stack only when asked for.
   const message = e instanceof Error ? e.message : String(e);

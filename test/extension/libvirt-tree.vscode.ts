@@ -19,27 +19,8 @@ import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import type { LibvirtDomainNode, LibvirtNode, LibvirtSnapshotNode } from '../../src/extension/tree/libvirt-rows';
 import { contextValue, type TreeNode } from '../../src/extension/tree/nodes';
 import { defineCountingDomainAsync, removeTestDomainsAsync, requireLibvirt, runTool, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virshAsync, virshOkAsync, type Daemons } from '../support/libvirt';
-import { answering, EXTENSION_ID, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
-
-interface MenuItem {
-  command: string;
-  when?: string;
-  group?: string;
-}
-
-/** The commands a row's context menu offers: `when` clauses as conjunctions of viewItem regexes. */
-function offered(menus: MenuItem[], viewItem: string): string[] {
-  const holds = (term: string): boolean => {
-    const t = term.trim();
-    if (t === 'view == vmsnap.machines') return true;
-    const m = /^(!\()?viewItem =~ \/(.*)\/\)?$/.exec(t);
-    if (!m) throw new Error(`cannot evaluate "${t}"`);
-    return new RegExp(m[2]!).test(viewItem) !== (m[1] !== undefined);
-  };
-  return [...new Set(menus.filter((i) => !(i.group ?? '').startsWith('inline') && (i.when ?? '').split('&&').every(holds)).map((i) => i.command))].sort();
-}
-
-const contextMenus = (): MenuItem[] => (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { menus: Record<string, MenuItem[]> } }).contributes.menus['view/item/context']!;
+import { contextMenus, libvirtRows, offered } from './libvirt-support';
+import { answering, extensionApi, machineWithSnapshots, until, useFreshLibrary } from './running-extension';
 
 const UNREACHABLE = 'qemu+ssh://root@127.0.0.1:1/system';
 
@@ -80,27 +61,11 @@ describe('libvirt connections in the Machines tree', function () {
   });
 
   const roots = (): Promise<TreeNode[]> => api.tree.getChildren() as Promise<TreeNode[]>;
-  const libvirtRoot = async (uri: string): Promise<LibvirtNode | undefined> => (await roots()).find((n): n is LibvirtNode => n.kind === 'libvirt' && n.row === 'connection' && n.uri === uri);
-  const domainRow = async (name = domainName): Promise<LibvirtDomainNode | undefined> => {
-    const root = await libvirtRoot(SYSTEM_URI);
-    if (root === undefined) return undefined;
-    return ((await api.tree.getChildren(root)) as TreeNode[]).find((n): n is LibvirtDomainNode => n.kind === 'libvirt' && n.row === 'domain' && n.view.machine.name === name);
-  };
-  const snapshotRow = (name: string): Promise<LibvirtSnapshotNode | undefined> => snapshotRowOf(domainName, name);
-  const snapshotRowOf = async (ofDomain: string, name: string): Promise<LibvirtSnapshotNode | undefined> => {
-    const domain = await domainRow(ofDomain);
-    if (domain === undefined) return undefined;
-    const walk = async (nodes: TreeNode[]): Promise<LibvirtSnapshotNode | undefined> => {
-      for (const n of nodes) {
-        if (n.kind !== 'libvirt' || n.row !== 'snapshot') continue;
-        if (n.snapshot.name === name) return n;
-        const below = await walk(n.children);
-        if (below) return below;
-      }
-      return undefined;
-    };
-    return walk((await api.tree.getChildren(domain)) as TreeNode[]);
-  };
+  const rows = () => libvirtRows(api);
+  const libvirtRoot = (uri: string): Promise<LibvirtNode | undefined> => rows().root(uri);
+  const domainRow = (name = domainName): Promise<LibvirtDomainNode | undefined> => rows().domain(SYSTEM_URI, name);
+  const snapshotRow = (name: string): Promise<LibvirtSnapshotNode | undefined> => rows().snapshot(SYSTEM_URI, domainName, name);
+  const snapshotRowOf = (ofDomain: string, name: string): Promise<LibvirtSnapshotNode | undefined> => rows().snapshot(SYSTEM_URI, ofDomain, name);
   const childNames = (row: LibvirtSnapshotNode): string[] => row.children.flatMap((c) => (c.row === 'snapshot' ? [c.snapshot.name] : c.row === 'current' ? ['(you are here)'] : [])).sort();
   // Read through a function: an assignment in the test would make TypeScript narrow the field for good.
   const lastError = (): ShownError | undefined => api.lastError;

@@ -232,3 +232,21 @@ export async function removeTestDomainsAsync(uri: string, prefix: string): Promi
     await virshAsync(uri, 'undefine', n, '--snapshots-metadata');
   }
 }
+
+/**
+ * Makes a full clone of the domain with `disk` take seconds, so that it can be cancelled midway: 256 MiB of data
+ * written into the disk (grown to 1 GiB), and a qemu-img in `dir` whose conversions run at qemu-img's own rate limit
+ * (`convert -r 32M`: about 8 s), for VMSNAP_QEMU_IMG. Returns that qemu-img's path.
+ */
+export async function slowToCopy(disk: string, dir: string): Promise<string> {
+  for (const [file, args] of [
+    ['qemu-img', ['resize', '-q', disk, '1G']],
+    ['qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x5a 512M 256M', disk]],
+  ] as const) {
+    const r = await runTool(file, args, 60_000);
+    if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+  }
+  const throttled = join(dir, 'qemu-img');
+  writeFileSync(throttled, '#!/bin/sh\nif [ "$1" = convert ]; then shift; exec qemu-img convert -r 32M "$@"; fi\nexec qemu-img "$@"\n', { mode: 0o755 });
+  return throttled;
+}

@@ -12,7 +12,7 @@ import type { OperationOptions } from '../operation';
 import { SourceError, unsupported } from '../sources';
 import type { CloneKind, SourceSnapshot } from '../sources';
 import type { DomainView, LibvirtSource } from './libvirt-source';
-import { frozenFiles } from './records';
+import { frozenFiles, REMOTE_FULL_FROM_SNAPSHOT } from './records';
 import { attr, buildOrdered, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, textOf, type XNode } from './xml';
 
 const run = promisify(execFile);
@@ -123,10 +123,14 @@ async function fullCopy(source: LibvirtSource, src: string, dst: string, volName
   if (source.isLocal) {
     if (existsSync(dst)) throw new SourceError('ALREADY_EXISTS', `${dst} exists: choose another clone name.`);
     const snap = from === null ? [] : ['-l', `snapshot.name=${from.name}`];
-    await qemuImg(['convert', '-O', 'qcow2', ...snap, src, dst], options.signal);
+    // A cancelled or failed copy leaves part of a file, which the caller does not know of yet: it goes here.
+    await qemuImg(['convert', '-O', 'qcow2', ...snap, src, dst], options.signal).catch(async (e: unknown) => {
+      await rm(dst, { force: true });
+      throw e;
+    });
     return dst;
   }
-  if (from !== null) throw unsupported('full clone', 'A full clone from an internal snapshot of a remote domain needs its disk read on that host, which libvirt 9.0 cannot do: revert to it, then clone the current state.');
+  if (from !== null) throw unsupported('full clone', REMOTE_FULL_FROM_SNAPSHOT);
   const pool = await poolOf(source, src);
   await source.virsh.run(['vol-clone', '--pool', pool, '--vol', src, '--newname', volName], { timeoutMs: 60 * 60000 });
   return (await source.virsh.run(['vol-path', '--pool', pool, '--vol', volName])).trim();
@@ -172,7 +176,7 @@ async function qemuImg(args: string[], signal?: AbortSignal): Promise<{ stdout: 
     return await run(process.env.VMSNAP_QEMU_IMG ?? 'qemu-img', args, { maxBuffer: 16 * 1024 * 1024, ...(signal === undefined ? {} : { signal }) });
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
-    if (err.code === 'ABORT_ERR') throw new SourceError('FAILED', 'The clone was cancelled; its copies were removed.');
+    if (err.code === 'ABORT_ERR') throw new SourceError('ABORTED', 'The clone was cancelled; its copies were removed.', { cause: e });
     throw new SourceError('FAILED', `qemu-img ${args[0]} failed: ${(err.stderr ?? err.message).trim().split('\n')[0] ?? ''}`, { cause: e });
   }
 }

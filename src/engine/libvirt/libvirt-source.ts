@@ -102,7 +102,7 @@ export class LibvirtSource implements MachineSource {
       .catch((e: unknown) => {
         throw isSourceError(e) && e.code === 'ALREADY_EXISTS' ? new SourceError('ALREADY_EXISTS', `Domain "${ref}" already has a snapshot "${snapName}": libvirt names are unique, choose another.`) : e;
       });
-    return snapshotRecord(rootOf(parseOrdered(xml ?? ''), 'nodes'));
+    return this.snapshotOf(xml ?? '');
   }
 
   async revert(ref: string, snapshotRef: string, options: SourceRevertOptions = {}): Promise<SourceRevertResult> {
@@ -218,7 +218,12 @@ export class LibvirtSource implements MachineSource {
   }
 
   async snapshot(uuid: string, name: string): Promise<SourceSnapshot> {
-    return snapshotRecord(rootOf(parseOrdered(await this.virsh.run(['snapshot-dumpxml', '--domain', uuid, '--snapshotname', name, '--xpath', SNAPSHOT_XPATH, '--wrap'])), 'nodes'));
+    return this.snapshotOf(await this.virsh.run(['snapshot-dumpxml', '--domain', uuid, '--snapshotname', name, '--xpath', SNAPSHOT_XPATH, '--wrap']));
+  }
+
+  /** A snapshot's record, with what this connection refuses for it (a remote one: a full clone from it). */
+  private snapshotOf(wrappedXml: string): SourceSnapshot {
+    return snapshotRecord(rootOf(parseOrdered(wrappedXml), 'nodes'), this.isLocal ? 'local' : 'remote');
   }
 
   private async domainUuids(): Promise<string[]> {
@@ -252,7 +257,7 @@ export class LibvirtSource implements MachineSource {
       if (withSnapshots) {
         for (let j = 0; j < f.names.length; j++, k++) {
           const xml = dumps[k];
-          if (xml !== null && xml !== undefined) snapshots.push(snapshotRecord(rootOf(parseOrdered(xml), 'nodes')));
+          if (xml !== null && xml !== undefined) snapshots.push(this.snapshotOf(xml));
         }
       }
       const machine: SourceMachine = {

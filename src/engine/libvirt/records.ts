@@ -53,9 +53,13 @@ export const REVERT_EXTERNAL = 'libvirt 9.0 cannot revert to an external snapsho
 export const DELETE_EXTERNAL = 'libvirt 9.0 cannot delete an external snapshot while a linked clone or the current state may read its layer; it is kept.';
 export const RENAME_REASON = 'libvirt cannot rename a snapshot: QEMU finds an internal snapshot by its name, so only its description can change.';
 export const LINKED_FROM_INTERNAL = 'A linked clone needs a frozen layer file, and an internal snapshot lives inside the disk image: make a full clone from it, or a linked clone of the current state.';
+export const REMOTE_FULL_FROM_SNAPSHOT = 'A full clone from an internal snapshot of a remote domain needs its disk read on that host, which libvirt 9.0 cannot do: revert to it, then clone the current state.';
 
-/** A <domainsnapshot> (or the <nodes> wrapper of an xpath selection of its elements). */
-export function snapshotRecord(container: XNode): SourceSnapshot {
+/**
+ * A <domainsnapshot> (or the <nodes> wrapper of an xpath selection of its elements). `where`: whether the
+ * connection's disks are files on this computer; on a remote host a snapshot's disk cannot be read for a full clone.
+ */
+export function snapshotRecord(container: XNode, where: 'local' | 'remote' = 'local'): SourceSnapshot {
   const state = textOf(path(container, 'state'));
   const memory = attr(path(container, 'memory'), 'snapshot') ?? 'no';
   const diskModes = elements(path(container, 'disks') ?? [], 'disk').map((d) => attr(d, 'snapshot') ?? 'internal');
@@ -67,7 +71,10 @@ export function snapshotRecord(container: XNode): SourceSnapshot {
     refusals.revert = REVERT_EXTERNAL;
     refusals.delete = DELETE_EXTERNAL;
     refusals.fullClone = 'libvirt 9.0 cannot read an external snapshot back for a clone; clone the current state.';
-  } else refusals.linkedClone = LINKED_FROM_INTERNAL;
+  } else {
+    refusals.linkedClone = LINKED_FROM_INTERNAL;
+    if (where === 'remote') refusals.fullClone = REMOTE_FULL_FROM_SNAPSHOT;
+  }
   return {
     id: textOf(path(container, 'name')),
     name: textOf(path(container, 'name')),

@@ -14,6 +14,7 @@ export type SourceErrorCode =
   | 'ALREADY_EXISTS' // a machine or snapshot with the name exists
   | 'INVALID_NAME'
   | 'NEEDS_CONFIRMATION' // a destructive step needs an explicit option
+  | 'ABORTED' // cancelled (its AbortSignal); what it had made is removed
   | 'FAILED'; // the source refused for another reason; the message is its own
 
 export type SourceErrorDetail =

@@ -13,6 +13,7 @@ import { openDisplay } from './display-commands';
 import { openConsole, pauseMachine, resumeMachine, startMachine, stopMachine, type StopArgs } from './power-commands';
 import { isLibvirtNode, isLibvirtRef, resolveLibvirtRef } from '../tree/libvirt-rows';
 import { runOnLibvirtRow } from './libvirt-commands';
+import { asksForLibvirt, pickPaletteTarget } from './palette-pick';
 import { lockedActions } from './refusals';
 import { deleteSelected, renameSelected } from './selected-row';
 import { setTreeSetting } from '../tree/view-settings';
@@ -101,6 +102,15 @@ function registerCommand(ctx: CommandContext, id: string, run: Command): vscode.
       const [target, options] = args;
       if (isLibvirtNode(target)) return await ctx.log.run(id, args, () => runOnLibvirtRow(ctx, id, target, options));
       if (isLibvirtRef(target)) return await ctx.log.run(id, args, async () => runOnLibvirtRow(ctx, id, await resolveLibvirtRef(ctx.tree.libvirt.sourceFor(target.libvirt), target), options));
+      // From the palette (no row) with libvirt connections set: the library's machines and the domains that offer it.
+      if (target === undefined && asksForLibvirt(ctx, id)) {
+        return await ctx.log.run(id, args, async () => {
+          const picked = await pickPaletteTarget(ctx, id, vscode.l10n.t('Choose a machine'));
+          if (picked === undefined) return undefined;
+          if (picked.kind === 'libvirt') return runOnLibvirtRow(ctx, id, picked.node, options);
+          return (run as (...args: unknown[]) => unknown)(picked.machineId, ...args.slice(1));
+        });
+      }
       return await ctx.log.run(id, args, async () => (run as (...args: unknown[]) => unknown)(...args));
     } catch (e) {
       return ctx.fail(e, lockedActions(ctx, e));

@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { isMachineError, type MachineError } from '../../engine/machine';
 import { isImageError } from '../../engine/qcow2/errors';
+import { isSourceError } from '../../engine/sources';
 
 /** An action offered next to an error message ("Show Clones"). */
 export interface ErrorAction {
@@ -18,7 +19,7 @@ export function errorMessage(e: unknown): string {
 
 /** A cancelled operation: the engine guarantees nothing was left behind, so there is nothing to report. */
 export function isCancellation(e: unknown): boolean {
-  return (isMachineError(e) && e.code === 'ABORTED') || (isImageError(e) && e.code === 'ABORTED') || (e instanceof Error && e.name === 'AbortError');
+  return ((isMachineError(e) || isImageError(e) || isSourceError(e)) && e.code === 'ABORTED') || (e instanceof Error && e.name === 'AbortError');
 }
 
 export async function showError(e: unknown, actions: ErrorAction[] = []): Promise<void> {

@@ -1,9 +1,10 @@
 // libvirt on this computer (qemu:///system): every source operation against real domains running the counting
 // boot-sector guest (TCG, user-mode networking), checked against libvirt's own view; a stopped daemon in one sentence.
 import { strict as assert } from 'node:assert';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { LibvirtSource } from '../../../src/engine/libvirt';
 import { scratchDir } from '../../support/qemu';
-import { removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, type Daemons } from '../../support/libvirt';
+import { defineCountingDomain, removeTestDomains, requireLibvirt, shareWithQemu, slowToCopy, startDaemons, SYSTEM_URI, testPrefix, virsh, virshOk, type Daemons } from '../../support/libvirt';
 import { rejectsWith, sourceChecks } from './source-checks';
 
 describe('libvirt source: qemu:///system (real libvirtd, TCG)', function () {
@@ -25,6 +26,32 @@ describe('libvirt source: qemu:///system (real libvirtd, TCG)', function () {
   });
 
   sourceChecks(() => ({ uri: SYSTEM_URI, dir: scratch.dir, prefix }));
+
+  it('a full clone cancelled mid-copy ends ABORTED and leaves no domain and no disk; the source stays as it was', async () => {
+    const name = `${prefix}big`;
+    const { disk } = defineCountingDomain(SYSTEM_URI, scratch.dir, name);
+    mkdirSync(scratch.path('tools'));
+    const throttled = await slowToCopy(disk, scratch.path('tools'));
+    const files = readdirSync(scratch.dir).sort();
+    const xml = virshOk(SYSTEM_URI, 'dumpxml', name);
+    const dst = scratch.path(`${prefix}big-clone.qcow2`);
+    const previous = process.env.VMSNAP_QEMU_IMG;
+    process.env.VMSNAP_QEMU_IMG = throttled;
+    try {
+      const abort = new AbortController();
+      const cloning = new LibvirtSource(SYSTEM_URI).clone(name, `${prefix}big-clone`, { kind: 'full', signal: abort.signal });
+      for (const until = Date.now() + 30000; !existsSync(dst) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(existsSync(dst), 'qemu-img started the copy');
+      abort.abort();
+      await rejectsWith(cloning, 'ABORTED', 'a cancelled full clone', 'The clone was cancelled; its copies were removed.');
+    } finally {
+      if (previous === undefined) delete process.env.VMSNAP_QEMU_IMG;
+      else process.env.VMSNAP_QEMU_IMG = previous;
+    }
+    assert.deepEqual(readdirSync(scratch.dir).sort(), files, 'no disk left beside the source’s');
+    assert.notEqual(virsh(SYSTEM_URI, 'domuuid', `${prefix}big-clone`).status, 0, 'no domain');
+    assert.equal(virshOk(SYSTEM_URI, 'dumpxml', name), xml);
+  });
 
   it('a connection to a daemon that does not run fails in one sentence', async function () {
     // A socket nobody listens on is what a stopped daemon leaves; the real daemon is stopped at the very end when
