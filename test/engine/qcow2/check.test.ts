@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { check, checkExitStatus, type CheckResult } from '../../../src/engine/qcow2/check';
 import { isImageError } from '../../../src/engine/qcow2/errors';
+import { readBytes } from '../../support/fixtures';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 
 // Independent of the code under test: raw byte pokes at the places the qcow2 spec names.
-
-function readBytes(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    readSync(fd, buf, 0, length, offset);
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function writeBytes(path: string, offset: number, bytes: Buffer): void {
   const fd = openSync(path, 'r+');

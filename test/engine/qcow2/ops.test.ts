@@ -3,11 +3,11 @@
 // operation done by qemu-img on a twin copy must give the same disk.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isImageError } from '../../../src/engine/qcow2/errors';
 import { changedRanges, commit, compare, flatten, rebase, rollBackInterruptedCommit, rollBackInterruptedRebase } from '../../../src/engine/qcow2/ops';
-import { convertToRaw, createQcow2, createRaw, expectImageError, type GuestOp, KiB, MiB, qemuApply } from '../../support/fixtures';
+import { convertToRaw, createQcow2, createRaw, expectImageError, type GuestOp, KiB, MiB, qemuApply, readBytes } from '../../support/fixtures';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, qemuSame, requireTool, runStatus, scratchDir, sha256File } from '../../support/qemu';
 
 type Scratch = ReturnType<typeof scratchDir>;
@@ -123,17 +123,6 @@ function hostOffset(image: string, offset: number): number | null {
   const map = JSON.parse(qemuImg('map', '-U', '--output=json', image)) as { start: number; length: number; depth: number; offset?: number }[];
   const e = map.find((x) => x.start <= offset && offset < x.start + x.length && x.depth === 0 && x.offset !== undefined);
   return e === undefined ? null : e.offset! + (offset - e.start);
-}
-
-function bytesAt(file: string, offset: number, length: number): Buffer {
-  const fd = openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    readSync(fd, buf, 0, length, offset);
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function abortAfterFirstChunk(): { controller: AbortController; onProgress: (done: number, total: number) => void; calls: () => number } {
@@ -353,12 +342,12 @@ describe('qcow2 chain operations, checked against qemu-img', function () {
       const b = buildTwin(a, s.path(`twin-${n}`));
       // mid holds 0x21 at 4-12 MiB; the top writes 6-9 MiB and 36-46 MiB.
       const oldHost = hostOffset(a.mid, 7 * MiB)!;
-      assert.deepEqual(bytesAt(a.mid, oldHost, 4), Buffer.alloc(4, 0x21));
+      assert.deepEqual(readBytes(a.mid, oldHost, 4), Buffer.alloc(4, 0x21));
       await commit(a.top);
       qemuImg('commit', '-q', b.top);
       assert.ok(qemuSame(a.mid, b.mid), 'the backing image holds what qemu-img commit puts there');
       assert.notEqual(hostOffset(a.mid, 7 * MiB), oldHost, 'the guest range moved to a new cluster');
-      assert.deepEqual(bytesAt(a.mid, oldHost, 4), Buffer.alloc(4, 0x21), 'the replaced cluster was not written');
+      assert.deepEqual(readBytes(a.mid, oldHost, 4), Buffer.alloc(4, 0x21), 'the replaced cluster was not written');
       expectClean(a.mid);
 
       // A second top over the same range: the freed clusters take its data, the file hardly grows.
