@@ -6,7 +6,7 @@ import type { Disk, Extent } from './disk';
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
 import { type Header, INCOMPAT_EXTL2, clusterSizeOf } from './header';
-import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, isZeroEntry, subclusterBits } from './layout';
+import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, isZeroEntry, nextNonZeroEntry, subclusterBits } from './layout';
 
 /** L2 tables kept in memory at most (write-through, so eviction is free). */
 const L2_CACHE_BYTES = 64 * 1024 * 1024;
@@ -142,10 +142,15 @@ export class ClusterMap {
       for (let i = cluster % this.l2Entries; i < this.l2Entries && pos < end; i++) {
         const base = (l1i * this.l2Entries + i) * cs;
         const stop = Math.min(end, base + cs);
-        // Most entries of a large, sparse layer are zero (unallocated, bitmap empty): no decoding for those.
-        if (isZeroEntry(table, i * this.entryBytes) && (!this.extendedL2 || isZeroEntry(table, i * 16 + 8))) {
-          if (!extend('unallocated', pos, stop - pos, 0)) push({ offset: pos, length: stop - pos, kind: 'unallocated' });
-          pos = stop;
+        // Most entries of a large, sparse layer are zero (unallocated, bitmap empty): a run of them is one
+        // unallocated segment, found without decoding each.
+        const last = Math.min(this.l2Entries, i + Math.ceil((end - base) / cs));
+        const nonZero = nextNonZeroEntry(table, i, last, this.entryBytes);
+        if (nonZero > i) {
+          const runStop = Math.min(end, (l1i * this.l2Entries + nonZero) * cs);
+          if (!extend('unallocated', pos, runStop - pos, 0)) push({ offset: pos, length: runStop - pos, kind: 'unallocated' });
+          pos = runStop;
+          i = nonZero - 1;
           continue;
         }
         const e = this.entry(table, i);

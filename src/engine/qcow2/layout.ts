@@ -65,6 +65,25 @@ export function isZeroEntry(buf: Uint8Array, at: number): boolean {
   return (buf[at]! | buf[at + 1]! | buf[at + 2]! | buf[at + 3]! | buf[at + 4]! | buf[at + 5]! | buf[at + 6]! | buf[at + 7]!) === 0;
 }
 
+/**
+ * The index of the first entry in [from, to) of a table of `entryBytes`-byte entries (8 or 16) with a byte other
+ * than zero, else `to`: one tight loop over 32-bit words instead of a call per entry, as most entries of a
+ * sparse layer's tables are zero.
+ */
+export function nextNonZeroEntry(table: Uint8Array, from: number, to: number, entryBytes: number): number {
+  if (table.byteOffset % 4 !== 0) {
+    for (let i = from; i < to; i++) if (!isZeroEntry(table, i * entryBytes) || (entryBytes === 16 && !isZeroEntry(table, i * 16 + 8))) return i;
+    return to;
+  }
+  const words = new Int32Array(table.buffer, table.byteOffset, table.byteLength >> 2);
+  const per = entryBytes >> 2;
+  for (let i = from; i < to; i++) {
+    const w = i * per;
+    if ((words[w]! | words[w + 1]!) !== 0 || (per === 4 && (words[w + 2]! | words[w + 3]!) !== 0)) return i;
+  }
+  return to;
+}
+
 /** Number(entry & OFFSET_MASK) of the big-endian 64-bit entry at byte `at`, without a BigInt. */
 export function offsetAt(buf: Uint8Array, at: number): number {
   return (u32At(buf, at) & 0x00ff_ffff) * 0x1_0000_0000 + ((u32At(buf, at + 4) & 0xffff_fe00) >>> 0);

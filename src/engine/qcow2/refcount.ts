@@ -1,6 +1,6 @@
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
-import { isZeroEntry, offsetAt, u32At } from './layout';
+import { nextNonZeroEntry, offsetAt, u32At } from './layout';
 import { MAX_REFCOUNT_TABLE_BYTES } from './header';
 
 /** Refcount blocks kept in memory at most (write-through, so eviction is free). */
@@ -50,8 +50,8 @@ export class Refcounts {
     const table = Buffer.alloc(tableClusters * clusterSize);
     await file.readExact(table, tableOffset, 'refcount table');
     const r = new Refcounts(file, clusterSize, refcountOrder, table, tableOffset, barrier);
-    for (let i = 0, n = r.tableEntries; forWriting && i < n; i++) {
-      if (isZeroEntry(table, i * 8)) continue;
+    const n = forWriting ? r.tableEntries : 0;
+    for (let i = nextNonZeroEntry(table, 0, n, 8); i < n; i = nextNonZeroEntry(table, i + 1, n, 8)) {
       // Number(raw & ~0x1ff): every bit above the low nine, as one rounding of the exact value.
       const hi = u32At(table, i * 8);
       const lo = u32At(table, i * 8 + 4);
@@ -77,8 +77,7 @@ export class Refcounts {
   /** Host offsets of every refcount block (for overlap checks). */
   blockOffsets(): number[] {
     const out: number[] = [];
-    for (let i = 0, n = this.tableEntries; i < n; i++) {
-      if (isZeroEntry(this.table, i * 8)) continue;
+    for (let i = nextNonZeroEntry(this.table, 0, this.tableEntries, 8), n = this.tableEntries; i < n; i = nextNonZeroEntry(this.table, i + 1, n, 8)) {
       const off = offsetAt(this.table, i * 8);
       if (off !== 0) out.push(off);
     }
