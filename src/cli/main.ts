@@ -28,11 +28,5 @@ void runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.std
     process.off('SIGINT', onInterrupt);
     process.off('SIGTERM', onInterrupt);
     process.exitCode = status;
-    // The command has finished: its files are closed (and flushed where it promises so), its locks released and
-    // QEMU, if it started one, runs on its own. Leaving the natural way would now free the whole JavaScript heap
-    // and the large I/O buffers piece by piece (about 20 ms after a flatten); process.exit skips that teardown, the
-    // kernel takes the memory back at once. Only what was written to stdout and stderr must get out first; the
-    // 'exit' handlers (bin/vmsnap's code cache) still run.
-    process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   },
 );
