@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
-    b.onResolve({ filter: /^node:(child_process|crypto|fs\/promises|https?|net|zlib)$/ }, (args) =>
+    b.onResolve({ filter: /^node:(child_process|https?|net|zlib)$/ }, (args) =>
       args.namespace === 'lazy-builtin' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-builtin' },
     );
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({

@@ -15,6 +15,7 @@ import type { DomainView, LibvirtSource } from './libvirt-source';
 import { frozenFiles } from './records';
 import { attr, buildOrdered, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, textOf, type XNode } from './xml';
 
+const run = promisify(execFile);
 
 export interface ClonedDomain {
   uuid: string;
@@ -168,8 +169,7 @@ async function poolOf(source: LibvirtSource, file: string): Promise<string> {
 
 async function qemuImg(args: string[], signal?: AbortSignal): Promise<{ stdout: string }> {
   try {
-    // promisify here, not at load: execFile's module (and net, dgram behind it) is loaded only when a clone runs.
-    return await promisify(execFile)(process.env.VMSNAP_QEMU_IMG ?? 'qemu-img', args, { maxBuffer: 16 * 1024 * 1024, ...(signal === undefined ? {} : { signal }) });
+    return await run(process.env.VMSNAP_QEMU_IMG ?? 'qemu-img', args, { maxBuffer: 16 * 1024 * 1024, ...(signal === undefined ? {} : { signal }) });
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
     if (err.code === 'ABORT_ERR') throw new SourceError('FAILED', 'The clone was cancelled; its copies were removed.');
