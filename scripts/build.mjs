@@ -6,34 +6,22 @@ import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 
 // The CLI starts in a few milliseconds: Node's heavier built-in modules are loaded when first used, not when
-// the bundle loads (`vmsnap --help` never needs sockets, zlib, child processes or crypto). The bundle gets a
-// stand-in for each, made from the module's export names (known now):
-// - an ES module of plain functions that call the real module's (`functionsOnly`): imports of it are bound
-//   directly, with none of the per-import copying esbuild does for a CommonJS module (measured: for the 48
-//   modules importing fs/promises, that copying cost more than loading it). Only functions are exported, and
-//   only those without properties of their own (no class, no util.promisify.custom): importing anything else
-//   from it fails the build instead of working differently.
-// - otherwise, an object with the module's export names as getters that require the real module.
+// the bundle loads (`vmsnap --help` never needs sockets, zlib or child processes). The bundle gets a stand-in
+// for each: an object with the module's export names (known now) as getters that require the real module.
 const require = createRequire(import.meta.url);
-const functionsOnly = new Set(['node:crypto', 'node:fs/promises', 'node:net']);
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
-    b.onResolve({ filter: /^node:(child_process|crypto|fs\/promises|https?|net|zlib)$/ }, (args) =>
+    b.onResolve({ filter: /^node:(child_process|https?|net|zlib)$/ }, (args) =>
       args.namespace === 'lazy-builtin' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-builtin' },
     );
-    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
-      const real = require(args.path);
-      const load = `let real;\nconst load = () => (real ??= require(${JSON.stringify(args.path)}));\n`;
-      if (functionsOnly.has(args.path)) {
-        const plain = Object.keys(real).filter((key) => /^[a-z]/.test(key) && typeof real[key] === 'function' && Reflect.ownKeys(real[key]).every((k) => k === 'length' || k === 'name' || k === 'prototype'));
-        return { contents: load + plain.map((key) => `export function ${key}(...args) { return load().${key}(...args); }\n`).join(''), loader: 'js' };
-      }
-      return {
-        contents: `${load}for (const key of ${JSON.stringify(Object.keys(real))}) Object.defineProperty(module.exports, key, { enumerable: true, get: () => load()[key] });`,
-        loader: 'js',
-      };
-    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      contents: `let real;
+for (const key of ${JSON.stringify(Object.keys(require(args.path)))}) {
+  Object.defineProperty(module.exports, key, { enumerable: true, get: () => (real ??= require(${JSON.stringify(args.path)}))[key] });
+}`,
+      loader: 'js',
+    }));
   },
 };
 
