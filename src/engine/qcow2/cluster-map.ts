@@ -6,7 +6,7 @@ import type { Disk, Extent } from './disk';
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
 import { type Header, INCOMPAT_EXTL2, clusterSizeOf } from './header';
-import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, subclusterBits } from './layout';
+import { L1_RESERVED, OFFSET_MASK, type L2Entry, decodeL2At, isZeroEntry, nextNonZeroEntry, subclusterBits } from './layout';
 
 /** L2 tables kept in memory at most (write-through, so eviction is free). */
 const L2_CACHE_BYTES = 64 * 1024 * 1024;
@@ -47,8 +47,8 @@ export class ClusterMap {
 
   /** The L2 table offset of an L1 entry (0: none), checked to lie inside the file. */
   l1Entry(l1: Buffer, index: number): number {
+    if (isZeroEntry(l1, index * 8)) return 0;
     const raw = l1.readBigUInt64BE(index * 8);
-    if (raw === 0n) return 0;
     if (raw & L1_RESERVED) this.damaged(`L1 entry ${index} has reserved bits set`);
     const off = Number(raw & OFFSET_MASK);
     if (off === 0) return 0;
@@ -142,6 +142,17 @@ export class ClusterMap {
       for (let i = cluster % this.l2Entries; i < this.l2Entries && pos < end; i++) {
         const base = (l1i * this.l2Entries + i) * cs;
         const stop = Math.min(end, base + cs);
+        // Most entries of a large, sparse layer are zero (unallocated, bitmap empty): a run of them is one
+        // unallocated segment, found without decoding each.
+        const last = Math.min(this.l2Entries, i + Math.ceil((end - base) / cs));
+        const nonZero = nextNonZeroEntry(table, i, last, this.entryBytes);
+        if (nonZero > i) {
+          const runStop = Math.min(end, (l1i * this.l2Entries + nonZero) * cs);
+          if (!extend('unallocated', pos, runStop - pos, 0)) push({ offset: pos, length: runStop - pos, kind: 'unallocated' });
+          pos = runStop;
+          i = nonZero - 1;
+          continue;
+        }
         const e = this.entry(table, i);
         if (e.kind === 'compressed') {
           push({ offset: pos, length: stop - pos, kind: 'compressed', host: e.host, bytes: e.bytes, within: pos - base });

@@ -38,8 +38,8 @@ export function decodeL2(raw: bigint, clusterBits: number, extendedL2: boolean):
  * data): reading a whole table through BigInts was a good part of opening a large image.
  */
 export function decodeL2At(table: Buffer, at: number, clusterBits: number, extendedL2: boolean): L2Entry | 'reserved' {
-  const hi = table.readUInt32BE(at);
-  const lo = table.readUInt32BE(at + 4);
+  const hi = u32At(table, at);
+  const lo = u32At(table, at + 4);
   if (hi === 0 && lo === 0) return UNALLOCATED;
   // Bit 62 (compressed) is bit 30 of the high word: those go the exact way.
   if (hi & 0x4000_0000) return decodeL2(table.readBigUInt64BE(at), clusterBits, extendedL2);
@@ -50,6 +50,44 @@ export function decodeL2At(table: Buffer, at: number, clusterBits: number, exten
 }
 
 const UNALLOCATED: L2Entry = Object.freeze({ kind: 'unallocated' });
+
+/**
+ * The big-endian 32-bit word at byte `at`, from the bytes themselves. Table scans run once per process, before
+ * V8 has optimised anything: there Buffer's readUInt32BE and readBigUInt64BE (JavaScript with argument checks,
+ * the latter making a BigInt) cost several times these plain element reads.
+ */
+export function u32At(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
+}
+
+/** Whether the 64-bit table entry at byte `at` is all zeros. */
+export function isZeroEntry(buf: Uint8Array, at: number): boolean {
+  return (buf[at]! | buf[at + 1]! | buf[at + 2]! | buf[at + 3]! | buf[at + 4]! | buf[at + 5]! | buf[at + 6]! | buf[at + 7]!) === 0;
+}
+
+/**
+ * The index of the first entry in [from, to) of a table of `entryBytes`-byte entries (8 or 16) with a byte other
+ * than zero, else `to`: one tight loop over 32-bit words instead of a call per entry, as most entries of a
+ * sparse layer's tables are zero.
+ */
+export function nextNonZeroEntry(table: Uint8Array, from: number, to: number, entryBytes: number): number {
+  if (table.byteOffset % 4 !== 0) {
+    for (let i = from; i < to; i++) if (!isZeroEntry(table, i * entryBytes) || (entryBytes === 16 && !isZeroEntry(table, i * 16 + 8))) return i;
+    return to;
+  }
+  const words = new Int32Array(table.buffer, table.byteOffset, table.byteLength >> 2);
+  const per = entryBytes >> 2;
+  for (let i = from; i < to; i++) {
+    const w = i * per;
+    if ((words[w]! | words[w + 1]!) !== 0 || (per === 4 && (words[w + 2]! | words[w + 3]!) !== 0)) return i;
+  }
+  return to;
+}
+
+/** Number(entry & OFFSET_MASK) of the big-endian 64-bit entry at byte `at`, without a BigInt. */
+export function offsetAt(buf: Uint8Array, at: number): number {
+  return (u32At(buf, at) & 0x00ff_ffff) * 0x1_0000_0000 + ((u32At(buf, at + 4) & 0xffff_fe00) >>> 0);
+}
 
 export function l2Raw(host: number, copied: boolean, zero = false): bigint {
   return BigInt(host) | (copied ? COPIED : 0n) | (zero ? ZERO_FLAG : 0n);

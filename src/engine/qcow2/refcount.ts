@@ -1,6 +1,6 @@
 import { ImageError } from './errors';
 import type { ImageFile } from './file';
-import { OFFSET_MASK } from './layout';
+import { nextNonZeroEntry, offsetAt, u32At } from './layout';
 import { MAX_REFCOUNT_TABLE_BYTES } from './header';
 
 /** Refcount blocks kept in memory at most (write-through, so eviction is free). */
@@ -50,11 +50,13 @@ export class Refcounts {
     const table = Buffer.alloc(tableClusters * clusterSize);
     await file.readExact(table, tableOffset, 'refcount table');
     const r = new Refcounts(file, clusterSize, refcountOrder, table, tableOffset, barrier);
-    for (let i = 0; forWriting && i < r.tableEntries; i++) {
-      const raw = table.readBigUInt64BE(i * 8);
-      if (raw === 0n) continue;
-      const off = Number(raw & ~0x1ffn);
-      if (raw & 0x1ffn || off % clusterSize !== 0) {
+    const n = forWriting ? r.tableEntries : 0;
+    for (let i = nextNonZeroEntry(table, 0, n, 8); i < n; i = nextNonZeroEntry(table, i + 1, n, 8)) {
+      // Number(raw & ~0x1ff): every bit above the low nine, as one rounding of the exact value.
+      const hi = u32At(table, i * 8);
+      const lo = u32At(table, i * 8 + 4);
+      const off = hi * 0x1_0000_0000 + ((lo & 0xffff_fe00) >>> 0);
+      if (lo & 0x1ff || off % clusterSize !== 0) {
         throw new ImageError('INVALID_IMAGE', `${file.path}: refcount table entry ${i} is not cluster aligned.`, file.path);
       }
       if (off < clusterSize || off + clusterSize > file.size) {
@@ -75,8 +77,8 @@ export class Refcounts {
   /** Host offsets of every refcount block (for overlap checks). */
   blockOffsets(): number[] {
     const out: number[] = [];
-    for (let i = 0; i < this.tableEntries; i++) {
-      const off = this.blockOffset(i);
+    for (let i = nextNonZeroEntry(this.table, 0, this.tableEntries, 8), n = this.tableEntries; i < n; i = nextNonZeroEntry(this.table, i + 1, n, 8)) {
+      const off = offsetAt(this.table, i * 8);
       if (off !== 0) out.push(off);
     }
     return out;
@@ -84,7 +86,7 @@ export class Refcounts {
 
   private blockOffset(index: number): number {
     if (index >= this.tableEntries) return 0;
-    return Number(this.table.readBigUInt64BE(index * 8) & OFFSET_MASK);
+    return offsetAt(this.table, index * 8);
   }
 
   private async block(index: number): Promise<Buffer | null> {
@@ -112,9 +114,9 @@ export class Refcounts {
       case 64:
         return Number(b.readBigUInt64BE(i * 8));
       case 32:
-        return b.readUInt32BE(i * 4);
+        return u32At(b, i * 4);
       case 16:
-        return b.readUInt16BE(i * 2);
+        return (b[i * 2]! << 8) | b[i * 2 + 1]!;
       case 8:
         return b[i]!;
       default: {
