@@ -4,7 +4,7 @@
 import type { ImageFile } from './file';
 import type { Header } from './header';
 import type { ClusterMap } from './cluster-map';
-import type { L2Entry } from './layout';
+import { nextNonZeroEntry, type L2Entry } from './layout';
 import type { Refcounts } from './refcount';
 import type { InternalSnapshot } from './snapshot-table';
 
@@ -63,7 +63,8 @@ export class ClusterAllocator {
         if (this.metadata.get(off / cs) === 'fixed') map.damaged(`L1 entry ${i} points at other metadata (offset ${off})`);
         this.metadata.set(off / cs, 'l2');
         const table = await map.l2Table(off);
-        for (let j = 0; j < map.l2Entries; j++) {
+        // Most entries of a sparse layer are zero: skipped a run at a time, not decoded one by one.
+        for (let j = nextNonZeroEntry(table, 0, map.l2Entries, map.entryBytes); j < map.l2Entries; j = nextNonZeroEntry(table, j + 1, map.l2Entries, map.entryBytes)) {
           const e = map.entry(table, j);
           if (e.kind === 'data' || (e.kind === 'zero' && e.host !== 0)) this.markReferenced(e.host / cs, 1);
           else if (e.kind === 'compressed') {
