@@ -22,6 +22,7 @@ import type {
 import { cloneDomain } from './clone';
 import { domainRecord, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
 import { Virsh, type VirshOptions } from './virsh';
+import { fitsOneLine, inOneVirsh, type Round } from './virsh-session';
 import { appendElement, buildOrdered, element, parseOrdered, path, rootOf, setText } from './xml';
 
 const CAPABILITIES = capabilitiesWithout('promote', 'renameSnapshot', 'diff', 'sizes');
@@ -233,14 +234,31 @@ export class LibvirtSource implements MachineSource {
       .filter((l) => l !== '');
   }
 
+  /**
+   * The domains, then (withSnapshots) each one's snapshots, in one virsh process fed both rounds on its input: the
+   * snapshots' names are known only after the first.
+   */
   private async readDomains(refs: readonly string[], withSnapshots: boolean): Promise<DomainView[]> {
-    const perDomain = (r: string): string[][] => [
+    const first = refs.flatMap((r) => [
       ['dumpxml', '--domain', r, '--xpath', DOMAIN_XPATH, '--wrap'],
       ['domstate', '--domain', r],
       ['snapshot-current', '--domain', r, '--name'],
       ['snapshot-list', '--domain', r, '--name'],
-    ];
-    const out = await this.virsh.batch(refs.flatMap(perDomain), { timeoutMs: 30000 });
+    ]);
+    if (!withSnapshots || !fitsOneLine(first)) return this.domainViews(refs, await this.virsh.batch(first, { timeoutMs: 30000 }), null);
+    return inOneVirsh(
+      this.virsh,
+      async (round) => {
+        const out = await round(first);
+        return this.domainViews(refs, out, (commands) => this.dumpSnapshots(commands, round));
+      },
+      { timeoutMs: 30000 },
+    );
+  }
+
+  /** The views from the first round's answers (four per ref); `dump` reads the snapshots' XML (null: none read). */
+  private async domainViews(refs: readonly string[], out: readonly (string | null)[], dump: ((commands: string[][]) => Promise<(string | null)[]>) | null): Promise<DomainView[]> {
+    const withSnapshots = dump !== null;
     const found: { domain: DomainRecord; state: PowerState; current: string | null; names: string[] }[] = [];
     refs.forEach((_, i) => {
       const xml = out[i * 4];
@@ -248,8 +266,8 @@ export class LibvirtSource implements MachineSource {
       const names = (out[i * 4 + 3] ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
       found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
     });
-    const dumps = withSnapshots
-      ? await this.dumpSnapshots(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
+    const dumps = dump !== null
+      ? await dump(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
       : [];
     let k = 0;
     return found.map((f) => {
@@ -277,13 +295,15 @@ export class LibvirtSource implements MachineSource {
   }
 
   /**
-   * Many snapshot reads at once: on this computer in two virsh processes side by side (libvirtd answers both at
-   * once; a third does not help on two cores), over SSH in one (each process is another SSH login).
+   * Many snapshot reads at once, in the read's own virsh (`round`); on this computer a second virsh answers half of
+   * many side by side (libvirtd answers both at once; a third does not help on two cores), over SSH none (each
+   * process is another SSH login).
    */
-  private async dumpSnapshots(commands: readonly string[][]): Promise<(string | null)[]> {
-    if (!this.isLocal || commands.length < 100) return this.virsh.batch(commands, { timeoutMs: 30000 });
+  private async dumpSnapshots(commands: readonly string[][], round: Round): Promise<(string | null)[]> {
+    if (!fitsOneLine(commands)) return this.virsh.batch(commands, { timeoutMs: 30000 });
+    if (!this.isLocal || commands.length < 100) return round(commands);
     const half = Math.ceil(commands.length / 2);
-    const parts = await Promise.all([commands.slice(0, half), commands.slice(half)].map((c) => this.virsh.batch(c, { timeoutMs: 30000 })));
+    const parts = await Promise.all([round(commands.slice(0, half)), this.virsh.batch(commands.slice(half), { timeoutMs: 30000 })]);
     return parts.flat();
   }
 
