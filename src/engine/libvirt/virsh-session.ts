@@ -3,6 +3,9 @@
 // login) instead of one per round. The process lives only as long as the read: nothing outlives the caller.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { SourceError } from '../sources';
 import { quote, virshError, type Virsh } from './virsh';
@@ -20,8 +23,10 @@ export type Round = (commands: readonly (readonly string[])[]) => Promise<(strin
  */
 export async function inOneVirsh<T>(virsh: Virsh, read: (round: Round) => Promise<T>, options: { timeoutMs?: number } = {}): Promise<T> {
   const timeoutMs = options.timeoutMs ?? virsh.timeoutMs;
+  // virsh keeps the lines it reads as the user's history (in XDG_CACHE_HOME): ours go to a folder of their own.
+  const cache = await mkdtemp(join(tmpdir(), 'vmsnap-virsh-'));
   // detached: a new session without a terminal, so an SSH transport can never stop to ask for a password.
-  const child = spawn(virsh.virsh, ['-q', '-c', virsh.uri], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, LC_ALL: 'C' } });
+  const child = spawn(virsh.virsh, ['-q', '-c', virsh.uri], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, LC_ALL: 'C', XDG_CACHE_HOME: cache } });
   const decoder = new StringDecoder('utf8');
   let stdout = '';
   let stderr = '';
@@ -96,6 +101,7 @@ export async function inOneVirsh<T>(virsh: Virsh, read: (round: Round) => Promis
     await closed;
     clearTimeout(quit);
     clearTimeout(timer);
+    await rm(cache, { recursive: true, force: true });
   }
 }
 
