@@ -20,7 +20,7 @@ import type {
   TakeOptions,
 } from '../sources';
 import { cloneDomain } from './clone';
-import { domainRecord, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
+import { domainRecord, notInPool, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
 import { Virsh, type VirshOptions } from './virsh';
 import { fitsOneLine, inOneVirsh, type Round } from './virsh-session';
 import { appendElement, buildOrdered, element, parseOrdered, path, rootOf, setText } from './xml';
@@ -37,6 +37,11 @@ export interface DomainView {
   machine: SourceMachine;
   domain: DomainRecord;
   snapshots: SourceSnapshot[];
+  /**
+   * Why a clone of the domain's current state is refused whatever the snapshots (a remote disk in no storage
+   * pool); empty when it is not, or when the snapshots were not read.
+   */
+  cloneRefusals: { linked?: string; full?: string };
 }
 
 export class LibvirtSource implements MachineSource {
@@ -266,9 +271,12 @@ export class LibvirtSource implements MachineSource {
       const names = (out[i * 4 + 3] ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
       found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
     });
-    const dumps = dump !== null
-      ? await dump(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
-      : [];
+    const dumpCommands = found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap']));
+    // On a remote host libvirt copies a disk only inside a storage pool: which pool holds each disk, in the same round.
+    const remoteDisks = dump === null || this.isLocal ? [] : [...new Set(found.flatMap((f) => f.domain.disks.flatMap((d) => (d.path === null ? [] : [d.path]))))];
+    const answers = dump === null ? [] : await dump([...dumpCommands, ...remoteDisks.map((file) => ['vol-pool', '--vol', file])]);
+    const dumps = answers.slice(0, dumpCommands.length);
+    const pooled = new Set(remoteDisks.filter((_, i) => answers[dumpCommands.length + i] !== null));
     let k = 0;
     return found.map((f) => {
       const snapshots: SourceSnapshot[] = [];
@@ -290,7 +298,9 @@ export class LibvirtSource implements MachineSource {
         snapshotCount: f.names.length,
         currentSnapshot: f.current,
       };
-      return { machine, domain: f.domain, snapshots };
+      const unpooled = f.domain.disks.find((d) => d.path !== null && remoteDisks.includes(d.path) && !pooled.has(d.path));
+      const refusal = unpooled === undefined ? undefined : notInPool(unpooled.path as string, this.uri);
+      return { machine, domain: f.domain, snapshots, cloneRefusals: refusal === undefined ? {} : { linked: refusal, full: refusal } };
     });
   }
 
