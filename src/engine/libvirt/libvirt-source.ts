@@ -22,7 +22,7 @@ import type {
 import { cloneDomain } from './clone';
 import { domainRecord, notInPool, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
 import { Virsh, type VirshOptions } from './virsh';
-import { fitsOneLine, inOneVirsh, type Round } from './virsh-session';
+import { fitsOneLine, inOneVirsh } from './virsh-session';
 import { appendElement, buildOrdered, element, parseOrdered, path, rootOf, setText } from './xml';
 
 const CAPABILITIES = capabilitiesWithout('promote', 'renameSnapshot', 'diff', 'sizes');
@@ -50,6 +50,8 @@ export class LibvirtSource implements MachineSource {
   readonly label: string;
   readonly capabilities = CAPABILITIES;
   readonly virsh: Virsh;
+  /** Per domain ref, the commands that followed its first ones at its last read (see readDomains). */
+  private readonly followUps = new Map<string, string[][]>();
 
   constructor(
     readonly uri: string,
@@ -240,8 +242,10 @@ export class LibvirtSource implements MachineSource {
   }
 
   /**
-   * The domains, then (withSnapshots) each one's snapshots, in one virsh process fed both rounds on its input: the
-   * snapshots' names are known only after the first.
+   * The domains, then (withSnapshots) each one's snapshots: their names are known only after the first commands.
+   * The commands that followed the last read of the same domains (each snapshot's XML, a remote disk's pool) go into
+   * the same virsh line as the first ones, so that a read whose snapshots did not change costs one virsh process;
+   * only answers to this read's own questions are used, and what is new is asked in a second round.
    */
   private async readDomains(refs: readonly string[], withSnapshots: boolean): Promise<DomainView[]> {
     const first = refs.flatMap((r) => [
@@ -251,69 +255,84 @@ export class LibvirtSource implements MachineSource {
       ['snapshot-list', '--domain', r, '--name'],
     ]);
     if (!withSnapshots || !fitsOneLine(first)) return this.domainViews(refs, await this.virsh.batch(first, { timeoutMs: 30000 }), null);
-    return inOneVirsh(
-      this.virsh,
-      async (round) => {
-        const out = await round(first);
-        return this.domainViews(refs, out, (commands) => this.dumpSnapshots(commands, round));
-      },
-      { timeoutMs: 30000 },
-    );
+    const ahead = unique(refs.flatMap((r) => this.followUps.get(r) ?? []));
+    if (ahead.length > 0) {
+      const out = await this.readMany([...first, ...ahead]);
+      const answered = new Map(ahead.map((c, i) => [c.join('\0'), out[first.length + i] ?? null]));
+      return this.domainViews(refs, out.slice(0, first.length), async (commands) => {
+        const rest = commands.filter((c) => !answered.has(c.join('\0')));
+        const more = rest.length === 0 ? [] : await this.readMany(rest);
+        rest.forEach((c, i) => answered.set(c.join('\0'), more[i] ?? null));
+        return commands.map((c) => answered.get(c.join('\0')) ?? null);
+      });
+    }
+    if (this.isLocal) return this.domainViews(refs, await this.virsh.batch(first, { timeoutMs: 30000 }), (commands) => this.readMany(commands));
+    // Over SSH both rounds go to one virsh fed on its input: one login instead of two. (Locally that costs more than
+    // a second process: virsh reading its input answers each command slower.)
+    return inOneVirsh(this.virsh, async (round) => this.domainViews(refs, await round(first), (commands) => (fitsOneLine(commands) ? round(commands) : this.readMany(commands))), { timeoutMs: 30000 });
   }
 
-  /** The views from the first round's answers (four per ref); `dump` reads the snapshots' XML (null: none read). */
+  /** The views from the first round's answers (four per ref); `dump` asks the commands that follow (null: none). */
   private async domainViews(refs: readonly string[], out: readonly (string | null)[], dump: ((commands: string[][]) => Promise<(string | null)[]>) | null): Promise<DomainView[]> {
-    const withSnapshots = dump !== null;
-    const found: { domain: DomainRecord; state: PowerState; current: string | null; names: string[] }[] = [];
-    refs.forEach((_, i) => {
+    const found: { ref: string; domain: DomainRecord; state: PowerState; current: string | null; names: string[]; followUps: string[][] }[] = [];
+    refs.forEach((ref, i) => {
       const xml = out[i * 4];
       if (xml === null || xml === undefined) return; // gone meanwhile, or no such domain
       const names = (out[i * 4 + 3] ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
-      found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
+      const domain = domainRecord(rootOf(parseOrdered(xml), 'nodes'));
+      const dumps = names.map((n) => ['snapshot-dumpxml', '--domain', ref, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap']);
+      // On a remote host libvirt copies a disk only inside a storage pool: which pool holds each disk, asked alongside.
+      const pools = this.isLocal ? [] : domain.disks.flatMap((d) => (d.path === null ? [] : [['vol-pool', '--vol', d.path]]));
+      found.push({ ref, domain, state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names, followUps: [...dumps, ...pools] });
     });
-    const dumpCommands = found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap']));
-    // On a remote host libvirt copies a disk only inside a storage pool: which pool holds each disk, in the same round.
-    const remoteDisks = dump === null || this.isLocal ? [] : [...new Set(found.flatMap((f) => f.domain.disks.flatMap((d) => (d.path === null ? [] : [d.path]))))];
-    const answers = dump === null ? [] : await dump([...dumpCommands, ...remoteDisks.map((file) => ['vol-pool', '--vol', file])]);
-    const dumps = answers.slice(0, dumpCommands.length);
-    const pooled = new Set(remoteDisks.filter((_, i) => answers[dumpCommands.length + i] !== null));
-    let k = 0;
+    if (dump === null) {
+      return found.map((f) => ({ machine: this.machineOf(f.domain, f.state, f.current, f.names.length), domain: f.domain, snapshots: [], cloneRefusals: {} }));
+    }
+    this.rememberFollowUps(refs, found);
+    const commands = unique(found.flatMap((f) => f.followUps));
+    const answers = new Map((await dump(commands)).map((a, i) => [(commands[i] as string[]).join('\0'), a]));
+    const answer = (c: readonly string[]): string | null => answers.get(c.join('\0')) ?? null;
     return found.map((f) => {
-      const snapshots: SourceSnapshot[] = [];
-      if (withSnapshots) {
-        for (let j = 0; j < f.names.length; j++, k++) {
-          const xml = dumps[k];
-          if (xml !== null && xml !== undefined) snapshots.push(this.snapshotOf(xml));
-        }
-      }
-      const machine: SourceMachine = {
-        sourceId: this.id,
-        ref: f.domain.uuid,
-        name: f.domain.name,
-        uuid: f.domain.uuid,
-        powerState: f.state,
-        cpus: f.domain.cpus,
-        memoryMiB: f.domain.memoryMiB,
-        macAddresses: f.domain.macAddresses,
-        snapshotCount: f.names.length,
-        currentSnapshot: f.current,
-      };
-      const unpooled = f.domain.disks.find((d) => d.path !== null && remoteDisks.includes(d.path) && !pooled.has(d.path));
-      const refusal = unpooled === undefined ? undefined : notInPool(unpooled.path as string, this.uri);
-      return { machine, domain: f.domain, snapshots, cloneRefusals: refusal === undefined ? {} : { linked: refusal, full: refusal } };
+      const snapshots = f.followUps.filter((c) => c[0] === 'snapshot-dumpxml').flatMap((c) => {
+        const xml = answer(c);
+        return xml === null ? [] : [this.snapshotOf(xml)];
+      });
+      const unpooled = f.followUps.find((c) => c[0] === 'vol-pool' && answer(c) === null)?.[2];
+      const refusal = unpooled === undefined ? undefined : notInPool(unpooled, this.uri);
+      return { machine: this.machineOf(f.domain, f.state, f.current, f.names.length), domain: f.domain, snapshots, cloneRefusals: refusal === undefined ? {} : { linked: refusal, full: refusal } };
     });
   }
 
+  /** What the next read of these refs asks ahead; a ref that is gone is forgotten, and the memory stays small. */
+  private rememberFollowUps(refs: readonly string[], found: readonly { ref: string; followUps: string[][] }[]): void {
+    for (const r of refs) this.followUps.delete(r);
+    if (this.followUps.size > 1000) this.followUps.clear();
+    for (const f of found) this.followUps.set(f.ref, f.followUps);
+  }
+
+  private machineOf(domain: DomainRecord, state: PowerState, current: string | null, snapshotCount: number): SourceMachine {
+    return {
+      sourceId: this.id,
+      ref: domain.uuid,
+      name: domain.name,
+      uuid: domain.uuid,
+      powerState: state,
+      cpus: domain.cpus,
+      memoryMiB: domain.memoryMiB,
+      macAddresses: domain.macAddresses,
+      snapshotCount,
+      currentSnapshot: current,
+    };
+  }
+
   /**
-   * Many snapshot reads at once, in the read's own virsh (`round`); on this computer a second virsh answers half of
-   * many side by side (libvirtd answers both at once; a third does not help on two cores), over SSH none (each
-   * process is another SSH login).
+   * Many read-only commands at once: on this computer many go to two virsh processes side by side (libvirtd answers
+   * both at once; a third does not help on two cores), over SSH to one (each process is another SSH login).
    */
-  private async dumpSnapshots(commands: readonly string[][], round: Round): Promise<(string | null)[]> {
-    if (!fitsOneLine(commands)) return this.virsh.batch(commands, { timeoutMs: 30000 });
-    if (!this.isLocal || commands.length < 100) return round(commands);
+  private async readMany(commands: readonly string[][]): Promise<(string | null)[]> {
+    if (!this.isLocal || commands.length < 100) return this.virsh.batch(commands, { timeoutMs: 30000 });
     const half = Math.ceil(commands.length / 2);
-    const parts = await Promise.all([round(commands.slice(0, half)), this.virsh.batch(commands.slice(half), { timeoutMs: 30000 })]);
+    const parts = await Promise.all([commands.slice(0, half), commands.slice(half)].map((c) => this.virsh.batch(c, { timeoutMs: 30000 })));
     return parts.flat();
   }
 
@@ -349,6 +368,11 @@ export function snapshotTreeOf(machine: SourceMachine, snapshots: readonly Sourc
     return children;
   };
   return { machineRef: machine.uuid, machineName: machine.name, roots: nodes(null) };
+}
+
+/** The commands without repeats (two domains on one disk ask for its pool once). */
+function unique(commands: readonly string[][]): string[][] {
+  return [...new Map(commands.map((c) => [c.join('\0'), c])).values()];
 }
 
 function findSnapshot(v: DomainView, ref: string): SourceSnapshot {

@@ -1,6 +1,7 @@
 // One virsh process fed on its standard input, round after round: reads whose later commands depend on earlier
-// answers (a domain's snapshot names, then each snapshot's XML) cost one process start and one connection (one SSH
-// login) instead of one per round. The process lives only as long as the read: nothing outlives the caller.
+// answers (a domain's snapshot names, then each snapshot's XML) cost one connection, one SSH login, instead of one
+// per round. virsh answers each command read this way a little slower (~1 ms) than on its command line, so locally a
+// second process costs less. The process lives only as long as the read: nothing outlives the caller.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
