@@ -64,11 +64,16 @@ export async function libvirtSection(workDir: string): Promise<BenchRow[]> {
     }
     // The snapshot list of one domain: our tree (with descriptions, times, memory) against virsh's own tree view
     // and its current snapshot.
-    const listOne = { ours: [] as number[], hand: [] as number[] };
+    // The source asks in its first virsh line for what the last read of the domain needed next; a new source (a
+    // connection's first read) cannot, so its figure is kept apart.
+    const listOne = { ours: [] as number[], hand: [] as number[], first: [] as number[] };
     for (let i = 0; i < RUNS; i++) {
       await alternate(
         i,
-        async () => void listOne.ours.push(await time(() => source.snapshotTree(live))),
+        async () => {
+          listOne.ours.push(await time(() => source.snapshotTree(live)));
+          listOne.first.push(await time(() => new LibvirtSource(SYSTEM_URI).snapshotTree(live)));
+        },
         async () =>
           void listOne.hand.push(
             await time(() => {
@@ -82,6 +87,7 @@ export async function libvirtSection(workDir: string): Promise<BenchRow[]> {
     rows.push({ operation: 'libvirt: take a snapshot with memory (running, 32 MiB)', oursMs: median(ours.take), qemuMs: median(hand.take), target: '<= 1.2x', met: ratio(ours.take, hand.take) });
     rows.push({ operation: 'libvirt: revert to a running snapshot', oursMs: median(ours.revert), qemuMs: median(hand.revert), target: '<= 1.2x', met: ratio(ours.revert, hand.revert) });
     rows.push({ operation: `libvirt: list a domain's ${2 * RUNS} snapshots as a tree`, oursMs: median(listOne.ours), qemuMs: median(listOne.hand), target: '<= 1.2x', met: ratio(listOne.ours, listOne.hand) });
+    rows.push({ operation: `libvirt: list a domain's ${2 * RUNS} snapshots as a tree, a connection's first read`, oursMs: median(listOne.first), qemuMs: median(listOne.hand), target: '<= 1.2x', met: ratio(listOne.first, listOne.hand) });
     virsh('destroy', live);
     for (const r of rows) console.log(`  ${r.operation}: ${Math.round(r.oursMs)} ms (virsh by hand ${Math.round(r.qemuMs ?? 0)} ms)`);
 

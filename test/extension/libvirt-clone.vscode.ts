@@ -11,7 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import { REMOTE_FULL_FROM_SNAPSHOT } from '../../src/engine/libvirt';
+import { notInPool, REMOTE_FULL_FROM_SNAPSHOT } from '../../src/engine/libvirt';
 import { LINKED_FROM_INTERNAL } from '../../src/engine/libvirt/records';
 import type { ShownError, TestHandle } from '../../src/extension/test-handle';
 import { contextValue } from '../../src/extension/tree/nodes';
@@ -95,8 +95,22 @@ describe('libvirt clones from the Machines tree and the palette: over SSH, cance
     assert.ok(!offered(contextMenus(), contextValue(remote)).includes('vmsnap.cloneSnapshot'), 'Clone from Snapshot not offered');
     const hover = api.tree.getTreeItem(remote).tooltip;
     assert.ok((typeof hover === 'string' ? hover : (hover?.value ?? '')).replace(/\\/g, '').includes(REMOTE_FULL_FROM_SNAPSHOT), 'the hover gives the reason');
-    // The current state is another matter: both kinds there (a remote full clone copies through libvirt's storage).
-    assert.match(contextValue((await rows.domain(remoteUri, domainName))!), /:fullClone:/);
+    // The current state: a remote full clone copies through libvirt's storage, which this disk is in no pool of, so
+    // no Clone there either and the hover says why; once its folder is a pool (and the rows read again), Full is offered.
+    const remoteDomain = (await rows.domain(remoteUri, domainName))!;
+    const reason = notInPool(remoteDomain.view.domain.disks[0]?.path ?? '', remoteUri);
+    assert.deepEqual(remoteDomain.view.cloneRefusals, { linked: reason, full: reason }, 'the source says it');
+    assert.doesNotMatch(contextValue(remoteDomain), /Clone:/);
+    const domainHover = api.tree.getTreeItem(remoteDomain).tooltip;
+    assert.ok((typeof domainHover === 'string' ? domainHover : (domainHover?.value ?? '')).replace(/\\/g, '').includes(reason), 'the domain’s hover gives the reason');
+    const pool = `${prefix}pool`;
+    await virshOkAsync(SYSTEM_URI, 'pool-create-as', pool, 'dir', '--target', scratch);
+    try {
+      await vscode.commands.executeCommand('vmsnap.refresh', await rows.root(remoteUri));
+      await until(async () => /:fullClone:/.test(contextValue((await rows.domain(remoteUri, domainName))!)), 'Full clone offered once the disk is in a pool', 60_000);
+    } finally {
+      await virshAsync(SYSTEM_URI, 'pool-destroy', pool);
+    }
 
     // Asked for anyway: refused before any question with both reasons, and a full one with the remote reason.
     const before = await domainNames();

@@ -12,7 +12,7 @@ import type { OperationOptions } from '../operation';
 import { SourceError, unsupported } from '../sources';
 import type { CloneKind, SourceSnapshot } from '../sources';
 import type { DomainView, LibvirtSource } from './libvirt-source';
-import { frozenFiles, REMOTE_FULL_FROM_SNAPSHOT } from './records';
+import { frozenFiles, notInPool, REMOTE_FULL_FROM_SNAPSHOT } from './records';
 import { attr, buildOrdered, elements, parseOrdered, path, removeElements, rootOf, setAttr, setText, textOf, type XNode } from './xml';
 
 const run = promisify(execFile);
@@ -167,7 +167,7 @@ async function poolOf(source: LibvirtSource, file: string): Promise<string> {
   try {
     return await lookup();
   } catch {
-    throw unsupported('clone', `${file} is in no libvirt storage pool on ${source.uri}, so libvirt cannot copy it there: add its folder as a pool (virsh pool-define-as NAME dir --target DIR).`);
+    throw unsupported('clone', notInPool(file, source.uri));
   }
 }
 

@@ -20,8 +20,9 @@ import type {
   TakeOptions,
 } from '../sources';
 import { cloneDomain } from './clone';
-import { domainRecord, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
+import { domainRecord, notInPool, powerStateOf, RENAME_REASON, snapshotRecord, type DomainRecord } from './records';
 import { Virsh, type VirshOptions } from './virsh';
+import { fitsOneLine, inOneVirsh } from './virsh-session';
 import { appendElement, buildOrdered, element, parseOrdered, path, rootOf, setText } from './xml';
 
 const CAPABILITIES = capabilitiesWithout('promote', 'renameSnapshot', 'diff', 'sizes');
@@ -36,6 +37,11 @@ export interface DomainView {
   machine: SourceMachine;
   domain: DomainRecord;
   snapshots: SourceSnapshot[];
+  /**
+   * Why a clone of the domain's current state is refused whatever the snapshots (a remote disk in no storage
+   * pool); empty when it is not, or when the snapshots were not read.
+   */
+  cloneRefusals: { linked?: string; full?: string };
 }
 
 export class LibvirtSource implements MachineSource {
@@ -44,6 +50,8 @@ export class LibvirtSource implements MachineSource {
   readonly label: string;
   readonly capabilities = CAPABILITIES;
   readonly virsh: Virsh;
+  /** Per domain ref, the commands that followed its first ones at its last read (see readDomains). */
+  private readonly followUps = new Map<string, string[][]>();
 
   constructor(
     readonly uri: string,
@@ -233,54 +241,96 @@ export class LibvirtSource implements MachineSource {
       .filter((l) => l !== '');
   }
 
+  /**
+   * The domains, then (withSnapshots) each one's snapshots: their names are known only after the first commands.
+   * The commands that followed the last read of the same domains (each snapshot's XML, a remote disk's pool) go into
+   * the same virsh line as the first ones, so that a read whose snapshots did not change costs one virsh process;
+   * only answers to this read's own questions are used, and what is new is asked in a second round.
+   */
   private async readDomains(refs: readonly string[], withSnapshots: boolean): Promise<DomainView[]> {
-    const perDomain = (r: string): string[][] => [
+    const first = refs.flatMap((r) => [
       ['dumpxml', '--domain', r, '--xpath', DOMAIN_XPATH, '--wrap'],
       ['domstate', '--domain', r],
       ['snapshot-current', '--domain', r, '--name'],
       ['snapshot-list', '--domain', r, '--name'],
-    ];
-    const out = await this.virsh.batch(refs.flatMap(perDomain), { timeoutMs: 30000 });
-    const found: { domain: DomainRecord; state: PowerState; current: string | null; names: string[] }[] = [];
-    refs.forEach((_, i) => {
+    ]);
+    if (!withSnapshots || !fitsOneLine(first)) return this.domainViews(refs, await this.virsh.batch(first, { timeoutMs: 30000 }), null);
+    const ahead = unique(refs.flatMap((r) => this.followUps.get(r) ?? []));
+    if (ahead.length > 0) {
+      const out = await this.readMany([...first, ...ahead]);
+      const answered = new Map(ahead.map((c, i) => [c.join('\0'), out[first.length + i] ?? null]));
+      return this.domainViews(refs, out.slice(0, first.length), async (commands) => {
+        const rest = commands.filter((c) => !answered.has(c.join('\0')));
+        const more = rest.length === 0 ? [] : await this.readMany(rest);
+        rest.forEach((c, i) => answered.set(c.join('\0'), more[i] ?? null));
+        return commands.map((c) => answered.get(c.join('\0')) ?? null);
+      });
+    }
+    // Over SSH both rounds go to one virsh fed on its input: one login instead of two. Locally that pays only for a
+    // few commands (one domain's): virsh reading its input answers each ~1 ms slower, and a process start is ~20 ms.
+    const few = (n: number): boolean => !this.isLocal || n < 25;
+    if (!few(first.length)) return this.domainViews(refs, await this.virsh.batch(first, { timeoutMs: 30000 }), (commands) => this.readMany(commands));
+    return inOneVirsh(this.virsh, async (round) => this.domainViews(refs, await round(first), (commands) => (few(commands.length) && fitsOneLine(commands) ? round(commands) : this.readMany(commands))), { timeoutMs: 30000 });
+  }
+
+  /** The views from the first round's answers (four per ref); `dump` asks the commands that follow (null: none). */
+  private async domainViews(refs: readonly string[], out: readonly (string | null)[], dump: ((commands: string[][]) => Promise<(string | null)[]>) | null): Promise<DomainView[]> {
+    const found: { ref: string; domain: DomainRecord; state: PowerState; current: string | null; names: string[]; followUps: string[][] }[] = [];
+    refs.forEach((ref, i) => {
       const xml = out[i * 4];
       if (xml === null || xml === undefined) return; // gone meanwhile, or no such domain
       const names = (out[i * 4 + 3] ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
-      found.push({ domain: domainRecord(rootOf(parseOrdered(xml), 'nodes')), state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names });
+      const domain = domainRecord(rootOf(parseOrdered(xml), 'nodes'));
+      const dumps = names.map((n) => ['snapshot-dumpxml', '--domain', ref, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap']);
+      // On a remote host libvirt copies a disk only inside a storage pool: which pool holds each disk, asked alongside.
+      const pools = this.isLocal ? [] : domain.disks.flatMap((d) => (d.path === null ? [] : [['vol-pool', '--vol', d.path]]));
+      found.push({ ref, domain, state: powerStateOf(out[i * 4 + 1] ?? ''), current: out[i * 4 + 2]?.trim() || null, names, followUps: [...dumps, ...pools] });
     });
-    const dumps = withSnapshots
-      ? await this.dumpSnapshots(found.flatMap((f) => f.names.map((n) => ['snapshot-dumpxml', '--domain', f.domain.uuid, '--snapshotname', n, '--xpath', SNAPSHOT_XPATH, '--wrap'])))
-      : [];
-    let k = 0;
+    if (dump === null) {
+      return found.map((f) => ({ machine: this.machineOf(f.domain, f.state, f.current, f.names.length), domain: f.domain, snapshots: [], cloneRefusals: {} }));
+    }
+    this.rememberFollowUps(refs, found);
+    const commands = unique(found.flatMap((f) => f.followUps));
+    const answers = new Map((await dump(commands)).map((a, i) => [(commands[i] as string[]).join('\0'), a]));
+    const answer = (c: readonly string[]): string | null => answers.get(c.join('\0')) ?? null;
     return found.map((f) => {
-      const snapshots: SourceSnapshot[] = [];
-      if (withSnapshots) {
-        for (let j = 0; j < f.names.length; j++, k++) {
-          const xml = dumps[k];
-          if (xml !== null && xml !== undefined) snapshots.push(this.snapshotOf(xml));
-        }
-      }
-      const machine: SourceMachine = {
-        sourceId: this.id,
-        ref: f.domain.uuid,
-        name: f.domain.name,
-        uuid: f.domain.uuid,
-        powerState: f.state,
-        cpus: f.domain.cpus,
-        memoryMiB: f.domain.memoryMiB,
-        macAddresses: f.domain.macAddresses,
-        snapshotCount: f.names.length,
-        currentSnapshot: f.current,
-      };
-      return { machine, domain: f.domain, snapshots };
+      const snapshots = f.followUps.filter((c) => c[0] === 'snapshot-dumpxml').flatMap((c) => {
+        const xml = answer(c);
+        return xml === null ? [] : [this.snapshotOf(xml)];
+      });
+      const unpooled = f.followUps.find((c) => c[0] === 'vol-pool' && answer(c) === null)?.[2];
+      const refusal = unpooled === undefined ? undefined : notInPool(unpooled, this.uri);
+      return { machine: this.machineOf(f.domain, f.state, f.current, f.names.length), domain: f.domain, snapshots, cloneRefusals: refusal === undefined ? {} : { linked: refusal, full: refusal } };
     });
   }
 
+  /** What the next read of these refs asks ahead; a ref that is gone is forgotten, and the memory stays small. */
+  private rememberFollowUps(refs: readonly string[], found: readonly { ref: string; followUps: string[][] }[]): void {
+    for (const r of refs) this.followUps.delete(r);
+    if (this.followUps.size > 1000) this.followUps.clear();
+    for (const f of found) this.followUps.set(f.ref, f.followUps);
+  }
+
+  private machineOf(domain: DomainRecord, state: PowerState, current: string | null, snapshotCount: number): SourceMachine {
+    return {
+      sourceId: this.id,
+      ref: domain.uuid,
+      name: domain.name,
+      uuid: domain.uuid,
+      powerState: state,
+      cpus: domain.cpus,
+      memoryMiB: domain.memoryMiB,
+      macAddresses: domain.macAddresses,
+      snapshotCount,
+      currentSnapshot: current,
+    };
+  }
+
   /**
-   * Many snapshot reads at once: on this computer in two virsh processes side by side (libvirtd answers both at
-   * once; a third does not help on two cores), over SSH in one (each process is another SSH login).
+   * Many read-only commands at once: on this computer many go to two virsh processes side by side (libvirtd answers
+   * both at once; a third does not help on two cores), over SSH to one (each process is another SSH login).
    */
-  private async dumpSnapshots(commands: readonly string[][]): Promise<(string | null)[]> {
+  private async readMany(commands: readonly string[][]): Promise<(string | null)[]> {
     if (!this.isLocal || commands.length < 100) return this.virsh.batch(commands, { timeoutMs: 30000 });
     const half = Math.ceil(commands.length / 2);
     const parts = await Promise.all([commands.slice(0, half), commands.slice(half)].map((c) => this.virsh.batch(c, { timeoutMs: 30000 })));
@@ -319,6 +369,11 @@ export function snapshotTreeOf(machine: SourceMachine, snapshots: readonly Sourc
     return children;
   };
   return { machineRef: machine.uuid, machineName: machine.name, roots: nodes(null) };
+}
+
+/** The commands without repeats (two domains on one disk ask for its pool once). */
+function unique(commands: readonly string[][]): string[][] {
+  return [...new Map(commands.map((c) => [c.join('\0'), c])).values()];
 }
 
 function findSnapshot(v: DomainView, ref: string): SourceSnapshot {

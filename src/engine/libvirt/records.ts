@@ -55,6 +55,11 @@ export const RENAME_REASON = 'libvirt cannot rename a snapshot: QEMU finds an in
 export const LINKED_FROM_INTERNAL = 'A linked clone needs a frozen layer file, and an internal snapshot lives inside the disk image: make a full clone from it, or a linked clone of the current state.';
 export const REMOTE_FULL_FROM_SNAPSHOT = 'A full clone from an internal snapshot of a remote domain needs its disk read on that host, which libvirt 9.0 cannot do: revert to it, then clone the current state.';
 
+/** Why a remote disk `file` cannot be copied for a clone: libvirt copies a file on another host only inside a storage pool. */
+export function notInPool(file: string, uri: string): string {
+  return `${file} is in no libvirt storage pool on ${uri}, so libvirt cannot copy it there: add its folder as a pool (virsh pool-define-as NAME dir --target DIR), or refresh the pool that holds it (virsh pool-refresh NAME).`;
+}
+
 /**
  * A <domainsnapshot> (or the <nodes> wrapper of an xpath selection of its elements). `where`: whether the
  * connection's disks are files on this computer; on a remote host a snapshot's disk cannot be read for a full clone.

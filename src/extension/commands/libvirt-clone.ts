@@ -38,8 +38,8 @@ export async function cloneLibvirt(ctx: CommandContext, source: LibvirtSource, d
         value: 'full' as CloneKind,
       },
     ].filter((o) => refusals[o.value] === undefined);
-    // Neither kind (an internal snapshot on a remote host): both reasons, as the hover lists them.
-    if (options.length === 0) throw unsupported('clone', [refusals.linked, refusals.full].filter((r) => r !== undefined).join(' '));
+    // Neither kind (an internal snapshot on a remote host, a remote disk in no pool): the reasons, each once.
+    if (options.length === 0) throw unsupported('clone', [...new Set([refusals.linked, refusals.full])].filter((r) => r !== undefined).join(' '));
     // The kind the source cannot make is left out; the remaining one says why it is alone.
     const other = refusals.linked ?? refusals.full;
     if (options.length === 1 && other !== undefined && options[0] !== undefined) options[0].detail = `${options[0].detail} ${other}`;

@@ -146,6 +146,9 @@ export function libvirtCloneRefusal(domain: LibvirtDomainNode, kind: CloneKind, 
   if (kind === 'linked' && !domain.capabilities.linkedClones) return vscode.l10n.t('{0} cannot make linked clones.', label);
   if (kind === 'full' && !domain.capabilities.fullClones) return vscode.l10n.t('{0} cannot make full clones.', label);
   if (from !== null) return kind === 'linked' ? from.refusals.linkedClone : from.refusals.fullClone;
+  // The source's own refusal for this domain (a remote disk in no storage pool), with its reason.
+  const refused = domain.view.cloneRefusals[kind];
+  if (refused !== undefined) return refused;
   // A linked clone of the current state freezes it in an external snapshot, after which libvirt 9.0 could not
   // revert the domain's internal snapshots any more: the engine refuses it, the menus do not offer it.
   if (kind === 'linked' && domain.view.snapshots.some((s) => s.location === 'internal')) {
@@ -221,7 +224,10 @@ export function libvirtTreeItem(node: LibvirtNode): vscode.TreeItem {
       item.iconPath = new vscode.ThemeIcon(m.powerState === 'running' ? 'vm-running' : m.powerState === 'paused' ? 'debug-pause' : 'vm', m.powerState === 'running' ? new vscode.ThemeColor('charts.green') : undefined);
       item.description = [node.isDevMachine ? vscode.l10n.t('dev machine') : '', m.powerState === 'off' ? '' : powerLabel(m.powerState), plural(m.snapshotCount, vscode.l10n.t('snapshot'))].filter((p) => p !== '').join(' · ');
       item.tooltip = new vscode.MarkdownString(
-        [`**${escape(m.name)}** — ${powerLabel(m.powerState)}`, `libvirt: \`${node.uri}\``, `${vscode.l10n.t('CPUs')}: ${m.cpus} · ${vscode.l10n.t('Memory')}: ${m.memoryMiB} MiB`, `UUID ${m.uuid}`].join('  \n'),
+        [`**${escape(m.name)}** — ${powerLabel(m.powerState)}`, `libvirt: \`${node.uri}\``, `${vscode.l10n.t('CPUs')}: ${m.cpus} · ${vscode.l10n.t('Memory')}: ${m.memoryMiB} MiB`, `UUID ${m.uuid}`]
+          .join('  \n')
+          // Why Clone is not offered (the same reason for both kinds), as a snapshot's hover lists its refusals.
+          .concat([...new Set(Object.values(node.view.cloneRefusals))].map((r) => `\n\n${escape(r)}`).join('')),
       );
       break;
     }

@@ -56,7 +56,7 @@ describe('libvirt records: domain and snapshot XML, virsh errors', () => {
 
   it('builds the tree from parent links, "You are here" under the current snapshot', () => {
     const snaps = [parseSnapshot(snapshot('a', null)), parseSnapshot(snapshot('b', 'a')), parseSnapshot(snapshot('c', 'a'))];
-    const tree = treeOf({ machine: { sourceId: 'x', ref: 'u', name: 'web', uuid: 'u', powerState: 'off', cpus: 1, memoryMiB: 1, macAddresses: [], snapshotCount: 3, currentSnapshot: 'b' }, domain: parseDomain(DOMAIN), snapshots: snaps });
+    const tree = treeOf({ machine: { sourceId: 'x', ref: 'u', name: 'web', uuid: 'u', powerState: 'off', cpus: 1, memoryMiB: 1, macAddresses: [], snapshotCount: 3, currentSnapshot: 'b' }, domain: parseDomain(DOMAIN), snapshots: snaps, cloneRefusals: {} });
     const shape = (nodes: typeof tree.roots): string => nodes.map((n) => (n.children.length === 0 ? n.id : `${n.id}(${shape(n.children)})`)).join(',');
     assert.equal(shape(tree.roots), 'a(b(current),c)');
   });

@@ -5,12 +5,12 @@
 import { strict as assert } from 'node:assert';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LibvirtSource } from '../../../src/engine/libvirt';
+import { LibvirtSource, notInPool } from '../../../src/engine/libvirt';
 import { Library } from '../../../src/engine/machine';
 import { LibrarySource } from '../../../src/engine/sources';
 import { freeLocalPort, generateEd25519KeyPair } from '../../../src/engine/ssh';
 import { scratchDir } from '../../support/qemu';
-import { removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, type Daemons } from '../../support/libvirt';
+import { defineCountingDomain, removeTestDomains, requireLibvirt, shareWithQemu, startDaemons, SYSTEM_URI, testPrefix, virsh, type Daemons } from '../../support/libvirt';
 import { requireOpenSsh, startSshd, type Sshd } from '../ssh/openssh-fixtures';
 import { rejectsWith, sourceChecks } from './source-checks';
 
@@ -51,6 +51,26 @@ describe('libvirt source: qemu+ssh://root@127.0.0.1 (real sshd and libvirtd, TCG
   });
 
   sourceChecks(() => ({ uri: uri(sshd.identityFile), dir: scratch.dir, prefix }));
+
+  it('a domain whose disk is in no storage pool says that its current state cannot be cloned, and why; the clone is refused with that reason', async () => {
+    // The pool lists the files of its own folder, not those of a folder inside it.
+    const outside = scratch.path('outside');
+    mkdirSync(outside);
+    const name = `${prefix}unpooled`;
+    defineCountingDomain(SYSTEM_URI, outside, name);
+    const remote = new LibvirtSource(uri(sshd.identityFile));
+    const views = await remote.readAll();
+    const unpooled = views.find((v) => v.machine.name === name);
+    const disk = unpooled?.domain.disks[0]?.path ?? '';
+    assert.ok(disk.startsWith(`${outside}/`), `the domain's disk is read: ${disk}`);
+    const reason = notInPool(disk, remote.uri);
+    assert.deepEqual(unpooled?.cloneRefusals, { linked: reason, full: reason });
+    assert.deepEqual(views.find((v) => v.machine.name === `${prefix}a`)?.cloneRefusals, {}, 'a domain whose disk is in the pool can be cloned');
+    await rejectsWith(remote.clone(name, `${prefix}unpooled-copy`, { kind: 'full' }), 'UNSUPPORTED', 'a full clone', reason);
+    assert.equal(virsh(SYSTEM_URI, 'domuuid', `${prefix}unpooled-copy`).status, 1, 'no domain was made');
+    // On this computer qemu-img copies the disk itself: the local connection refuses nothing.
+    assert.deepEqual((await new LibvirtSource(SYSTEM_URI).view(name)).cloneRefusals, {});
+  });
 
   it('a wrong key and an unreachable host each fail in one sentence; the local connection keeps working', async () => {
     const wrongKey = join(sshDir, 'wrong_key');
